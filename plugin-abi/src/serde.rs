@@ -1,0 +1,2041 @@
+//! Conversions between [`Value`] and any serde type (feature `serde`).
+//!
+//! - [`Value`] implements [`Serialize`] and [`Deserialize`], so it can be read from and written
+//!   to any serde format (JSON, ...).
+//! - [`to_value`] turns any `T: Serialize` into a [`Value`] directly, through
+//!   [`ValueSerializer`], without going through an intermediate format.
+//! - [`from_value`] (owned, moves strings and byte buffers out of the value) and
+//!   [`from_value_ref`] (borrowed, so `&str` and `&[u8]` fields can borrow from the value) turn
+//!   a [`Value`] back into any `T: Deserialize`. Both `Value` and `&Value` implement
+//!   [`Deserializer`].
+//!
+//! The mapping follows `serde_json`: structs and maps become [`Value::Map`] (keys must be
+//! strings; integer, bool and char keys are converted to their string form), sequences and
+//! tuples become [`Value::List`], `()` / `None` / unit structs become [`Value::Null`], unit enum
+//! variants become their name as a [`Value::String`], and the other enum variants are
+//! externally tagged: a map with one entry `{variant: payload}`.
+//!
+//! # Examples
+//!
+//! ```
+//! use plugin_abi::serde::{from_value, from_value_ref, to_value};
+//! use plugin_abi::Value;
+//!
+//! #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+//! struct Point {
+//!     x: i32,
+//!     label: String,
+//! }
+//!
+//! let v = to_value(&Point { x: 1, label: "a".into() }).unwrap();
+//! assert_eq!(v.get("x"), Some(&Value::Int(1)));
+//! let p: Point = from_value(v.clone()).unwrap();
+//! assert_eq!(p, Point { x: 1, label: "a".into() });
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Borrowed<'a> {
+//!     label: &'a str,
+//! }
+//! let b: Borrowed<'_> = from_value_ref(&v).unwrap();
+//! assert_eq!(b.label, "a");
+//!
+//! let err = from_value::<Point>(Value::from_iter([("x".to_string(), Value::from("no"))]))
+//!     .unwrap_err();
+//! assert_eq!(err.to_string(), "x: expected i32, found string");
+//! ```
+
+use std::fmt;
+
+use abi_stable::std_types::{vec::IntoIter as RVecIntoIter, RString, RVec};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, Expected, IntoDeserializer,
+    MapAccess, SeqAccess, Unexpected, VariantAccess, Visitor,
+};
+use serde::ser::{self, Serialize, Serializer};
+use serde::Deserialize;
+
+use crate::value::{MapEntry, Value};
+
+// ---------------------------------------------------------------------------------------------
+// Public functions
+// ---------------------------------------------------------------------------------------------
+
+/// Converts any serializable value into a [`Value`].
+///
+/// Fails if a map key does not serialize to a string, integer, bool or char, or if an integer
+/// does not fit in an `i64`.
+///
+/// ```
+/// use plugin_abi::{serde::to_value, Value};
+/// assert_eq!(to_value(&"hi").unwrap(), Value::from("hi"));
+/// assert!(to_value(&u64::MAX).is_err());
+/// ```
+pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value, ValueError> {
+    value.serialize(ValueSerializer)
+}
+
+/// Converts a [`Value`] into any deserializable type, consuming it.
+///
+/// Strings and byte buffers are moved out of the value, not copied.
+pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ValueError> {
+    T::deserialize(value)
+}
+
+/// Converts a borrowed [`Value`] into any deserializable type; `&str` and `&[u8]` fields
+/// borrow from `value`.
+pub fn from_value_ref<'de, T: Deserialize<'de>>(value: &'de Value) -> Result<T, ValueError> {
+    T::deserialize(value)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error
+// ---------------------------------------------------------------------------------------------
+
+/// The error of a conversion between a [`Value`] and a serde type.
+///
+/// Its message names what was expected and what was found (for example
+/// `expected a string, found int`) and, when the failure is inside a map, struct or list, is
+/// prefixed with the path to it (for example `items[2].name: expected a string, found int`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueError {
+    inner: Box<ErrorInner>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ErrorInner {
+    message: String,
+    /// Innermost segment first.
+    path: Vec<PathSegment>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum PathSegment {
+    Key(String),
+    Index(usize),
+}
+
+impl ValueError {
+    fn new(message: impl Into<String>) -> Self {
+        ValueError {
+            inner: Box::new(ErrorInner {
+                message: message.into(),
+                path: Vec::new(),
+            }),
+        }
+    }
+
+    fn at_key(mut self, key: &str) -> Self {
+        self.inner.path.push(PathSegment::Key(key.to_owned()));
+        self
+    }
+
+    fn at_index(mut self, index: usize) -> Self {
+        self.inner.path.push(PathSegment::Index(index));
+        self
+    }
+
+    /// The message, without the path.
+    pub fn message(&self) -> &str {
+        &self.inner.message
+    }
+
+    /// The path to the failing field, such as `items[2].name`; empty when the failure is at
+    /// the top level.
+    pub fn path(&self) -> String {
+        let mut out = String::new();
+        for seg in self.inner.path.iter().rev() {
+            match seg {
+                PathSegment::Key(k) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(k);
+                }
+                PathSegment::Index(i) => {
+                    out.push('[');
+                    out.push_str(&i.to_string());
+                    out.push(']');
+                }
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.inner.path.is_empty() {
+            f.write_str(&self.inner.message)
+        } else {
+            write!(f, "{}: {}", self.path(), self.inner.message)
+        }
+    }
+}
+
+impl std::error::Error for ValueError {}
+
+impl ser::Error for ValueError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        ValueError::new(msg.to_string())
+    }
+}
+
+/// A short name for what was found, in the vocabulary of [`Value::type_name`].
+fn unexpected_kind(unexp: &Unexpected<'_>) -> String {
+    match unexp {
+        Unexpected::Bool(_) => "bool".into(),
+        Unexpected::Unsigned(_) | Unexpected::Signed(_) => "int".into(),
+        Unexpected::Float(_) => "float".into(),
+        Unexpected::Char(_) => "char".into(),
+        Unexpected::Str(_) => "string".into(),
+        Unexpected::Bytes(_) => "bytes".into(),
+        Unexpected::Unit => "null".into(),
+        Unexpected::Option => "option".into(),
+        Unexpected::NewtypeStruct => "newtype struct".into(),
+        Unexpected::Seq => "list".into(),
+        Unexpected::Map => "map".into(),
+        Unexpected::Enum => "enum".into(),
+        Unexpected::UnitVariant => "unit variant".into(),
+        Unexpected::NewtypeVariant => "newtype variant".into(),
+        Unexpected::TupleVariant => "tuple variant".into(),
+        Unexpected::StructVariant => "struct variant".into(),
+        Unexpected::Other(other) => (*other).to_owned(),
+    }
+}
+
+/// What was found, with the value for scalars (`int 300`, `string "x"`).
+fn unexpected_value(unexp: &Unexpected<'_>) -> String {
+    match unexp {
+        Unexpected::Bool(b) => format!("bool {b}"),
+        Unexpected::Unsigned(n) => format!("int {n}"),
+        Unexpected::Signed(n) => format!("int {n}"),
+        Unexpected::Float(x) => format!("float {x}"),
+        Unexpected::Char(c) => format!("char {c:?}"),
+        Unexpected::Str(s) => format!("string {s:?}"),
+        other => unexpected_kind(other),
+    }
+}
+
+impl de::Error for ValueError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        ValueError::new(msg.to_string())
+    }
+
+    fn invalid_type(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
+        ValueError::new(format!("expected {exp}, found {}", unexpected_kind(&unexp)))
+    }
+
+    fn invalid_value(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
+        ValueError::new(format!(
+            "invalid value: expected {exp}, found {}",
+            unexpected_value(&unexp)
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serialize / Deserialize for Value
+// ---------------------------------------------------------------------------------------------
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => serializer.serialize_unit(),
+            Value::Bool(b) => serializer.serialize_bool(*b),
+            Value::Int(i) => serializer.serialize_i64(*i),
+            Value::Float(x) => serializer.serialize_f64(*x),
+            Value::String(s) => serializer.serialize_str(s.as_str()),
+            Value::Bytes(b) => serializer.serialize_bytes(b.as_slice()),
+            Value::List(items) => serializer.collect_seq(items.iter()),
+            Value::Map(entries) => {
+                use serde::ser::SerializeMap;
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for e in entries.iter() {
+                    map.serialize_entry(e.key.as_str(), &e.value)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Value, E> {
+        match i64::try_from(v) {
+            Ok(i) => Ok(Value::Int(i)),
+            Err(_) => Ok(Value::Float(v as f64)),
+        }
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        match i64::try_from(v) {
+            Ok(i) => Ok(Value::Int(i)),
+            Err(_) => Ok(Value::Float(v as f64)),
+        }
+    }
+
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
+        match i64::try_from(v) {
+            Ok(i) => Ok(Value::Int(i)),
+            Err(_) => Ok(Value::Float(v as f64)),
+        }
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Float(v))
+    }
+
+    fn visit_char<E>(self, v: char) -> Result<Value, E> {
+        let mut buf = [0u8; 4];
+        Ok(Value::String(RString::from(&*v.encode_utf8(&mut buf))))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(RString::from(v)))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(RString::from(v)))
+    }
+
+    fn visit_bytes<E>(self, v: &[u8]) -> Result<Value, E> {
+        Ok(Value::Bytes(RVec::from(v.to_vec())))
+    }
+
+    fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Value, E> {
+        Ok(Value::Bytes(RVec::from(v)))
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(item) = seq.next_element::<Value>()? {
+            items.push(item);
+        }
+        Ok(Value::List(RVec::from(items)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+        while let Some(key) = map.next_key_seed(MapKeySeed)? {
+            let value = map.next_value::<Value>()?;
+            entries.push(MapEntry { key, value });
+        }
+        Ok(Value::Map(RVec::from(entries)))
+    }
+}
+
+/// Reads a map key as a string; integer, bool and char keys are converted to their string
+/// form.
+struct MapKeySeed;
+
+impl<'de> DeserializeSeed<'de> for MapKeySeed {
+    type Value = RString;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RString, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MapKeySeed {
+    type Value = RString;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string map key")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<RString, E> {
+        Ok(RString::from(v))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<RString, E> {
+        Ok(RString::from(v))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<RString, E> {
+        Ok(RString::from(if v { "true" } else { "false" }))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<RString, E> {
+        Ok(RString::from(v.to_string()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<RString, E> {
+        Ok(RString::from(v.to_string()))
+    }
+
+    fn visit_i128<E>(self, v: i128) -> Result<RString, E> {
+        Ok(RString::from(v.to_string()))
+    }
+
+    fn visit_u128<E>(self, v: u128) -> Result<RString, E> {
+        Ok(RString::from(v.to_string()))
+    }
+
+    fn visit_char<E>(self, v: char) -> Result<RString, E> {
+        Ok(RString::from(v.to_string()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serializer: T -> Value
+// ---------------------------------------------------------------------------------------------
+
+/// A [`Serializer`] whose output is a [`Value`]; [`to_value`] is the usual way to use it.
+///
+/// See the [module documentation](self) for the mapping.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ValueSerializer;
+
+fn int_out_of_range(v: impl fmt::Display) -> ValueError {
+    ValueError::new(format!("integer {v} does not fit in an i64"))
+}
+
+fn string_value(s: &str) -> Value {
+    Value::String(RString::from(s))
+}
+
+fn single_entry(key: &'static str, value: Value) -> Value {
+    Value::Map(RVec::from(vec![MapEntry {
+        key: RString::from(key),
+        value,
+    }]))
+}
+
+impl Serializer for ValueSerializer {
+    type Ok = Value;
+    type Error = ValueError;
+    type SerializeSeq = ListSerializer;
+    type SerializeTuple = ListSerializer;
+    type SerializeTupleStruct = ListSerializer;
+    type SerializeTupleVariant = TupleVariantSerializer;
+    type SerializeMap = MapSerializer;
+    type SerializeStruct = MapSerializer;
+    type SerializeStructVariant = StructVariantSerializer;
+
+    fn serialize_bool(self, v: bool) -> Result<Value, ValueError> {
+        Ok(Value::Bool(v))
+    }
+
+    fn serialize_i8(self, v: i8) -> Result<Value, ValueError> {
+        Ok(Value::Int(v.into()))
+    }
+
+    fn serialize_i16(self, v: i16) -> Result<Value, ValueError> {
+        Ok(Value::Int(v.into()))
+    }
+
+    fn serialize_i32(self, v: i32) -> Result<Value, ValueError> {
+        Ok(Value::Int(v.into()))
+    }
+
+    fn serialize_i64(self, v: i64) -> Result<Value, ValueError> {
+        Ok(Value::Int(v))
+    }
+
+    fn serialize_i128(self, v: i128) -> Result<Value, ValueError> {
+        i64::try_from(v)
+            .map(Value::Int)
+            .map_err(|_| int_out_of_range(v))
+    }
+
+    fn serialize_u8(self, v: u8) -> Result<Value, ValueError> {
+        Ok(Value::Int(v.into()))
+    }
+
+    fn serialize_u16(self, v: u16) -> Result<Value, ValueError> {
+        Ok(Value::Int(v.into()))
+    }
+
+    fn serialize_u32(self, v: u32) -> Result<Value, ValueError> {
+        Ok(Value::Int(v.into()))
+    }
+
+    fn serialize_u64(self, v: u64) -> Result<Value, ValueError> {
+        i64::try_from(v)
+            .map(Value::Int)
+            .map_err(|_| int_out_of_range(v))
+    }
+
+    fn serialize_u128(self, v: u128) -> Result<Value, ValueError> {
+        i64::try_from(v)
+            .map(Value::Int)
+            .map_err(|_| int_out_of_range(v))
+    }
+
+    fn serialize_f32(self, v: f32) -> Result<Value, ValueError> {
+        Ok(Value::Float(v.into()))
+    }
+
+    fn serialize_f64(self, v: f64) -> Result<Value, ValueError> {
+        Ok(Value::Float(v))
+    }
+
+    fn serialize_char(self, v: char) -> Result<Value, ValueError> {
+        let mut buf = [0u8; 4];
+        Ok(string_value(v.encode_utf8(&mut buf)))
+    }
+
+    fn serialize_str(self, v: &str) -> Result<Value, ValueError> {
+        Ok(string_value(v))
+    }
+
+    fn serialize_bytes(self, v: &[u8]) -> Result<Value, ValueError> {
+        Ok(Value::Bytes(RVec::from(v.to_vec())))
+    }
+
+    fn serialize_none(self) -> Result<Value, ValueError> {
+        Ok(Value::Null)
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Value, ValueError> {
+        value.serialize(self)
+    }
+
+    fn serialize_unit(self) -> Result<Value, ValueError> {
+        Ok(Value::Null)
+    }
+
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<Value, ValueError> {
+        Ok(Value::Null)
+    }
+
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<Value, ValueError> {
+        Ok(string_value(variant))
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<Value, ValueError> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<Value, ValueError> {
+        let payload = value.serialize(self).map_err(|e| e.at_key(variant))?;
+        Ok(single_entry(variant, payload))
+    }
+
+    fn serialize_seq(self, len: Option<usize>) -> Result<ListSerializer, ValueError> {
+        Ok(ListSerializer {
+            items: Vec::with_capacity(len.unwrap_or(0)),
+        })
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<ListSerializer, ValueError> {
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        len: usize,
+    ) -> Result<ListSerializer, ValueError> {
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<TupleVariantSerializer, ValueError> {
+        Ok(TupleVariantSerializer {
+            variant,
+            list: ListSerializer {
+                items: Vec::with_capacity(len),
+            },
+        })
+    }
+
+    fn serialize_map(self, len: Option<usize>) -> Result<MapSerializer, ValueError> {
+        Ok(MapSerializer {
+            entries: Vec::with_capacity(len.unwrap_or(0)),
+            next_key: None,
+        })
+    }
+
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        len: usize,
+    ) -> Result<MapSerializer, ValueError> {
+        self.serialize_map(Some(len))
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<StructVariantSerializer, ValueError> {
+        Ok(StructVariantSerializer {
+            variant,
+            map: MapSerializer {
+                entries: Vec::with_capacity(len),
+                next_key: None,
+            },
+        })
+    }
+}
+
+/// Builds a [`Value::List`] for a sequence, tuple or tuple struct (see [`ValueSerializer`]).
+#[derive(Debug)]
+pub struct ListSerializer {
+    items: Vec<Value>,
+}
+
+impl ListSerializer {
+    fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ValueError> {
+        let index = self.items.len();
+        let v = value
+            .serialize(ValueSerializer)
+            .map_err(|e| e.at_index(index))?;
+        self.items.push(v);
+        Ok(())
+    }
+
+    fn finish(self) -> Value {
+        Value::List(RVec::from(self.items))
+    }
+}
+
+impl ser::SerializeSeq for ListSerializer {
+    type Ok = Value;
+    type Error = ValueError;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ValueError> {
+        self.push(value)
+    }
+
+    fn end(self) -> Result<Value, ValueError> {
+        Ok(self.finish())
+    }
+}
+
+impl ser::SerializeTuple for ListSerializer {
+    type Ok = Value;
+    type Error = ValueError;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ValueError> {
+        self.push(value)
+    }
+
+    fn end(self) -> Result<Value, ValueError> {
+        Ok(self.finish())
+    }
+}
+
+impl ser::SerializeTupleStruct for ListSerializer {
+    type Ok = Value;
+    type Error = ValueError;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ValueError> {
+        self.push(value)
+    }
+
+    fn end(self) -> Result<Value, ValueError> {
+        Ok(self.finish())
+    }
+}
+
+/// Builds `{variant: [fields...]}` for a tuple variant (see [`ValueSerializer`]).
+#[derive(Debug)]
+pub struct TupleVariantSerializer {
+    variant: &'static str,
+    list: ListSerializer,
+}
+
+impl ser::SerializeTupleVariant for TupleVariantSerializer {
+    type Ok = Value;
+    type Error = ValueError;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ValueError> {
+        let variant = self.variant;
+        self.list.push(value).map_err(|e| e.at_key(variant))
+    }
+
+    fn end(self) -> Result<Value, ValueError> {
+        Ok(single_entry(self.variant, self.list.finish()))
+    }
+}
+
+/// Builds a [`Value::Map`] for a map or struct (see [`ValueSerializer`]).
+#[derive(Debug)]
+pub struct MapSerializer {
+    entries: Vec<MapEntry>,
+    next_key: Option<RString>,
+}
+
+impl MapSerializer {
+    fn push_entry<T: Serialize + ?Sized>(
+        &mut self,
+        key: RString,
+        value: &T,
+    ) -> Result<(), ValueError> {
+        match value.serialize(ValueSerializer) {
+            Ok(value) => {
+                self.entries.push(MapEntry { key, value });
+                Ok(())
+            }
+            Err(e) => Err(e.at_key(key.as_str())),
+        }
+    }
+
+    fn finish(self) -> Value {
+        Value::Map(RVec::from(self.entries))
+    }
+}
+
+impl ser::SerializeMap for MapSerializer {
+    type Ok = Value;
+    type Error = ValueError;
+
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), ValueError> {
+        self.next_key = Some(key.serialize(MapKeySerializer)?);
+        Ok(())
+    }
+
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ValueError> {
+        let key = self
+            .next_key
+            .take()
+            .ok_or_else(|| ValueError::new("serialize_value called before serialize_key"))?;
+        self.push_entry(key, value)
+    }
+
+    fn serialize_entry<K: Serialize + ?Sized, V: Serialize + ?Sized>(
+        &mut self,
+        key: &K,
+        value: &V,
+    ) -> Result<(), ValueError> {
+        let key = key.serialize(MapKeySerializer)?;
+        self.push_entry(key, value)
+    }
+
+    fn end(self) -> Result<Value, ValueError> {
+        Ok(self.finish())
+    }
+}
+
+impl ser::SerializeStruct for MapSerializer {
+    type Ok = Value;
+    type Error = ValueError;
+
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), ValueError> {
+        let value = value
+            .serialize(ValueSerializer)
+            .map_err(|e| e.at_key(key))?;
+        self.entries.push(MapEntry {
+            key: RString::from(key),
+            value,
+        });
+        Ok(())
+    }
+
+    fn end(self) -> Result<Value, ValueError> {
+        Ok(self.finish())
+    }
+}
+
+/// Builds `{variant: {fields...}}` for a struct variant (see [`ValueSerializer`]).
+#[derive(Debug)]
+pub struct StructVariantSerializer {
+    variant: &'static str,
+    map: MapSerializer,
+}
+
+impl ser::SerializeStructVariant for StructVariantSerializer {
+    type Ok = Value;
+    type Error = ValueError;
+
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), ValueError> {
+        let variant = self.variant;
+        ser::SerializeStruct::serialize_field(&mut self.map, key, value)
+            .map_err(|e| e.at_key(variant))
+    }
+
+    fn end(self) -> Result<Value, ValueError> {
+        Ok(single_entry(self.variant, self.map.finish()))
+    }
+}
+
+/// Serializes a map key to a string.
+struct MapKeySerializer;
+
+fn key_must_be_string(found: &str) -> ValueError {
+    ValueError::new(format!("map key must be a string, found {found}"))
+}
+
+impl Serializer for MapKeySerializer {
+    type Ok = RString;
+    type Error = ValueError;
+    type SerializeSeq = ser::Impossible<RString, ValueError>;
+    type SerializeTuple = ser::Impossible<RString, ValueError>;
+    type SerializeTupleStruct = ser::Impossible<RString, ValueError>;
+    type SerializeTupleVariant = ser::Impossible<RString, ValueError>;
+    type SerializeMap = ser::Impossible<RString, ValueError>;
+    type SerializeStruct = ser::Impossible<RString, ValueError>;
+    type SerializeStructVariant = ser::Impossible<RString, ValueError>;
+
+    fn serialize_bool(self, v: bool) -> Result<RString, ValueError> {
+        Ok(RString::from(if v { "true" } else { "false" }))
+    }
+
+    fn serialize_i8(self, v: i8) -> Result<RString, ValueError> {
+        Ok(RString::from(v.to_string()))
+    }
+
+    fn serialize_i16(self, v: i16) -> Result<RString, ValueError> {
+        Ok(RString::from(v.to_string()))
+    }
+
+    fn serialize_i32(self, v: i32) -> Result<RString, ValueError> {
+        Ok(RString::from(v.to_string()))
+    }
+
+    fn serialize_i64(self, v: i64) -> Result<RString, ValueError> {
+        Ok(RString::from(v.to_string()))
+    }
+
+    fn serialize_i128(self, v: i128) -> Result<RString, ValueError> {
+        Ok(RString::from(v.to_string()))
+    }
+
+    fn serialize_u8(self, v: u8) -> Result<RString, ValueError> {
+        Ok(RString::from(v.to_string()))
+    }
+
+    fn serialize_u16(self, v: u16) -> Result<RString, ValueError> {
+        Ok(RString::from(v.to_string()))
+    }
+
+    fn serialize_u32(self, v: u32) -> Result<RString, ValueError> {
+        Ok(RString::from(v.to_string()))
+    }
+
+    fn serialize_u64(self, v: u64) -> Result<RString, ValueError> {
+        Ok(RString::from(v.to_string()))
+    }
+
+    fn serialize_u128(self, v: u128) -> Result<RString, ValueError> {
+        Ok(RString::from(v.to_string()))
+    }
+
+    fn serialize_f32(self, _v: f32) -> Result<RString, ValueError> {
+        Err(key_must_be_string("float"))
+    }
+
+    fn serialize_f64(self, _v: f64) -> Result<RString, ValueError> {
+        Err(key_must_be_string("float"))
+    }
+
+    fn serialize_char(self, v: char) -> Result<RString, ValueError> {
+        Ok(RString::from(v.to_string()))
+    }
+
+    fn serialize_str(self, v: &str) -> Result<RString, ValueError> {
+        Ok(RString::from(v))
+    }
+
+    fn serialize_bytes(self, _v: &[u8]) -> Result<RString, ValueError> {
+        Err(key_must_be_string("bytes"))
+    }
+
+    fn serialize_none(self) -> Result<RString, ValueError> {
+        Err(key_must_be_string("none"))
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<RString, ValueError> {
+        Err(key_must_be_string("option"))
+    }
+
+    fn serialize_unit(self) -> Result<RString, ValueError> {
+        Err(key_must_be_string("unit"))
+    }
+
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<RString, ValueError> {
+        Err(key_must_be_string("unit struct"))
+    }
+
+    /// Unit variants are keyed by their name, as `serde_json` does.
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<RString, ValueError> {
+        Ok(RString::from(variant))
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<RString, ValueError> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _value: &T,
+    ) -> Result<RString, ValueError> {
+        Err(key_must_be_string("newtype variant"))
+    }
+
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, ValueError> {
+        Err(key_must_be_string("sequence"))
+    }
+
+    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, ValueError> {
+        Err(key_must_be_string("tuple"))
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleStruct, ValueError> {
+        Err(key_must_be_string("tuple struct"))
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleVariant, ValueError> {
+        Err(key_must_be_string("tuple variant"))
+    }
+
+    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, ValueError> {
+        Err(key_must_be_string("map"))
+    }
+
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStruct, ValueError> {
+        Err(key_must_be_string("struct"))
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStructVariant, ValueError> {
+        Err(key_must_be_string("struct variant"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deserializer: Value / &Value -> T
+// ---------------------------------------------------------------------------------------------
+
+/// A value taken apart, with its parts owned (for `Value`) or borrowed (for `&Value`).
+enum Unpacked<Str, Bytes, List, Map> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(Str),
+    Bytes(Bytes),
+    List(List),
+    Map(Map),
+}
+
+type UnpackedOf<'de, S> = Unpacked<
+    <S as Source<'de>>::Str,
+    <S as Source<'de>>::Bytes,
+    <S as Source<'de>>::List,
+    <S as Source<'de>>::Map,
+>;
+
+/// What the deserializer needs from `Value` (owned) and `&'de Value` (borrowed), so the
+/// deserialization logic is written once.
+trait Source<'de>: Deserializer<'de, Error = ValueError> + Sized {
+    /// `RString` or `&'de RString`.
+    type Str;
+    /// `RVec<u8>` or `&'de RVec<u8>`.
+    type Bytes;
+    /// Iterates the items of a list.
+    type List: Iterator<Item = Self>;
+    /// Iterates the entries of a map.
+    type Map: Iterator<Item = (Self::Str, Self)>;
+
+    fn is_null(&self) -> bool;
+    fn unpack(self) -> UnpackedOf<'de, Self>;
+    fn str_of(s: &Self::Str) -> &str;
+    fn bytes_of(b: &Self::Bytes) -> &[u8];
+    /// Visits a string, moving it when owned, borrowing it for `'de` when borrowed.
+    fn visit_str<V: Visitor<'de>>(s: Self::Str, visitor: V) -> Result<V::Value, ValueError>;
+    /// Visits a string that stays in place (map keys, variant names).
+    fn visit_key<V: Visitor<'de>>(s: &Self::Str, visitor: V) -> Result<V::Value, ValueError>;
+    /// Visits bytes, moving them when owned, borrowing them for `'de` when borrowed.
+    fn visit_bytes<V: Visitor<'de>>(b: Self::Bytes, visitor: V) -> Result<V::Value, ValueError>;
+}
+
+type OwnedEntries = std::iter::Map<RVecIntoIter<MapEntry>, fn(MapEntry) -> (RString, Value)>;
+
+fn owned_entry(e: MapEntry) -> (RString, Value) {
+    (e.key, e.value)
+}
+
+impl<'de> Source<'de> for Value {
+    type Str = RString;
+    type Bytes = RVec<u8>;
+    type List = RVecIntoIter<Value>;
+    type Map = OwnedEntries;
+
+    fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    fn unpack(self) -> UnpackedOf<'de, Self> {
+        match self {
+            Value::Null => Unpacked::Null,
+            Value::Bool(b) => Unpacked::Bool(b),
+            Value::Int(i) => Unpacked::Int(i),
+            Value::Float(x) => Unpacked::Float(x),
+            Value::String(s) => Unpacked::String(s),
+            Value::Bytes(b) => Unpacked::Bytes(b),
+            Value::List(items) => Unpacked::List(items.into_iter()),
+            Value::Map(entries) => Unpacked::Map(
+                entries
+                    .into_iter()
+                    .map(owned_entry as fn(MapEntry) -> (RString, Value)),
+            ),
+        }
+    }
+
+    fn str_of(s: &RString) -> &str {
+        s.as_str()
+    }
+
+    fn bytes_of(b: &RVec<u8>) -> &[u8] {
+        b.as_slice()
+    }
+
+    fn visit_str<V: Visitor<'de>>(s: RString, visitor: V) -> Result<V::Value, ValueError> {
+        visitor.visit_string(s.into_string())
+    }
+
+    fn visit_key<V: Visitor<'de>>(s: &RString, visitor: V) -> Result<V::Value, ValueError> {
+        visitor.visit_str(s.as_str())
+    }
+
+    fn visit_bytes<V: Visitor<'de>>(b: RVec<u8>, visitor: V) -> Result<V::Value, ValueError> {
+        visitor.visit_byte_buf(b.into_vec())
+    }
+}
+
+type BorrowedEntries<'de> = std::iter::Map<
+    std::slice::Iter<'de, MapEntry>,
+    fn(&'de MapEntry) -> (&'de RString, &'de Value),
+>;
+
+fn borrowed_entry(e: &MapEntry) -> (&RString, &Value) {
+    (&e.key, &e.value)
+}
+
+impl<'de> Source<'de> for &'de Value {
+    type Str = &'de RString;
+    type Bytes = &'de RVec<u8>;
+    type List = std::slice::Iter<'de, Value>;
+    type Map = BorrowedEntries<'de>;
+
+    fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    fn unpack(self) -> UnpackedOf<'de, Self> {
+        match self {
+            Value::Null => Unpacked::Null,
+            Value::Bool(b) => Unpacked::Bool(*b),
+            Value::Int(i) => Unpacked::Int(*i),
+            Value::Float(x) => Unpacked::Float(*x),
+            Value::String(s) => Unpacked::String(s),
+            Value::Bytes(b) => Unpacked::Bytes(b),
+            Value::List(items) => Unpacked::List(items.as_slice().iter()),
+            Value::Map(entries) => Unpacked::Map(
+                entries
+                    .as_slice()
+                    .iter()
+                    .map(borrowed_entry as fn(&'de MapEntry) -> (&'de RString, &'de Value)),
+            ),
+        }
+    }
+
+    fn str_of<'a>(s: &'a &'de RString) -> &'a str {
+        s.as_str()
+    }
+
+    fn bytes_of<'a>(b: &'a &'de RVec<u8>) -> &'a [u8] {
+        b.as_slice()
+    }
+
+    fn visit_str<V: Visitor<'de>>(s: &'de RString, visitor: V) -> Result<V::Value, ValueError> {
+        visitor.visit_borrowed_str(s.as_str())
+    }
+
+    fn visit_key<V: Visitor<'de>>(s: &&'de RString, visitor: V) -> Result<V::Value, ValueError> {
+        let s: &'de RString = s;
+        visitor.visit_borrowed_str(s.as_str())
+    }
+
+    fn visit_bytes<V: Visitor<'de>>(b: &'de RVec<u8>, visitor: V) -> Result<V::Value, ValueError> {
+        visitor.visit_borrowed_bytes(b.as_slice())
+    }
+}
+
+fn unexpected<'a, 'de, S: Source<'de>>(u: &'a UnpackedOf<'de, S>) -> Unexpected<'a> {
+    match u {
+        Unpacked::Null => Unexpected::Unit,
+        Unpacked::Bool(b) => Unexpected::Bool(*b),
+        Unpacked::Int(i) => Unexpected::Signed(*i),
+        Unpacked::Float(x) => Unexpected::Float(*x),
+        Unpacked::String(s) => Unexpected::Str(S::str_of(s)),
+        Unpacked::Bytes(b) => Unexpected::Bytes(S::bytes_of(b)),
+        Unpacked::List(_) => Unexpected::Seq,
+        Unpacked::Map(_) => Unexpected::Map,
+    }
+}
+
+fn visit_unpacked<'de, S: Source<'de>, V: Visitor<'de>>(
+    u: UnpackedOf<'de, S>,
+    visitor: V,
+) -> Result<V::Value, ValueError> {
+    match u {
+        Unpacked::Null => visitor.visit_unit(),
+        Unpacked::Bool(b) => visitor.visit_bool(b),
+        Unpacked::Int(i) => visitor.visit_i64(i),
+        Unpacked::Float(x) => visitor.visit_f64(x),
+        Unpacked::String(s) => S::visit_str(s, visitor),
+        Unpacked::Bytes(b) => S::visit_bytes(b, visitor),
+        Unpacked::List(items) => {
+            let mut access = ListAccess {
+                iter: items,
+                index: 0,
+            };
+            let out = visitor.visit_seq(&mut access)?;
+            access.finish(out)
+        }
+        Unpacked::Map(entries) => {
+            let mut access = EntryAccess::<S> {
+                iter: entries,
+                pending: None,
+                count: 0,
+            };
+            let out = visitor.visit_map(&mut access)?;
+            let rest = access.iter.count();
+            if rest == 0 {
+                Ok(out)
+            } else {
+                Err(de::Error::invalid_length(
+                    access.count + rest,
+                    &"fewer entries in map",
+                ))
+            }
+        }
+    }
+}
+
+fn de_option<'de, S: Source<'de>, V: Visitor<'de>>(
+    s: S,
+    visitor: V,
+) -> Result<V::Value, ValueError> {
+    if s.is_null() {
+        visitor.visit_none()
+    } else {
+        visitor.visit_some(s)
+    }
+}
+
+fn de_seq<'de, S: Source<'de>, V: Visitor<'de>>(s: S, visitor: V) -> Result<V::Value, ValueError> {
+    match s.unpack() {
+        Unpacked::Bytes(bytes) => {
+            let mut access = BytesAccess::<S> { bytes, pos: 0 };
+            let out = visitor.visit_seq(&mut access)?;
+            let len = S::bytes_of(&access.bytes).len();
+            if access.pos == len {
+                Ok(out)
+            } else {
+                Err(de::Error::invalid_length(len, &"fewer bytes"))
+            }
+        }
+        other => visit_unpacked::<S, V>(other, visitor),
+    }
+}
+
+fn de_enum<'de, S: Source<'de>, V: Visitor<'de>>(s: S, visitor: V) -> Result<V::Value, ValueError> {
+    match s.unpack() {
+        Unpacked::String(name) => visitor.visit_enum(EnumDe::<S> {
+            name,
+            payload: None,
+        }),
+        Unpacked::Map(mut entries) => match (entries.next(), entries.next()) {
+            (Some((name, payload)), None) => visitor.visit_enum(EnumDe::<S> {
+                name,
+                payload: Some(payload),
+            }),
+            _ => Err(de::Error::invalid_value(
+                Unexpected::Map,
+                &"a map with a single key (an enum variant)",
+            )),
+        },
+        other => Err(de::Error::invalid_type(
+            unexpected::<S>(&other),
+            &"a string or a map with a single key (an enum)",
+        )),
+    }
+}
+
+/// Implements `Deserializer` for `Value` and `&'de Value` with the same body, on top of
+/// [`Source`].
+macro_rules! impl_deserializer {
+    ($(#[$meta:meta])* $ty:ty) => {
+        $(#[$meta])*
+        impl<'de> Deserializer<'de> for $ty {
+            type Error = ValueError;
+
+            fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
+                visit_unpacked::<Self, V>(self.unpack(), visitor)
+            }
+
+            fn deserialize_option<V: Visitor<'de>>(
+                self,
+                visitor: V,
+            ) -> Result<V::Value, ValueError> {
+                de_option(self, visitor)
+            }
+
+            fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
+                de_seq(self, visitor)
+            }
+
+            fn deserialize_tuple<V: Visitor<'de>>(
+                self,
+                _len: usize,
+                visitor: V,
+            ) -> Result<V::Value, ValueError> {
+                de_seq(self, visitor)
+            }
+
+            fn deserialize_tuple_struct<V: Visitor<'de>>(
+                self,
+                _name: &'static str,
+                _len: usize,
+                visitor: V,
+            ) -> Result<V::Value, ValueError> {
+                de_seq(self, visitor)
+            }
+
+            fn deserialize_newtype_struct<V: Visitor<'de>>(
+                self,
+                _name: &'static str,
+                visitor: V,
+            ) -> Result<V::Value, ValueError> {
+                visitor.visit_newtype_struct(self)
+            }
+
+            fn deserialize_enum<V: Visitor<'de>>(
+                self,
+                _name: &'static str,
+                _variants: &'static [&'static str],
+                visitor: V,
+            ) -> Result<V::Value, ValueError> {
+                de_enum(self, visitor)
+            }
+
+            fn deserialize_ignored_any<V: Visitor<'de>>(
+                self,
+                visitor: V,
+            ) -> Result<V::Value, ValueError> {
+                visitor.visit_unit()
+            }
+
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+                bytes byte_buf unit unit_struct map struct identifier
+            }
+        }
+    };
+}
+
+impl_deserializer!(
+    /// Deserializes from an owned value, moving strings and byte buffers out of it.
+    Value
+);
+impl_deserializer!(
+    /// Deserializes from a borrowed value; `&str` and `&[u8]` can borrow from it.
+    &'de Value
+);
+
+impl<'de> IntoDeserializer<'de, ValueError> for Value {
+    type Deserializer = Value;
+
+    fn into_deserializer(self) -> Value {
+        self
+    }
+}
+
+impl<'de> IntoDeserializer<'de, ValueError> for &'de Value {
+    type Deserializer = &'de Value;
+
+    fn into_deserializer(self) -> &'de Value {
+        self
+    }
+}
+
+/// The items of a [`Value::List`].
+struct ListAccess<I> {
+    iter: I,
+    index: usize,
+}
+
+impl<I: Iterator> ListAccess<I> {
+    /// Fails if the visitor left items unread.
+    fn finish<T>(self, out: T) -> Result<T, ValueError> {
+        let rest = self.iter.count();
+        if rest == 0 {
+            Ok(out)
+        } else {
+            Err(de::Error::invalid_length(
+                self.index + rest,
+                &"fewer elements in list",
+            ))
+        }
+    }
+}
+
+impl<'de, I> SeqAccess<'de> for ListAccess<I>
+where
+    I: Iterator,
+    I::Item: Deserializer<'de, Error = ValueError>,
+{
+    type Error = ValueError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, ValueError> {
+        match self.iter.next() {
+            None => Ok(None),
+            Some(item) => {
+                let index = self.index;
+                self.index += 1;
+                seed.deserialize(item)
+                    .map(Some)
+                    .map_err(|e| e.at_index(index))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        match self.iter.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        }
+    }
+}
+
+/// The bytes of a [`Value::Bytes`], read as a sequence of `u8`.
+struct BytesAccess<'de, S: Source<'de>> {
+    bytes: S::Bytes,
+    pos: usize,
+}
+
+impl<'de, S: Source<'de>> SeqAccess<'de> for BytesAccess<'de, S> {
+    type Error = ValueError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, ValueError> {
+        match S::bytes_of(&self.bytes).get(self.pos).copied() {
+            None => Ok(None),
+            Some(b) => {
+                let index = self.pos;
+                self.pos += 1;
+                seed.deserialize(IntoDeserializer::<ValueError>::into_deserializer(b))
+                    .map(Some)
+                    .map_err(|e| e.at_index(index))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(S::bytes_of(&self.bytes).len() - self.pos)
+    }
+}
+
+/// The entries of a [`Value::Map`].
+struct EntryAccess<'de, S: Source<'de>> {
+    iter: S::Map,
+    /// The entry whose key was just read.
+    pending: Option<(S::Str, S)>,
+    count: usize,
+}
+
+impl<'de, S: Source<'de>> MapAccess<'de> for EntryAccess<'de, S> {
+    type Error = ValueError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, ValueError> {
+        match self.iter.next() {
+            None => Ok(None),
+            Some((key, value)) => {
+                self.count += 1;
+                let k = seed
+                    .deserialize(KeyDeserializer::<S> { key: &key })
+                    .map_err(|e| e.at_key(S::str_of(&key)))?;
+                self.pending = Some((key, value));
+                Ok(Some(k))
+            }
+        }
+    }
+
+    fn next_value_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<T::Value, ValueError> {
+        let (key, value) = self
+            .pending
+            .take()
+            .ok_or_else(|| ValueError::new("next_value called before next_key"))?;
+        seed.deserialize(value)
+            .map_err(|e| e.at_key(S::str_of(&key)))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        match self.iter.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        }
+    }
+}
+
+/// Deserializes a map key (or an enum variant name): a string, parsed when an integer or a
+/// bool is asked for.
+struct KeyDeserializer<'a, 'de, S: Source<'de>> {
+    key: &'a S::Str,
+}
+
+macro_rules! deserialize_parsed_key {
+    ($($method:ident => $ty:ty, $visit:ident;)*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
+                match S::str_of(self.key).parse::<$ty>() {
+                    Ok(n) => visitor.$visit(n),
+                    Err(_) => S::visit_key(self.key, visitor),
+                }
+            }
+        )*
+    };
+}
+
+impl<'de, S: Source<'de>> Deserializer<'de> for KeyDeserializer<'_, 'de, S> {
+    type Error = ValueError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
+        S::visit_key(self.key, visitor)
+    }
+
+    deserialize_parsed_key! {
+        deserialize_bool => bool, visit_bool;
+        deserialize_i8 => i8, visit_i8;
+        deserialize_i16 => i16, visit_i16;
+        deserialize_i32 => i32, visit_i32;
+        deserialize_i64 => i64, visit_i64;
+        deserialize_i128 => i128, visit_i128;
+        deserialize_u8 => u8, visit_u8;
+        deserialize_u16 => u16, visit_u16;
+        deserialize_u32 => u32, visit_u32;
+        deserialize_u64 => u64, visit_u64;
+        deserialize_u128 => u128, visit_u128;
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
+        visitor.visit_enum(de::value::StrDeserializer::<ValueError>::new(S::str_of(
+            self.key,
+        )))
+    }
+
+    serde::forward_to_deserialize_any! {
+        f32 f64 char str string bytes byte_buf unit unit_struct seq tuple tuple_struct map
+        struct identifier ignored_any
+    }
+}
+
+/// An enum: a variant name and, unless it is a plain string, a payload.
+struct EnumDe<'de, S: Source<'de>> {
+    name: S::Str,
+    payload: Option<S>,
+}
+
+impl<'de, S: Source<'de>> EnumAccess<'de> for EnumDe<'de, S> {
+    type Error = ValueError;
+    type Variant = Self;
+
+    fn variant_seed<T: DeserializeSeed<'de>>(
+        self,
+        seed: T,
+    ) -> Result<(T::Value, Self), ValueError> {
+        let variant = seed.deserialize(KeyDeserializer::<S> { key: &self.name })?;
+        Ok((variant, self))
+    }
+}
+
+impl<'de, S: Source<'de>> VariantAccess<'de> for EnumDe<'de, S> {
+    type Error = ValueError;
+
+    fn unit_variant(self) -> Result<(), ValueError> {
+        match self.payload {
+            None => Ok(()),
+            Some(payload) => {
+                <()>::deserialize(payload).map_err(|e| e.at_key(S::str_of(&self.name)))
+            }
+        }
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(
+        self,
+        seed: T,
+    ) -> Result<T::Value, ValueError> {
+        match self.payload {
+            Some(payload) => seed
+                .deserialize(payload)
+                .map_err(|e| e.at_key(S::str_of(&self.name))),
+            None => Err(de::Error::invalid_type(
+                Unexpected::UnitVariant,
+                &"newtype variant",
+            )),
+        }
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
+        match self.payload {
+            Some(payload) => payload
+                .deserialize_seq(visitor)
+                .map_err(|e| e.at_key(S::str_of(&self.name))),
+            None => Err(de::Error::invalid_type(
+                Unexpected::UnitVariant,
+                &"tuple variant",
+            )),
+        }
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
+        match self.payload {
+            Some(payload) => payload
+                .deserialize_map(visitor)
+                .map_err(|e| e.at_key(S::str_of(&self.name))),
+            None => Err(de::Error::invalid_type(
+                Unexpected::UnitVariant,
+                &"struct variant",
+            )),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    fn map(entries: &[(&str, Value)]) -> Value {
+        entries
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect()
+    }
+
+    fn round_trip<T>(value: &T) -> Value
+    where
+        T: Serialize + DeserializeOwned + PartialEq + fmt::Debug,
+    {
+        let v = to_value(value).unwrap();
+        let owned: T = from_value(v.clone()).unwrap();
+        assert_eq!(&owned, value, "owned round trip");
+        // The borrowed path must agree with the owned one.
+        let borrowed: T = from_value_ref(&v).unwrap();
+        assert_eq!(&borrowed, value, "borrowed round trip");
+        v
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Inner {
+        name: String,
+        score: f64,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Outer {
+        id: u32,
+        inner: Inner,
+        tags: Vec<String>,
+        maybe: Option<i64>,
+        nothing: Option<i64>,
+        hash: HashMap<String, i32>,
+        tree: BTreeMap<u16, bool>,
+        pair: (i8, char),
+        unit: (),
+    }
+
+    fn sample() -> Outer {
+        Outer {
+            id: 7,
+            inner: Inner {
+                name: "inner".into(),
+                score: 1.5,
+            },
+            tags: vec!["a".into(), "b".into()],
+            maybe: Some(-3),
+            nothing: None,
+            hash: HashMap::from([("x".to_string(), 1), ("y".to_string(), 2)]),
+            tree: BTreeMap::from([(1, true), (20, false)]),
+            pair: (-1, 'z'),
+            unit: (),
+        }
+    }
+
+    #[test]
+    fn struct_round_trip() {
+        let v = round_trip(&sample());
+        assert_eq!(v.get("id"), Some(&Value::Int(7)));
+        assert_eq!(
+            v.get("inner"),
+            Some(&map(&[
+                ("name", "inner".into()),
+                ("score", Value::Float(1.5))
+            ]))
+        );
+        assert_eq!(
+            v.get("tags"),
+            Some(&Value::from(vec![Value::from("a"), Value::from("b")]))
+        );
+        assert_eq!(v.get("maybe"), Some(&Value::Int(-3)));
+        assert_eq!(v.get("nothing"), Some(&Value::Null));
+        assert_eq!(
+            v.get("tree"),
+            Some(&map(&[
+                ("1", Value::Bool(true)),
+                ("20", Value::Bool(false))
+            ]))
+        );
+        assert_eq!(
+            v.get("pair"),
+            Some(&Value::from(vec![Value::Int(-1), Value::from("z")]))
+        );
+        assert_eq!(v.get("unit"), Some(&Value::Null));
+        // Field order is preserved.
+        let Value::Map(entries) = &v else {
+            panic!("not a map")
+        };
+        let keys: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["id", "inner", "tags", "maybe", "nothing", "hash", "tree", "pair", "unit"]
+        );
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    enum E {
+        Unit,
+        Newtype(i32),
+        Tuple(i32, String),
+        Struct { a: bool, b: Option<String> },
+    }
+
+    #[test]
+    fn enum_round_trip() {
+        assert_eq!(round_trip(&E::Unit), Value::from("Unit"));
+        assert_eq!(
+            round_trip(&E::Newtype(5)),
+            map(&[("Newtype", Value::Int(5))])
+        );
+        assert_eq!(
+            round_trip(&E::Tuple(1, "t".into())),
+            map(&[("Tuple", Value::from(vec![Value::Int(1), "t".into()]))])
+        );
+        assert_eq!(
+            round_trip(&E::Struct {
+                a: true,
+                b: Some("s".into())
+            }),
+            map(&[(
+                "Struct",
+                map(&[("a", Value::Bool(true)), ("b", "s".into())])
+            )])
+        );
+        round_trip(&vec![E::Unit, E::Newtype(-1)]);
+        // Enum keys and values in maps.
+        round_trip(&BTreeMap::from([("k".to_string(), E::Unit)]));
+        // `{"Unit": null}` is accepted for a unit variant, like serde_json.
+        let e: E = from_value(map(&[("Unit", Value::Null)])).unwrap();
+        assert_eq!(e, E::Unit);
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    enum Key {
+        A,
+        B,
+    }
+
+    #[test]
+    fn non_string_keys() {
+        round_trip(&BTreeMap::from([(Key::A, 1), (Key::B, 2)]));
+        round_trip(&BTreeMap::from([(-5i64, "x".to_string())]));
+        round_trip(&BTreeMap::from([(true, 1u8)]));
+        round_trip(&BTreeMap::from([('c', 1u8)]));
+        round_trip(&HashMap::from([(u64::MAX, 1u8)]));
+        let err = to_value(&BTreeMap::from([((1, 2), 3)])).unwrap_err();
+        assert!(
+            err.to_string().contains("map key must be a string"),
+            "{err}"
+        );
+        let err = to_value(&HashMap::from([(vec![1u8], 3)])).unwrap_err();
+        assert!(
+            err.to_string().contains("map key must be a string"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn scalars() {
+        assert_eq!(to_value(&"hi").unwrap(), Value::String("hi".into()));
+        assert_eq!(to_value(&'c').unwrap(), Value::from("c"));
+        assert_eq!(to_value(&1.5f32).unwrap(), Value::Float(1.5));
+        assert_eq!(to_value(&()).unwrap(), Value::Null);
+        assert_eq!(to_value(&None::<i32>).unwrap(), Value::Null);
+        assert_eq!(to_value(&Some(3u8)).unwrap(), Value::Int(3));
+        assert_eq!(to_value(&(i64::MAX as u64)).unwrap(), Value::Int(i64::MAX));
+        assert_eq!(to_value(&-5i128).unwrap(), Value::Int(-5));
+        assert_eq!(from_value::<f64>(Value::Int(2)).unwrap(), 2.0);
+        assert_eq!(from_value::<f32>(Value::Float(0.5)).unwrap(), 0.5);
+        assert_eq!(from_value::<char>(Value::from("x")).unwrap(), 'x');
+        assert_eq!(from_value::<Option<u8>>(Value::Null).unwrap(), None);
+        assert_eq!(from_value::<Option<u8>>(Value::Int(1)).unwrap(), Some(1));
+        assert_eq!(from_value::<()>(Value::Null).unwrap(), ());
+        assert_eq!(from_value::<u128>(Value::Int(9)).unwrap(), 9);
+    }
+
+    #[test]
+    fn u64_overflow_is_an_error() {
+        let err = to_value(&u64::MAX).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "integer 18446744073709551615 does not fit in an i64"
+        );
+        let err = to_value(&vec![0, u64::MAX]).unwrap_err();
+        assert_eq!(err.path(), "[1]");
+        assert!(to_value(&u128::MAX).is_err());
+    }
+
+    #[test]
+    fn integer_range_errors() {
+        let err = from_value::<u8>(Value::Int(300)).unwrap_err();
+        assert_eq!(err.to_string(), "invalid value: expected u8, found int 300");
+        assert!(from_value::<u32>(Value::Int(-1)).is_err());
+        assert!(from_value::<i8>(Value::Int(128)).is_err());
+        assert_eq!(from_value::<i8>(Value::Int(-128)).unwrap(), -128);
+        assert_eq!(
+            from_value::<u64>(Value::Int(i64::MAX)).unwrap(),
+            i64::MAX as u64
+        );
+        assert!(from_value_ref::<u16>(&Value::Int(70_000)).is_err());
+    }
+
+    #[test]
+    fn wrong_type_error_message() {
+        let err = from_value::<String>(Value::Int(1)).unwrap_err();
+        assert_eq!(err.to_string(), "expected a string, found int");
+        assert_eq!(err.path(), "");
+
+        let mut v = to_value(&sample()).unwrap();
+        let Value::Map(entries) = &mut v else {
+            panic!("not a map")
+        };
+        let inner = entries
+            .iter_mut()
+            .find(|e| e.key.as_str() == "inner")
+            .unwrap();
+        inner.value = map(&[("name", Value::Int(5)), ("score", Value::Float(0.0))]);
+        let err = from_value::<Outer>(v.clone()).unwrap_err();
+        assert_eq!(err.to_string(), "inner.name: expected a string, found int");
+        assert_eq!(err.message(), "expected a string, found int");
+        assert_eq!(err.path(), "inner.name");
+        let err = from_value_ref::<Outer>(&v).unwrap_err();
+        assert_eq!(err.path(), "inner.name");
+
+        let err = from_value::<Vec<Inner>>(Value::from(vec![map(&[
+            ("name", "n".into()),
+            ("score", "high".into()),
+        ])]))
+        .unwrap_err();
+        assert_eq!(err.to_string(), "[0].score: expected f64, found string");
+
+        let err = from_value::<Inner>(map(&[("name", "n".into())])).unwrap_err();
+        assert_eq!(err.to_string(), "missing field `score`");
+
+        let err = from_value::<E>(Value::Int(3)).unwrap_err();
+        assert!(
+            err.to_string().starts_with("expected a string or a map"),
+            "{err}"
+        );
+        let err = from_value::<E>(Value::from("Nope")).unwrap_err();
+        assert!(err.to_string().contains("unknown variant `Nope`"), "{err}");
+        let err = from_value::<(i32, i32)>(Value::from(vec![Value::Int(1); 3])).unwrap_err();
+        assert!(err.to_string().contains("invalid length 3"), "{err}");
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Borrowing<'a> {
+        name: &'a str,
+        #[serde(borrow)]
+        data: &'a [u8],
+    }
+
+    #[test]
+    fn borrowed_deserialization() {
+        let v = map(&[
+            ("name", "borrowed".into()),
+            ("data", Value::from(vec![1u8, 2, 3])),
+        ]);
+        let b: Borrowing<'_> = from_value_ref(&v).unwrap();
+        assert_eq!(b.name, "borrowed");
+        assert_eq!(b.data, &[1, 2, 3]);
+        let Value::Map(entries) = &v else {
+            panic!("not a map")
+        };
+        assert!(std::ptr::eq(
+            b.name.as_ptr(),
+            entries[0].value.as_str().unwrap().as_ptr()
+        ));
+    }
+
+    #[test]
+    fn owned_string_is_moved() {
+        let s = RString::from("a fairly long string, long enough to be on the heap");
+        let ptr = s.as_str().as_ptr();
+        let out: String = from_value(Value::String(s)).unwrap();
+        assert_eq!(out.as_ptr(), ptr, "the string buffer was copied");
+
+        let b = RVec::from(vec![1u8, 2, 3]);
+        let ptr = b.as_slice().as_ptr();
+        let out: Wrapper = from_value(Value::Bytes(b)).unwrap();
+        assert_eq!(out.0.as_ptr(), ptr, "the byte buffer was copied");
+    }
+
+    mod as_bytes {
+        use std::fmt;
+
+        use serde::{de, Deserializer, Serializer};
+
+        pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(v)
+        }
+
+        pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+            struct V;
+            impl<'de> de::Visitor<'de> for V {
+                type Value = Vec<u8>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                    Ok(v.to_vec())
+                }
+                fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                    Ok(v)
+                }
+            }
+            d.deserialize_byte_buf(V)
+        }
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Wrapper(#[serde(with = "as_bytes")] Vec<u8>);
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Blob {
+        #[serde(with = "as_bytes")]
+        raw: Vec<u8>,
+        plain: Vec<u8>,
+    }
+
+    #[test]
+    fn bytes() {
+        let v = round_trip(&Blob {
+            raw: vec![0, 1, 255],
+            plain: vec![4, 5],
+        });
+        assert_eq!(v.get("raw"), Some(&Value::from(vec![0u8, 1, 255])));
+        // A plain `Vec<u8>` is a sequence, as in serde_json...
+        assert_eq!(
+            v.get("plain"),
+            Some(&Value::from(vec![Value::Int(4), Value::Int(5)]))
+        );
+        // ...but it can also be read from `Value::Bytes`.
+        let plain: Vec<u8> = from_value(Value::from(vec![7u8, 8])).unwrap();
+        assert_eq!(plain, [7, 8]);
+        let arr: [u8; 2] = from_value_ref(&Value::from(vec![7u8, 8])).unwrap();
+        assert_eq!(arr, [7, 8]);
+        assert!(from_value::<[u8; 1]>(Value::from(vec![7u8, 8])).is_err());
+        // Value itself round-trips bytes.
+        let b = Value::from(vec![9u8]);
+        assert_eq!(to_value(&b).unwrap(), b);
+        assert_eq!(from_value::<Value>(b.clone()).unwrap(), b);
+    }
+
+    #[test]
+    fn value_is_its_own_serde_image() {
+        let v = map(&[
+            ("null", Value::Null),
+            (
+                "list",
+                Value::from(vec![Value::Bool(true), Value::Float(2.5)]),
+            ),
+            ("bytes", Value::from(vec![1u8])),
+            ("nested", map(&[("s", "x".into()), ("i", Value::Int(-9))])),
+        ]);
+        assert_eq!(to_value(&v).unwrap(), v);
+        assert_eq!(from_value::<Value>(v.clone()).unwrap(), v);
+        assert_eq!(from_value_ref::<Value>(&v).unwrap(), v);
+    }
+
+    #[test]
+    fn serde_json_round_trip() {
+        let json = serde_json::json!({
+            "z": 1,
+            "a": [true, null, -2, 2.5, "s", {"k": []}],
+            "big": 9_223_372_036_854_775_807u64,
+            "obj": {"nested": {"deep": "yes"}},
+        });
+        // serde_json::Value -> Value through `Deserialize for Value`.
+        let v: Value = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(v.get("z"), Some(&Value::Int(1)));
+        assert_eq!(v.get("big"), Some(&Value::Int(i64::MAX)));
+        // Value -> serde_json::Value through `Serialize for Value`.
+        assert_eq!(serde_json::to_value(&v).unwrap(), json);
+        // serde_json::Value -> Value through `ValueSerializer`, and back through the
+        // deserializers.
+        let v2 = to_value(&json).unwrap();
+        assert_eq!(from_value::<serde_json::Value>(v2.clone()).unwrap(), json);
+        assert_eq!(from_value_ref::<serde_json::Value>(&v2).unwrap(), json);
+        // JSON text too.
+        let text = serde_json::to_string(&v).unwrap();
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
+
+        // Integers above i64::MAX become floats in `Deserialize for Value`.
+        let v: Value = serde_json::from_str("18446744073709551615").unwrap();
+        assert_eq!(v, Value::Float(u64::MAX as f64));
+    }
+
+    #[test]
+    fn error_traits() {
+        fn assert_error<E: std::error::Error + ser::Error + de::Error + Send + Sync + 'static>() {}
+        assert_error::<ValueError>();
+    }
+}

@@ -1,0 +1,255 @@
+//! `plugctl`: the reference plugin host and operator tool.
+//!
+//! ```text
+//! plugctl [--dir DIR] list [--json]
+//! plugctl [--dir DIR] info NAME [--json]
+//! plugctl [--dir DIR] call NAME [--set KEY=JSON]... [--label LABEL] [--timeout DURATION]
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use plugin_host::{Context, Error, PluginManager, PluginSummary};
+
+/// Manage and call native plugins in a plugin directory.
+#[derive(Parser, Debug)]
+#[command(name = "plugctl", version, about)]
+struct Cli {
+    /// The plugin base directory: one folder per plugin, each with plugin.json and a library.
+    #[arg(long, global = true, default_value = "plugins", value_name = "DIR")]
+    dir: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Load every plugin in the directory and show which loaded and which failed, and why.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load one plugin and show its manifest and identity.
+    Info {
+        /// The plugin (its folder name).
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load one plugin, call it, and print the context's values as JSON.
+    Call {
+        /// The plugin (its folder name).
+        name: String,
+        /// Set a context value before the call; the value is JSON (quote strings: name='"x"').
+        #[arg(long = "set", value_name = "KEY=JSON")]
+        set: Vec<String>,
+        /// The routing label of the call (one of the plugin's http_services labels).
+        #[arg(long)]
+        label: Option<String>,
+        /// Cancel the call after this long, e.g. 500ms, 2s, 1m.
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        timeout: Option<Duration>,
+    },
+}
+
+/// A failure: a one-line cause and a hint.
+struct Failure {
+    cause: String,
+    hint: String,
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        let hint = match &err {
+            Error::NotFound { .. } | Error::NoSuchFolder { .. } => {
+                "run `plugctl --dir DIR list` to see the plugins in DIR".to_owned()
+            }
+            Error::BaseDir { .. } => {
+                "pass the plugin directory with --dir, or build the samples with `cargo xtask build-samples`".to_owned()
+            }
+            Error::Call { .. } => "the plugin returned this error; check the values you passed with --set".to_owned(),
+            Error::Manifest(_) => "fix plugin.json; README.md has the field reference".to_owned(),
+            _ => "README.md explains each error and its fix".to_owned(),
+        };
+        Failure {
+            cause: err.to_string(),
+            hint,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,plugin=info".into()),
+        )
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("error: {}", failure.cause.replace('\n', " "));
+            eprintln!("hint: {}", failure.hint);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let manager = PluginManager::new(&cli.dir);
+    match cli.command {
+        Command::List { json } => list(&manager, json),
+        Command::Info { name, json } => {
+            manager.load_plugin(&name)?;
+            let summary = manager.get(&name)?.summary().ok_or_else(|| Error::Unloaded {
+                plugin: name.clone(),
+            })?;
+            if json {
+                println!("{}", to_json(&summary));
+            } else {
+                print_info(&summary);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Call {
+            name,
+            set,
+            label,
+            timeout,
+        } => {
+            let ctx = match timeout {
+                Some(t) => Context::with_timeout(t),
+                None => Context::background(),
+            };
+            let ctx = match label {
+                Some(l) => ctx.with_label(l),
+                None => ctx,
+            };
+            for pair in &set {
+                let (key, value) = parse_set(pair)?;
+                ctx.set(key, &value)?;
+            }
+            manager.load_plugin(&name)?;
+            let result = manager.get(&name)?.execute(&ctx);
+            let values: serde_json::Map<String, serde_json::Value> = ctx
+                .values()
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::to_value(&v).unwrap_or(serde_json::Value::Null)))
+                .collect();
+            println!("{}", to_json(&values));
+            result?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn parse_set(pair: &str) -> Result<(&str, serde_json::Value), Failure> {
+    let Some((key, json)) = pair.split_once('=') else {
+        return Err(Failure {
+            cause: format!("--set `{pair}` has no `=`"),
+            hint: "write --set KEY=JSON, e.g. --set sample='{\"name\":\"world\"}'".to_owned(),
+        });
+    };
+    if key.is_empty() {
+        return Err(Failure {
+            cause: format!("--set `{pair}` has an empty key"),
+            hint: "write --set KEY=JSON, e.g. --set count=3".to_owned(),
+        });
+    }
+    let value = serde_json::from_str(json).map_err(|e| Failure {
+        cause: format!("--set {key}: `{json}` is not JSON ({e})"),
+        hint: format!("quote strings as JSON: --set {key}='\"{json}\"'"),
+    })?;
+    Ok((key, value))
+}
+
+fn list(manager: &PluginManager, json: bool) -> Result<ExitCode, Failure> {
+    let report = manager.load_plugins()?;
+    let loaded = manager.list();
+    if json {
+        let entries: Vec<serde_json::Value> = report
+            .outcomes
+            .iter()
+            .map(|o| match &o.result {
+                Ok(()) => {
+                    let summary = loaded.iter().find(|s| s.name == o.name);
+                    serde_json::json!({ "name": o.name, "state": "loaded", "plugin": summary })
+                }
+                Err(err) => serde_json::json!({
+                    "name": o.name,
+                    "state": "failed",
+                    "error": err.to_string(),
+                }),
+            })
+            .collect();
+        println!("{}", to_json(&entries));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report.outcomes.is_empty() {
+        println!("no plugins in {}", manager.base_dir().display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<20} {:<10} {:<8} DESCRIPTION / ERROR", "NAME", "VERSION", "STATE");
+    for o in &report.outcomes {
+        match &o.result {
+            Ok(()) => {
+                let s = loaded.iter().find(|s| s.name == o.name);
+                let version = s.map_or("-", |s| s.version.as_str());
+                let description = s
+                    .and_then(|s| s.manifest.description.as_deref())
+                    .unwrap_or("");
+                println!("{:<20} {:<10} {:<8} {}", o.name, version, "loaded", description);
+            }
+            Err(err) => println!("{:<20} {:<10} {:<8} {}", o.name, "-", "failed", err),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_info(s: &PluginSummary) {
+    println!("name:         {}", s.name);
+    println!("version:      {}", s.version);
+    if let Some(d) = &s.manifest.description {
+        println!("description:  {d}");
+    }
+    if !s.manifest.maintainers.is_empty() {
+        println!("maintainers:  {}", s.manifest.maintainers.join(", "));
+    }
+    if let Some(h) = &s.manifest.home {
+        println!("home:         {h}");
+    }
+    println!("folder:       {}", s.dir.display());
+    println!("library:      {}", s.library.display());
+    println!("running copy: {}", s.running_copy.display());
+    println!("sdk version:  {}", s.sdk_version);
+    println!(
+        "hooks:        on_load {}, on_unload {}",
+        yes_no(s.has_on_load),
+        yes_no(s.has_on_unload)
+    );
+    if let Some(http) = &s.manifest.http_services {
+        println!("http driver:  {}", http.driver);
+        for r in &http.routes {
+            println!("  {:<7} {:<32} label {}", r.method.as_str(), r.route, r.label);
+        }
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("plain data serializes to JSON")
+}

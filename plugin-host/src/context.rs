@@ -1,0 +1,450 @@
+//! The host side of a plugin call's context: values, label, cancellation and deadline.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use plugin_abi::abi_stable::std_types::{RDuration, RNone, ROption, RSome, RStr, RString, RVec};
+use plugin_abi::{CancelReason, HostContext, LogLevel, Value};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::Error;
+
+/// The context a plugin call runs in, modelled on Go's `context.Context`.
+///
+/// A context holds values by string key (any serde type), an optional routing label, and a
+/// cancellation state with an optional deadline. Cloning a `Context` gives another handle to
+/// the *same* context; [`Context::child`] derives a new one that is cancelled with its parent.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use plugin_host::{CancelReason, Context};
+///
+/// let ctx = Context::with_timeout(Duration::from_secs(5)).with_label("plugin.get");
+/// ctx.set("sample", &serde_json::json!({ "name": "world" })).unwrap();
+/// assert_eq!(ctx.label(), Some("plugin.get"));
+///
+/// let child = ctx.child();
+/// ctx.cancel();
+/// assert_eq!(child.reason(), Some(CancelReason::Cancelled));
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    values: Mutex<HashMap<String, Value>>,
+    label: Option<String>,
+    cancel: Arc<CancelNode>,
+}
+
+const LIVE: u8 = 0;
+const CANCELLED: u8 = 1;
+const DEADLINE: u8 = 2;
+
+/// One node of the cancellation tree.
+struct CancelNode {
+    state: AtomicU8,
+    deadline: Option<Instant>,
+    children: Mutex<Vec<Weak<CancelNode>>>,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl CancelNode {
+    fn new(deadline: Option<Instant>) -> Arc<Self> {
+        Arc::new(CancelNode {
+            state: AtomicU8::new(LIVE),
+            deadline,
+            children: Mutex::new(Vec::new()),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+        })
+    }
+
+    fn reason(&self) -> Option<CancelReason> {
+        match self.state.load(Ordering::Acquire) {
+            CANCELLED => Some(CancelReason::Cancelled),
+            DEADLINE => Some(CancelReason::DeadlineExceeded),
+            _ => match self.deadline {
+                Some(deadline) if Instant::now() >= deadline => {
+                    self.trip(DEADLINE);
+                    self.reason()
+                }
+                _ => None,
+            },
+        }
+    }
+
+    /// Moves the node from live to `state` (first writer wins), wakes waiters and cancels the
+    /// children.
+    fn trip(&self, state: u8) {
+        if self
+            .state
+            .compare_exchange(LIVE, state, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        {
+            let _guard = self.lock.lock();
+            self.wake.notify_all();
+        }
+        let children = std::mem::take(&mut *self.children.lock());
+        for child in children.iter().filter_map(Weak::upgrade) {
+            child.trip(state);
+        }
+    }
+
+    fn wait(&self, timeout: Duration) -> bool {
+        let give_up = Instant::now().checked_add(timeout);
+        let mut guard = self.lock.lock();
+        loop {
+            if self.reason().is_some() {
+                return true;
+            }
+            let now = Instant::now();
+            // Wake at whichever comes first: the caller's timeout or our own deadline (which
+            // `reason()` turns into a cancellation), so no timer thread is needed.
+            let until = match (give_up, self.deadline) {
+                (Some(g), Some(d)) => g.min(d),
+                (Some(g), None) => g,
+                (None, Some(d)) => d,
+                (None, None) => now + Duration::from_secs(3600),
+            };
+            if give_up.is_some_and(|g| now >= g) {
+                return false;
+            }
+            if until > now {
+                self.wake.wait_until(&mut guard, until);
+            }
+        }
+    }
+}
+
+impl Context {
+    fn from_parts(label: Option<String>, cancel: Arc<CancelNode>) -> Self {
+        Context {
+            inner: Arc::new(Inner {
+                values: Mutex::new(HashMap::new()),
+                label,
+                cancel,
+            }),
+        }
+    }
+
+    /// A new, empty context that is never cancelled unless [`cancel`](Context::cancel) is
+    /// called.
+    pub fn background() -> Self {
+        Self::from_parts(None, CancelNode::new(None))
+    }
+
+    /// A new, empty context cancelled with [`CancelReason::DeadlineExceeded`] once `timeout`
+    /// has passed.
+    pub fn with_timeout(timeout: Duration) -> Self {
+        Self::with_deadline(Instant::now() + timeout)
+    }
+
+    /// A new, empty context cancelled with [`CancelReason::DeadlineExceeded`] at `deadline`.
+    pub fn with_deadline(deadline: Instant) -> Self {
+        Self::from_parts(None, CancelNode::new(Some(deadline)))
+    }
+
+    /// A new context holding a copy of this one's values and label, cancelled when this one
+    /// is (and, if this one has a deadline, at that deadline).
+    pub fn child(&self) -> Self {
+        self.derive(None)
+    }
+
+    /// Like [`child`](Context::child), with an earlier deadline `timeout` from now.
+    pub fn child_with_timeout(&self, timeout: Duration) -> Self {
+        self.derive(Some(Instant::now() + timeout))
+    }
+
+    fn derive(&self, deadline: Option<Instant>) -> Self {
+        let parent = &self.inner.cancel;
+        let deadline = match (parent.deadline, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let node = CancelNode::new(deadline);
+        parent.children.lock().push(Arc::downgrade(&node));
+        // The parent may have been cancelled before we registered; inherit that.
+        if let Some(reason) = parent.reason() {
+            node.trip(match reason {
+                CancelReason::Cancelled => CANCELLED,
+                CancelReason::DeadlineExceeded => DEADLINE,
+            });
+        }
+        let ctx = Self::from_parts(self.inner.label.clone(), node);
+        *ctx.inner.values.lock() = self.inner.values.lock().clone();
+        ctx
+    }
+
+    /// The same context with a routing label (the seed's `label`, e.g. an HTTP route's label).
+    ///
+    /// Values are copied; cancellation is shared with `self`.
+    pub fn with_label(self, label: impl Into<String>) -> Self {
+        let values = self.inner.values.lock().clone();
+        Context {
+            inner: Arc::new(Inner {
+                values: Mutex::new(values),
+                label: Some(label.into()),
+                cancel: self.inner.cancel.clone(),
+            }),
+        }
+    }
+
+    /// Cancels this context and every context derived from it. Idempotent.
+    pub fn cancel(&self) {
+        self.inner.cancel.trip(CANCELLED);
+    }
+
+    /// Why the context was cancelled, or `None` while it is live.
+    pub fn reason(&self) -> Option<CancelReason> {
+        self.inner.cancel.reason()
+    }
+
+    /// Whether the context was cancelled or its deadline passed.
+    pub fn is_cancelled(&self) -> bool {
+        self.reason().is_some()
+    }
+
+    /// The context's deadline, if any.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.inner.cancel.deadline
+    }
+
+    /// Blocks until the context is cancelled or `timeout` passes; returns whether it was
+    /// cancelled.
+    pub fn wait_cancelled(&self, timeout: Duration) -> bool {
+        self.inner.cancel.wait(timeout)
+    }
+
+    /// The routing label, if one was set.
+    pub fn label(&self) -> Option<&str> {
+        self.inner.label.as_deref()
+    }
+
+    /// Stores `value` under `key`, converted with serde.
+    pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), Error> {
+        let value = plugin_abi::serde::to_value(value).map_err(|source| Error::Value {
+            key: key.to_owned(),
+            source,
+        })?;
+        self.set_value(key, value);
+        Ok(())
+    }
+
+    /// Reads the value under `key` as a `T`; `Ok(None)` if it is not set.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        let Some(value) = self.get_value(key) else {
+            return Ok(None);
+        };
+        plugin_abi::serde::from_value(value)
+            .map(Some)
+            .map_err(|source| Error::Value {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
+    /// Stores a raw value.
+    pub fn set_value(&self, key: &str, value: Value) {
+        self.inner.values.lock().insert(key.to_owned(), value);
+    }
+
+    /// A copy of the raw value under `key`.
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        self.inner.values.lock().get(key).cloned()
+    }
+
+    /// Removes and returns the value under `key`.
+    pub fn remove(&self, key: &str) -> Option<Value> {
+        self.inner.values.lock().remove(key)
+    }
+
+    /// Every key, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.inner.values.lock().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// A copy of every value, sorted by key.
+    pub fn values(&self) -> Vec<(String, Value)> {
+        let mut values: Vec<(String, Value)> = self
+            .inner
+            .values
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        values.sort_by(|a, b| a.0.cmp(&b.0));
+        values
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("label", &self.inner.label)
+            .field("reason", &self.reason())
+            .field("deadline", &self.deadline())
+            .field("keys", &self.keys())
+            .finish()
+    }
+}
+
+/// The object a plugin call sees: a context plus the name of the plugin, for logging.
+pub(crate) struct CallContext<'a> {
+    pub(crate) ctx: &'a Context,
+    pub(crate) plugin: &'a str,
+}
+
+// Everything here must not panic: these methods are called from plugin code through
+// `extern "C"` functions, where a panic aborts the process. `parking_lot` locks do not poison.
+impl HostContext for CallContext<'_> {
+    fn get(&self, key: RStr<'_>) -> ROption<Value> {
+        self.ctx.inner.values.lock().get(key.as_str()).cloned().into()
+    }
+
+    fn set(&self, key: RStr<'_>, value: Value) {
+        let mut values = self.ctx.inner.values.lock();
+        // Reuse the existing key's allocation when overwriting.
+        if let Some(slot) = values.get_mut(key.as_str()) {
+            *slot = value;
+        } else {
+            values.insert(key.as_str().to_owned(), value);
+        }
+    }
+
+    fn remove(&self, key: RStr<'_>) -> ROption<Value> {
+        self.ctx.inner.values.lock().remove(key.as_str()).into()
+    }
+
+    fn keys(&self) -> RVec<RString> {
+        self.ctx
+            .inner
+            .values
+            .lock()
+            .keys()
+            .map(|k| RString::from(k.as_str()))
+            .collect()
+    }
+
+    fn label(&self) -> ROption<RString> {
+        match &self.ctx.inner.label {
+            Some(l) => RSome(RString::from(l.as_str())),
+            None => RNone,
+        }
+    }
+
+    fn cancel_reason(&self) -> ROption<CancelReason> {
+        self.ctx.reason().into()
+    }
+
+    fn remaining(&self) -> ROption<RDuration> {
+        self.ctx
+            .deadline()
+            .map(|d| RDuration::from(d.saturating_duration_since(Instant::now())))
+            .into()
+    }
+
+    fn wait_cancelled(&self, timeout: RDuration) -> bool {
+        self.ctx.wait_cancelled(timeout.into())
+    }
+
+    fn log(&self, level: LogLevel, message: RStr<'_>) {
+        let plugin = self.plugin;
+        let message = message.as_str();
+        match level {
+            LogLevel::Error => tracing::error!(target: "plugin", plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
+            LogLevel::Info => tracing::info!(target: "plugin", plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
+            LogLevel::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_becomes_cancellation_and_wakes_waiters() {
+        let ctx = Context::with_timeout(Duration::from_millis(20));
+        assert_eq!(ctx.reason(), None);
+        // Waits no longer than the deadline even though the timeout is much longer.
+        assert!(ctx.wait_cancelled(Duration::from_secs(30)));
+        assert_eq!(ctx.reason(), Some(CancelReason::DeadlineExceeded));
+    }
+
+    #[test]
+    fn wait_times_out_on_a_live_context() {
+        let ctx = Context::background();
+        assert!(!ctx.wait_cancelled(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn cancel_propagates_to_children_not_parents() {
+        let parent = Context::background();
+        let child = parent.child();
+        let grandchild = child.child();
+        let sibling = parent.child();
+        child.cancel();
+        assert_eq!(grandchild.reason(), Some(CancelReason::Cancelled));
+        assert_eq!(parent.reason(), None);
+        assert_eq!(sibling.reason(), None);
+        parent.cancel();
+        assert_eq!(sibling.reason(), Some(CancelReason::Cancelled));
+    }
+
+    #[test]
+    fn cancel_wakes_a_waiting_thread() {
+        let ctx = Context::background();
+        let waiter = {
+            let ctx = ctx.clone();
+            std::thread::spawn(move || ctx.wait_cancelled(Duration::from_secs(60)))
+        };
+        ctx.cancel();
+        assert!(waiter.join().unwrap());
+    }
+
+    #[test]
+    fn child_of_cancelled_parent_is_cancelled() {
+        let parent = Context::background();
+        parent.cancel();
+        assert!(parent.child().is_cancelled());
+    }
+
+    #[test]
+    fn child_inherits_the_earlier_deadline() {
+        let parent = Context::with_timeout(Duration::from_secs(1));
+        let child = parent.child_with_timeout(Duration::from_secs(100));
+        assert_eq!(child.deadline(), parent.deadline());
+    }
+
+    #[test]
+    fn typed_values_round_trip() {
+        #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Hello {
+            name: String,
+        }
+        let ctx = Context::background();
+        ctx.set("sample", &Hello { name: "go".into() }).unwrap();
+        assert_eq!(
+            ctx.get::<Hello>("sample").unwrap(),
+            Some(Hello { name: "go".into() })
+        );
+        assert!(ctx.get::<i64>("sample").is_err());
+        assert_eq!(ctx.get::<i64>("missing").unwrap(), None);
+        assert_eq!(ctx.keys(), vec!["sample".to_owned()]);
+    }
+}

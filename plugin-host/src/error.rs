@@ -1,0 +1,328 @@
+//! The one error type of `plugin-host`.
+
+use std::path::PathBuf;
+
+use plugin_abi::{ErrorKind, PluginError};
+
+use crate::manifest::ManifestError;
+
+/// Everything that can go wrong while discovering, loading, calling or unloading plugins.
+///
+/// Every message names the plugin (its folder name), the file concerned, the field or check
+/// that failed, and how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The base directory could not be read.
+    #[error(
+        "cannot read the plugin base directory {}: {source}; create it or point the host at another one",
+        path.display()
+    )]
+    BaseDir {
+        /// The base directory.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+
+    /// `plugin.json` is missing, malformed or fails validation.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+
+    /// `requires.host` in `plugin.json` does not accept this host's version.
+    #[error(
+        "plugin `{plugin}`: {}: field `requires.host` is `{required}`, which this host (version {host}) does not satisfy; install a version of the plugin made for host {host}, or run a host that matches `{required}`",
+        manifest.display()
+    )]
+    HostVersion {
+        /// The plugin folder name.
+        plugin: String,
+        /// The manifest file.
+        manifest: PathBuf,
+        /// The requirement from `requires.host`.
+        required: semver::VersionReq,
+        /// This host's version.
+        host: semver::Version,
+    },
+
+    /// `source.mode` is a mode this host cannot load directly.
+    #[error(
+        "plugin `{plugin}`: {}: field `source.mode` is `{mode}`, which this host cannot load; build the plugin and set `source.mode` to `local_so` with `source.path` naming the library",
+        manifest.display()
+    )]
+    UnsupportedSource {
+        /// The plugin folder name.
+        plugin: String,
+        /// The manifest file.
+        manifest: PathBuf,
+        /// The mode found.
+        mode: String,
+    },
+
+    /// No file exists at any of the paths `source.path` may resolve to.
+    #[error(
+        "plugin `{plugin}`: library not found: field `source.path` in {} resolves to none of [{}]; build the plugin (`cargo build --release`) and copy its library into {}, or fix `source.path`",
+        manifest.display(),
+        candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        dir.display()
+    )]
+    LibraryMissing {
+        /// The plugin folder name.
+        plugin: String,
+        /// The manifest file.
+        manifest: PathBuf,
+        /// The plugin folder.
+        dir: PathBuf,
+        /// Every path that was tried.
+        candidates: Vec<PathBuf>,
+    },
+
+    /// The library path leaves the plugin folder once symlinks are resolved.
+    #[error(
+        "plugin `{plugin}`: library {} resolves to {}, outside the plugin folder {}; copy the library into the folder instead of linking to it",
+        path.display(), resolved.display(), dir.display()
+    )]
+    LibraryOutsideFolder {
+        /// The plugin folder name.
+        plugin: String,
+        /// The library path as named by the manifest.
+        path: PathBuf,
+        /// Where it resolves to.
+        resolved: PathBuf,
+        /// The plugin folder.
+        dir: PathBuf,
+    },
+
+    /// The library path is not a regular file.
+    #[error(
+        "plugin `{plugin}`: library {} is not a regular file; `source.path` must name the plugin's shared library",
+        path.display()
+    )]
+    LibraryNotFile {
+        /// The plugin folder name.
+        plugin: String,
+        /// The library path.
+        path: PathBuf,
+    },
+
+    /// The library file can be modified by users other than its owner.
+    #[error(
+        "plugin `{plugin}`: library {} is writable by group or others (mode {mode:o}), so anyone could change the code this host runs; run `chmod go-w {}`",
+        path.display(), path.display()
+    )]
+    LibraryPermissions {
+        /// The plugin folder name.
+        plugin: String,
+        /// The library path.
+        path: PathBuf,
+        /// The file's permission bits.
+        mode: u32,
+    },
+
+    /// The library's SHA-256 does not equal the manifest's `sha256`.
+    #[error(
+        "plugin `{plugin}`: checksum mismatch: field `sha256` in {} is {expected} but library {} hashes to {actual}; the library was changed or replaced: rebuild it and update `sha256`",
+        manifest.display(), path.display()
+    )]
+    ChecksumMismatch {
+        /// The plugin folder name.
+        plugin: String,
+        /// The manifest file.
+        manifest: PathBuf,
+        /// The library path.
+        path: PathBuf,
+        /// The digest from the manifest.
+        expected: String,
+        /// The digest of the file.
+        actual: String,
+    },
+
+    /// A file operation on a plugin's files failed.
+    #[error("plugin `{plugin}`: cannot {action} {}: {source}", path.display())]
+    Io {
+        /// The plugin folder name.
+        plugin: String,
+        /// What was being done, e.g. "copy the library to".
+        action: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+
+    /// The file is not a shared library, or does not export a plugin root module.
+    #[error(
+        "plugin `{plugin}`: {} is not a plugin library ({reason}); build it as a `cdylib` crate that calls `plugin_sdk::export_plugin!`",
+        path.display()
+    )]
+    NotAPlugin {
+        /// The plugin folder name.
+        plugin: String,
+        /// The library path (in the plugin folder).
+        path: PathBuf,
+        /// What the loader reported.
+        reason: String,
+    },
+
+    /// The library was built against an incompatible version or layout of the plugin ABI.
+    #[error(
+        "plugin `{plugin}`: {} was built against an incompatible plugin ABI ({reason}); rebuild the plugin against plugin-sdk {}",
+        path.display(), crate::ABI_CRATE_VERSION
+    )]
+    AbiMismatch {
+        /// The plugin folder name.
+        plugin: String,
+        /// The library path (in the plugin folder).
+        path: PathBuf,
+        /// What the check reported.
+        reason: String,
+    },
+
+    /// The identity baked into the library differs from the manifest.
+    #[error(
+        "plugin `{plugin}`: identity mismatch: field `{field}` in {} is `{expected}` but library {} was built as `{found}`; rebuild the library from the right crate or fix `{field}` in plugin.json",
+        manifest.display(), path.display()
+    )]
+    IdentityMismatch {
+        /// The plugin folder name.
+        plugin: String,
+        /// The manifest file.
+        manifest: PathBuf,
+        /// The library path.
+        path: PathBuf,
+        /// `name`, `version` or `sdk_version`.
+        field: &'static str,
+        /// The manifest's value (or what the host accepts).
+        expected: String,
+        /// The library's value.
+        found: String,
+    },
+
+    /// The plugin's `on_load` hook returned an error or panicked.
+    #[error(
+        "plugin `{plugin}`: on_load failed ({kind}): {message}; the plugin was not loaded, fix its initialisation and reload it"
+    )]
+    OnLoad {
+        /// The plugin name.
+        plugin: String,
+        /// The kind of error the hook returned.
+        kind: ErrorKind,
+        /// The hook's message.
+        message: String,
+    },
+
+    /// The plugin's `on_unload` hook returned an error or panicked. The plugin is unloaded
+    /// all the same.
+    #[error("plugin `{plugin}`: on_unload failed ({kind}): {message}; the plugin was unloaded anyway, fix its clean-up code")]
+    OnUnload {
+        /// The plugin name.
+        plugin: String,
+        /// The kind of error the hook returned.
+        kind: ErrorKind,
+        /// The hook's message.
+        message: String,
+    },
+
+    /// A plugin call returned an error (including a caught panic).
+    #[error("plugin `{plugin}` failed ({kind}): {message}")]
+    Call {
+        /// The plugin name.
+        plugin: String,
+        /// The kind of error.
+        kind: ErrorKind,
+        /// The plugin's message.
+        message: String,
+    },
+
+    /// No plugin of that name is loaded.
+    #[error(
+        "no plugin named `{plugin}` is loaded from {}; check the name with `plugctl list`, or load it first",
+        base_dir.display()
+    )]
+    NotFound {
+        /// The name asked for.
+        plugin: String,
+        /// The manager's base directory.
+        base_dir: PathBuf,
+    },
+
+    /// No plugin folder of that name exists under the base directory.
+    #[error(
+        "no plugin folder `{plugin}` in {}; create {}/{plugin}/plugin.json or check the name",
+        base_dir.display(), base_dir.display()
+    )]
+    NoSuchFolder {
+        /// The name asked for.
+        plugin: String,
+        /// The manager's base directory.
+        base_dir: PathBuf,
+    },
+
+    /// The plugin is already loaded.
+    #[error("plugin `{plugin}` is already loaded; unload it first, or reload it to pick up a new version")]
+    AlreadyLoaded {
+        /// The plugin name.
+        plugin: String,
+    },
+
+    /// The plugin was unloaded; handles to it no longer accept calls.
+    #[error("plugin `{plugin}` has been unloaded; get a new handle after loading it again")]
+    Unloaded {
+        /// The plugin name.
+        plugin: String,
+    },
+
+    /// A context value could not be converted to or from the requested type.
+    #[error("context value `{key}`: {source}; store it with the type you read it as")]
+    Value {
+        /// The key.
+        key: String,
+        /// The conversion error.
+        source: plugin_abi::serde::ValueError,
+    },
+}
+
+impl Error {
+    /// The plugin this error concerns, where there is one.
+    pub fn plugin(&self) -> Option<&str> {
+        match self {
+            Error::BaseDir { .. } | Error::Value { .. } => None,
+            Error::Manifest(e) => e.plugin(),
+            Error::HostVersion { plugin, .. }
+            | Error::UnsupportedSource { plugin, .. }
+            | Error::LibraryMissing { plugin, .. }
+            | Error::LibraryOutsideFolder { plugin, .. }
+            | Error::LibraryNotFile { plugin, .. }
+            | Error::LibraryPermissions { plugin, .. }
+            | Error::ChecksumMismatch { plugin, .. }
+            | Error::Io { plugin, .. }
+            | Error::NotAPlugin { plugin, .. }
+            | Error::AbiMismatch { plugin, .. }
+            | Error::IdentityMismatch { plugin, .. }
+            | Error::OnLoad { plugin, .. }
+            | Error::OnUnload { plugin, .. }
+            | Error::Call { plugin, .. }
+            | Error::NotFound { plugin, .. }
+            | Error::NoSuchFolder { plugin, .. }
+            | Error::AlreadyLoaded { plugin }
+            | Error::Unloaded { plugin } => Some(plugin),
+        }
+    }
+
+    /// For errors returned by plugin code ([`Error::Call`], [`Error::OnLoad`]): the kind of
+    /// error the plugin reported.
+    pub fn plugin_error_kind(&self) -> Option<ErrorKind> {
+        match self {
+            Error::Call { kind, .. } | Error::OnLoad { kind, .. } | Error::OnUnload { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn call(plugin: &str, err: PluginError) -> Self {
+        Error::Call {
+            plugin: plugin.to_owned(),
+            kind: err.kind,
+            message: err.message.into_string(),
+        }
+    }
+}

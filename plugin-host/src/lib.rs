@@ -1,0 +1,54 @@
+//! Discover, check, load, call and unload native Rust plugins.
+//!
+//! A plugin is a folder holding a `plugin.json` and a shared library built with
+//! `plugin-sdk`. A [`PluginManager`] looks at every folder under a base directory, checks
+//! each plugin (manifest, host version, file, ABI, identity, in that order), loads it from a
+//! private copy of its library, and calls it with a [`Context`].
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use plugin_host::{Context, PluginManager};
+//!
+//! let manager = PluginManager::builder("plugins")
+//!     .host_version(semver::Version::new(1, 4, 0))
+//!     .build();
+//! let report = manager.load_plugins()?;
+//! for (name, err) in report.failed() {
+//!     eprintln!("skipping {name}: {err}");
+//! }
+//!
+//! let ctx = Context::with_timeout(Duration::from_secs(2));
+//! ctx.set("sample", &serde_json::json!({ "name": "world" }))?;
+//! manager.get("hello")?.execute(&ctx)?;
+//! let greeting: Option<String> = ctx.get("greeting")?;
+//! # Ok::<(), plugin_host::Error>(())
+//! ```
+//!
+//! # Libraries are never closed
+//!
+//! Unloading a plugin removes it from the registry, waits for its calls, and runs its
+//! `on_unload` hook, but its code stays mapped in the process: `abi_stable` never closes
+//! libraries, and closing a Rust library is unsound (thread-local destructors and leaked
+//! `'static` data may still point into it). Each load maps a new private copy, so a host
+//! that reloads a plugin many times grows by one mapping per load.
+#![warn(missing_docs)]
+
+mod context;
+pub mod discover;
+mod error;
+mod load;
+pub mod manifest;
+mod registry;
+
+pub use context::Context;
+pub use error::Error;
+pub use load::sha256_file;
+pub use manifest::Manifest;
+pub use plugin_abi::{CancelReason, ErrorKind, Value};
+pub use registry::{LoadOutcome, LoadReport, PluginHandle, PluginManager, PluginManagerBuilder, PluginSummary};
+
+/// The version of `plugin-abi` this host was built with. Plugins must be built with a
+/// caret-compatible `plugin-sdk`.
+pub const ABI_CRATE_VERSION: &str = plugin_abi::CRATE_VERSION;

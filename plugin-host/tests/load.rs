@@ -1,0 +1,324 @@
+//! Loading real plugins through the public API: the happy path, and every kind of bad
+//! input, each with its own typed error while the other plugins still load.
+
+use std::path::Path;
+
+use plugin_host::{Context, Error, ErrorKind, PluginManager};
+use plugin_test_support::fixtures;
+
+fn manager(base: &Path) -> PluginManager {
+    PluginManager::new(base)
+}
+
+#[test]
+fn hello_greets_through_the_host() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "hello");
+    let m = manager(base.path());
+    let report = m.load_plugins().unwrap();
+    assert!(report.all_loaded(), "{:?}", report);
+    assert_eq!(report.loaded().collect::<Vec<_>>(), ["hello"]);
+
+    let ctx = Context::background();
+    ctx.set("sample", &serde_json::json!({ "name": "go-plugin" }))
+        .unwrap();
+    m.get("hello").unwrap().execute(&ctx).unwrap();
+    assert_eq!(
+        ctx.get::<String>("greeting").unwrap().as_deref(),
+        Some("Hello, go-plugin!")
+    );
+
+    // Missing input is the plugin's typed error, not a crash.
+    let err = m
+        .get("hello")
+        .unwrap()
+        .execute(&Context::background())
+        .unwrap_err();
+    assert_eq!(err.plugin_error_kind(), Some(ErrorKind::InvalidInput), "{err}");
+}
+
+#[test]
+fn every_sample_loads_and_lists_with_its_identity() {
+    let base = tempfile::tempdir().unwrap();
+    for name in fixtures().sample_names() {
+        fixtures().install(base.path(), &name);
+    }
+    let m = manager(base.path());
+    let report = m.load_plugins().unwrap();
+    assert!(report.all_loaded(), "{report:?}");
+    let list = m.list();
+    let names: Vec<_> = list.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["counter", "hello", "label-router", "slow"]);
+    let counter = list.iter().find(|p| p.name == "counter").unwrap();
+    assert!(counter.has_on_load && counter.has_on_unload);
+    assert_eq!(counter.version, "0.1.0");
+    assert!(counter.running_copy.exists());
+    assert!(!counter.running_copy.starts_with(base.path()));
+    let router = list.iter().find(|p| p.name == "label-router").unwrap();
+    assert_eq!(router.manifest.http_services.as_ref().unwrap().routes.len(), 2);
+}
+
+#[test]
+fn label_router_switches_on_the_label() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "label-router");
+    let m = manager(base.path());
+    m.load_plugin("label-router").unwrap();
+    let h = m.get("label-router").unwrap();
+
+    let ctx = Context::background().with_label("plugin.get");
+    ctx.set("id", "42").unwrap();
+    h.execute(&ctx).unwrap();
+    assert_eq!(
+        ctx.get::<serde_json::Value>("item").unwrap(),
+        Some(serde_json::json!({ "id": "42", "kind": "sample" }))
+    );
+
+    let err = h
+        .execute(&Context::background().with_label("plugin.delete"))
+        .unwrap_err();
+    assert_eq!(err.plugin_error_kind(), Some(ErrorKind::Unsupported));
+    assert!(err.to_string().contains("plugin.delete"), "{err}");
+}
+
+#[test]
+fn counter_keeps_state_and_on_load_resets_it() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "counter");
+    let m = manager(base.path());
+    m.load_plugin("counter").unwrap();
+    let h = m.get("counter").unwrap();
+    for expected in 1..=3i64 {
+        let ctx = Context::background();
+        h.execute(&ctx).unwrap();
+        assert_eq!(ctx.get::<i64>("count").unwrap(), Some(expected));
+    }
+    m.unload("counter").unwrap();
+    assert!(matches!(
+        h.execute(&Context::background()),
+        Err(Error::Unloaded { .. })
+    ));
+    assert!(matches!(m.get("counter"), Err(Error::NotFound { .. })));
+    // A new load is a new copy of the library: fresh statics, on_load ran again.
+    m.load_plugin("counter").unwrap();
+    let ctx = Context::background();
+    m.get("counter").unwrap().execute(&ctx).unwrap();
+    assert_eq!(ctx.get::<i64>("count").unwrap(), Some(1));
+}
+
+#[test]
+fn slow_stops_at_its_deadline_and_on_cancel() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "slow");
+    let m = manager(base.path());
+    m.load_plugin("slow").unwrap();
+    let h = m.get("slow").unwrap();
+
+    let ctx = Context::with_timeout(std::time::Duration::from_millis(50));
+    let err = h.execute(&ctx).unwrap_err();
+    assert_eq!(err.plugin_error_kind(), Some(ErrorKind::DeadlineExceeded), "{err}");
+
+    let ctx = Context::background();
+    let worker = {
+        let (h, ctx) = (h.clone(), ctx.clone());
+        std::thread::spawn(move || h.execute(&ctx))
+    };
+    // Wait until the plugin has visibly started, then cancel it.
+    while ctx.get::<u64>("steps").unwrap().is_none() {
+        std::thread::yield_now();
+    }
+    ctx.cancel();
+    let err = worker.join().unwrap().unwrap_err();
+    assert_eq!(err.plugin_error_kind(), Some(ErrorKind::Cancelled), "{err}");
+
+    let ctx = Context::background();
+    ctx.set("max_steps", &3u64).unwrap();
+    ctx.set("step_ms", &1u64).unwrap();
+    h.execute(&ctx).unwrap();
+    assert_eq!(ctx.get::<u64>("steps").unwrap(), Some(3));
+}
+
+#[test]
+fn a_panic_in_execute_is_an_error_and_later_calls_work() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "panic-execute");
+    let m = manager(base.path());
+    m.load_plugin("panic-execute").unwrap();
+    let h = m.get("panic-execute").unwrap();
+    for _ in 0..3 {
+        let err = h.execute(&Context::background()).unwrap_err();
+        assert_eq!(err.plugin_error_kind(), Some(ErrorKind::Panicked));
+        assert!(err.to_string().contains("boom from panic-execute"), "{err}");
+    }
+    let ctx = Context::background();
+    ctx.set("panic", &false).unwrap();
+    h.execute(&ctx).unwrap();
+    assert_eq!(ctx.get::<bool>("ok").unwrap(), Some(true));
+}
+
+#[test]
+fn bad_libraries_fail_alone_with_typed_errors() {
+    let base = tempfile::tempdir().unwrap();
+    for name in [
+        "hello",
+        "panic-on-load",
+        "identity-mismatch",
+        "wrong-abi",
+        "not-a-plugin",
+    ] {
+        fixtures().install(base.path(), name);
+    }
+    let m = manager(base.path());
+    let report = m.load_plugins().unwrap();
+    assert_eq!(report.loaded().collect::<Vec<_>>(), ["hello"]);
+
+    let err = report.error("panic-on-load").unwrap();
+    assert!(matches!(err, Error::OnLoad { kind: ErrorKind::Panicked, .. }), "{err}");
+
+    let err = report.error("identity-mismatch").unwrap();
+    assert!(
+        matches!(err, Error::IdentityMismatch { field: "version", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("9.9.9"), "{err}");
+
+    let err = report.error("wrong-abi").unwrap();
+    assert!(matches!(err, Error::AbiMismatch { .. }), "{err}");
+
+    let err = report.error("not-a-plugin").unwrap();
+    assert!(matches!(err, Error::NotAPlugin { .. }), "{err}");
+
+    for (name, err) in report.failed() {
+        assert_eq!(err.plugin(), Some(name));
+        assert!(err.to_string().contains(name), "{err}");
+    }
+    // The good one still works.
+    let ctx = Context::background();
+    ctx.set("sample", &serde_json::json!({ "name": "x" })).unwrap();
+    m.get("hello").unwrap().execute(&ctx).unwrap();
+}
+
+#[test]
+fn a_file_that_is_not_a_library_is_not_a_plugin() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install_as(base.path(), "hello", "hello");
+    let lib = dir.join(fixtures().plugin("hello").library_file_name());
+    std::fs::remove_file(&lib).unwrap();
+    std::fs::write(&lib, b"definitely not ELF").unwrap();
+    let err = manager(base.path()).load_plugin("hello").unwrap_err();
+    assert!(matches!(err, Error::NotAPlugin { .. }), "{err}");
+}
+
+#[test]
+fn requires_host_is_checked_before_loading() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hello");
+    edit_manifest(&dir, |m| m["requires"] = serde_json::json!({ "host": ">=2" }));
+    let m = PluginManager::builder(base.path())
+        .host_version(semver::Version::new(1, 5, 0))
+        .build();
+    let err = m.load_plugin("hello").unwrap_err();
+    assert!(matches!(err, Error::HostVersion { .. }), "{err}");
+    assert!(err.to_string().contains("requires.host"), "{err}");
+
+    let m = PluginManager::builder(base.path())
+        .host_version(semver::Version::new(2, 0, 0))
+        .build();
+    m.load_plugin("hello").unwrap();
+}
+
+#[test]
+fn sha256_is_verified_when_given() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hello");
+    let lib = dir.join(fixtures().plugin("hello").library_file_name());
+    let digest = plugin_host::sha256_file(&lib).unwrap();
+    edit_manifest(&dir, |m| m["sha256"] = serde_json::json!(digest));
+    manager(base.path()).load_plugin("hello").unwrap();
+
+    edit_manifest(&dir, |m| m["sha256"] = serde_json::json!("0".repeat(64)));
+    let err = manager(base.path()).load_plugin("hello").unwrap_err();
+    assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+}
+
+#[test]
+fn missing_library_and_bad_paths_are_refused_before_loading() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hello");
+    std::fs::remove_file(dir.join(fixtures().plugin("hello").library_file_name())).unwrap();
+    let err = manager(base.path()).load_plugin("hello").unwrap_err();
+    assert!(matches!(err, Error::LibraryMissing { .. }), "{err}");
+    assert!(err.to_string().contains("libhello"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_out_of_the_folder_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hello");
+    let name = fixtures().plugin("hello").library_file_name();
+    std::fs::rename(dir.join(&name), outside.path().join(&name)).unwrap();
+    std::os::unix::fs::symlink(outside.path().join(&name), dir.join(&name)).unwrap();
+    let err = manager(base.path()).load_plugin("hello").unwrap_err();
+    assert!(matches!(err, Error::LibraryOutsideFolder { .. }), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_world_writable_library_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hello");
+    let lib = dir.join(fixtures().plugin("hello").library_file_name());
+    std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = manager(base.path()).load_plugin("hello").unwrap_err();
+    assert!(matches!(err, Error::LibraryPermissions { .. }), "{err}");
+}
+
+#[test]
+fn a_library_replaced_on_disk_does_not_change_running_code() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "counter");
+    let m = manager(base.path());
+    m.load_plugin("counter").unwrap();
+    let h = m.get("counter").unwrap();
+    h.execute(&Context::background()).unwrap();
+
+    // Overwrite the library in place (same inode) with another plugin's bytes, then
+    // truncate it: the running code was loaded from a private copy and must not notice.
+    let lib = dir.join(fixtures().plugin("counter").library_file_name());
+    std::fs::write(&lib, std::fs::read(fixtures().library("hello")).unwrap()).unwrap();
+    for expected in 2..=4i64 {
+        let ctx = Context::background();
+        h.execute(&ctx).unwrap();
+        assert_eq!(ctx.get::<i64>("count").unwrap(), Some(expected));
+    }
+    std::fs::write(&lib, b"").unwrap();
+    let ctx = Context::background();
+    h.execute(&ctx).unwrap();
+    assert_eq!(ctx.get::<i64>("count").unwrap(), Some(5));
+}
+
+#[test]
+fn loading_twice_is_reported_and_unknown_names_are_typed() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "hello");
+    let m = manager(base.path());
+    m.load_plugin("hello").unwrap();
+    assert!(matches!(m.load_plugin("hello"), Err(Error::AlreadyLoaded { .. })));
+    // load_plugins treats an already loaded plugin as loaded.
+    assert!(m.load_plugins().unwrap().all_loaded());
+    assert!(matches!(m.load_plugin("nope"), Err(Error::NoSuchFolder { .. })));
+    assert!(matches!(m.load_plugin("../x"), Err(Error::NoSuchFolder { .. })));
+    assert!(matches!(m.get("nope"), Err(Error::NotFound { .. })));
+    assert!(matches!(m.unload("nope"), Err(Error::NotFound { .. })));
+}
+
+fn edit_manifest(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("plugin.json");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    f(&mut value);
+    std::fs::write(&path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+}

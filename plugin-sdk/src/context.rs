@@ -1,0 +1,144 @@
+use std::time::{Duration, Instant};
+
+use plugin_abi::abi_stable::std_types::{RDuration, RStr};
+use plugin_abi::{CancelReason, ContextRef, ErrorKind, LogLevel, PluginError, Value};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// The context of one plugin call, as the plugin sees it.
+///
+/// It carries serde values by string key (set by the host before the call, read back by the
+/// host after it), the call's routing label, cancellation and deadline, and a logger that
+/// writes into the host's `tracing` subscriber.
+pub struct Context<'a> {
+    raw: ContextRef<'a>,
+}
+
+impl<'a> Context<'a> {
+    /// Wraps the raw FFI context. Used by [`export_plugin!`](crate::export_plugin).
+    #[doc(hidden)]
+    pub fn from_raw(raw: ContextRef<'a>) -> Self {
+        Context { raw }
+    }
+
+    /// Reads the value under `key` as a `T`.
+    ///
+    /// Returns `Ok(None)` if the key is not set, and an [`ErrorKind::InvalidInput`] error if
+    /// the value does not have the shape of `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PluginError> {
+        match self.get_value(key) {
+            None => Ok(None),
+            Some(value) => plugin_abi::serde::from_value(value).map(Some).map_err(|e| {
+                PluginError::invalid_input(format!("context value `{key}` has the wrong shape: {e}"))
+            }),
+        }
+    }
+
+    /// Stores `value` under `key`, converting it with serde.
+    ///
+    /// Fails with [`ErrorKind::InvalidInput`] only if `value` cannot be represented as a
+    /// [`Value`] (for example a map with non-string keys).
+    pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), PluginError> {
+        let value = plugin_abi::serde::to_value(value).map_err(|e| {
+            PluginError::invalid_input(format!("cannot store context value `{key}`: {e}"))
+        })?;
+        self.set_value(key, value);
+        Ok(())
+    }
+
+    /// Returns a copy of the raw value under `key`.
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        self.raw.get(RStr::from_str(key)).into_option()
+    }
+
+    /// Stores a raw value under `key`.
+    pub fn set_value(&self, key: &str, value: Value) {
+        self.raw.set(RStr::from_str(key), value);
+    }
+
+    /// Removes the value under `key` and returns it.
+    pub fn remove(&self, key: &str) -> Option<Value> {
+        self.raw.remove(RStr::from_str(key)).into_option()
+    }
+
+    /// Every key currently set, in no particular order.
+    pub fn keys(&self) -> Vec<String> {
+        self.raw.keys().into_iter().map(|k| k.into_string()).collect()
+    }
+
+    /// The routing label of this call: which of the plugin's `http_services.routes` (or
+    /// which operation a caller asked for) this call serves.
+    pub fn label(&self) -> Option<String> {
+        self.raw.label().into_option().map(|l| l.into_string())
+    }
+
+    /// Whether the call has been cancelled or its deadline has passed.
+    pub fn is_cancelled(&self) -> bool {
+        self.raw.cancel_reason().is_some()
+    }
+
+    /// Why the call was cancelled, or `None` while it is live.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.raw.cancel_reason().into_option()
+    }
+
+    /// When the call's deadline expires, if it has one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.raw
+            .remaining()
+            .into_option()
+            .map(|left| Instant::now() + Duration::from(left))
+    }
+
+    /// Returns an error of kind [`ErrorKind::Cancelled`] or [`ErrorKind::DeadlineExceeded`] once
+    /// the call has been cancelled, so a loop can stop with `ctx.check_cancelled()?`.
+    pub fn check_cancelled(&self) -> Result<(), PluginError> {
+        match self.cancel_reason() {
+            None => Ok(()),
+            Some(CancelReason::Cancelled) => Err(PluginError::new(
+                ErrorKind::Cancelled,
+                "the call was cancelled",
+            )),
+            Some(CancelReason::DeadlineExceeded) => Err(PluginError::new(
+                ErrorKind::DeadlineExceeded,
+                "the call's deadline passed",
+            )),
+        }
+    }
+
+    /// Blocks until the call is cancelled or `timeout` elapses, and returns whether it was
+    /// cancelled. Use it instead of `std::thread::sleep` so a cancel wakes the plugin at once.
+    pub fn wait_cancelled(&self, timeout: Duration) -> bool {
+        self.raw.wait_cancelled(RDuration::from(timeout))
+    }
+
+    /// Writes a log record at `level` into the host's `tracing` subscriber, tagged with the
+    /// plugin's name.
+    pub fn log(&self, level: LogLevel, message: &str) {
+        self.raw.log(level, RStr::from_str(message));
+    }
+
+    /// Logs at error level.
+    pub fn error(&self, message: &str) {
+        self.log(LogLevel::Error, message);
+    }
+
+    /// Logs at warn level.
+    pub fn warn(&self, message: &str) {
+        self.log(LogLevel::Warn, message);
+    }
+
+    /// Logs at info level.
+    pub fn info(&self, message: &str) {
+        self.log(LogLevel::Info, message);
+    }
+
+    /// Logs at debug level.
+    pub fn debug(&self, message: &str) {
+        self.log(LogLevel::Debug, message);
+    }
+
+    /// Logs at trace level.
+    pub fn trace(&self, message: &str) {
+        self.log(LogLevel::Trace, message);
+    }
+}

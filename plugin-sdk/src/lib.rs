@@ -1,0 +1,214 @@
+//! Write a native plugin in one function.
+//!
+//! A plugin is a `cdylib` crate that depends on `plugin-sdk`, defines one function taking a
+//! [`Context`], and exports it with [`export_plugin!`]. The host (`plugin-host`) finds the
+//! library through the plugin's `plugin.json`, checks it, and calls the function.
+//!
+//! # Examples
+//!
+//! ```
+//! use plugin_sdk::{export_plugin, Context, PluginError};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Deserialize)]
+//! struct Hello {
+//!     name: String,
+//! }
+//!
+//! fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
+//!     let hello: Hello = ctx
+//!         .get("sample")?
+//!         .ok_or_else(|| PluginError::invalid_input("`sample` is not set"))?;
+//!     ctx.set("greeting", &format!("Hello, {}!", hello.name))?;
+//!     Ok(())
+//! }
+//!
+//! export_plugin!(execute);
+//! ```
+//!
+//! With lifecycle hooks:
+//!
+//! ```
+//! # use plugin_sdk::{export_plugin, Context, PluginError};
+//! fn run(_ctx: &Context<'_>) -> Result<(), PluginError> { Ok(()) }
+//! fn init(ctx: &Context<'_>) -> Result<(), PluginError> { ctx.info("ready"); Ok(()) }
+//! fn stop() -> Result<(), PluginError> { Ok(()) }
+//!
+//! export_plugin! { execute: run, on_load: init, on_unload: stop }
+//! ```
+//!
+//! Panics inside these functions are caught inside the plugin and returned to the host as
+//! an error of kind [`ErrorKind::Panicked`]; they never unwind across the library boundary.
+#![warn(missing_docs)]
+
+mod context;
+
+pub use context::Context;
+pub use plugin_abi::{CancelReason, ErrorKind, LogLevel, PluginError, Value};
+
+/// The version of `plugin-sdk` a plugin is built with; baked into every plugin.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Exports a function as this library's plugin entry point.
+///
+/// Forms:
+///
+/// - `export_plugin!(execute);`
+/// - `export_plugin! { execute: run, on_load: init, on_unload: stop }` (hooks optional, in
+///   that order)
+///
+/// `execute` and `on_load` have the signature `fn(&Context<'_>) -> Result<(), PluginError>`;
+/// `on_unload` is `fn() -> Result<(), PluginError>`. The plugin's name and version are taken
+/// from its `Cargo.toml` (`CARGO_PKG_NAME`, `CARGO_PKG_VERSION`) at build time and must equal
+/// those in its `plugin.json`.
+///
+/// Use it once per library, at the crate root.
+#[macro_export]
+macro_rules! export_plugin {
+    (@optional) => {
+        ::core::option::Option::None
+    };
+    (@optional $wrapper:ident, $user:path) => {
+        ::core::option::Option::Some($wrapper)
+    };
+    ($execute:path $(,)?) => {
+        $crate::export_plugin! { execute: $execute }
+    };
+    (execute: $execute:path $(, on_load: $on_load:path)? $(, on_unload: $on_unload:path)? $(,)?) => {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, unreachable_pub)]
+        #[no_mangle]
+        pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::__private::LibHeader = {
+            extern "C" fn __plugin_info() -> $crate::__private::PluginInfo {
+                $crate::__private::plugin_info(
+                    ::core::env!("CARGO_PKG_NAME"),
+                    ::core::env!("CARGO_PKG_VERSION"),
+                )
+            }
+            extern "C" fn __plugin_execute(
+                ctx: $crate::__private::ContextRef<'_>,
+            ) -> $crate::__private::RResult<(), $crate::PluginError> {
+                $crate::__private::call_with_context(ctx, $execute)
+            }
+            $(
+                extern "C" fn __plugin_on_load(
+                    ctx: $crate::__private::ContextRef<'_>,
+                ) -> $crate::__private::RResult<(), $crate::PluginError> {
+                    $crate::__private::call_with_context(ctx, $on_load)
+                }
+            )?
+            $(
+                extern "C" fn __plugin_on_unload(
+                ) -> $crate::__private::RResult<(), $crate::PluginError> {
+                    $crate::__private::call_guarded($on_unload)
+                }
+            )?
+            fn __plugin_root_module() -> $crate::__private::PluginModRef {
+                $crate::__private::root_module(
+                    __plugin_info,
+                    __plugin_execute,
+                    $crate::export_plugin!(@optional $(__plugin_on_load, $on_load)?),
+                    $crate::export_plugin!(@optional $(__plugin_on_unload, $on_unload)?),
+                )
+            }
+            extern "C" fn __plugin_erased_module() -> $crate::__private::RootModuleResult {
+                $crate::__private::call_root_module_loader(__plugin_root_module)
+            }
+            // SAFETY: `__plugin_erased_module` returns the root module of type `PluginModRef`,
+            // the type passed as the generic parameter, as `#[export_root_module]` would.
+            unsafe {
+                $crate::__private::LibHeader::from_constructor::<$crate::__private::PluginModRef>(
+                    __plugin_erased_module,
+                    $crate::__private::CheckTypeLayout::Yes,
+                )
+            }
+        };
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! Items used by [`export_plugin!`](crate::export_plugin); not a public API.
+
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    pub use plugin_abi::abi_stable::library::{
+        CheckTypeLayout, LibHeader, RootModuleResult, __call_root_module_loader as call_root_module_loader,
+    };
+    pub use plugin_abi::abi_stable::std_types::RResult;
+    pub use plugin_abi::{ContextRef, PluginInfo, PluginModRef};
+
+    use plugin_abi::abi_stable::prefix_type::PrefixTypeTrait;
+    use plugin_abi::{ErrorKind, PluginError, PluginMod};
+
+    use crate::Context;
+
+    /// The FFI signature of `on_load`.
+    pub type OnLoadFn = extern "C" fn(ContextRef<'_>) -> RResult<(), PluginError>;
+    /// The FFI signature of `on_unload`.
+    pub type OnUnloadFn = extern "C" fn() -> RResult<(), PluginError>;
+
+    /// Builds the plugin's identity.
+    pub fn plugin_info(name: &'static str, version: &'static str) -> PluginInfo {
+        PluginInfo {
+            name: name.into(),
+            version: version.into(),
+            sdk_version: crate::SDK_VERSION.into(),
+            abi_version: plugin_abi::ABI_VERSION,
+        }
+    }
+
+    /// Builds and leaks the root module.
+    pub fn root_module(
+        info: extern "C" fn() -> PluginInfo,
+        execute: extern "C" fn(ContextRef<'_>) -> RResult<(), PluginError>,
+        on_load: Option<OnLoadFn>,
+        on_unload: Option<OnUnloadFn>,
+    ) -> PluginModRef {
+        PluginMod {
+            info,
+            execute,
+            on_load,
+            on_unload,
+        }
+        .leak_into_prefix()
+    }
+
+    /// Calls a user function with a typed context, catching panics.
+    pub fn call_with_context(
+        ctx: ContextRef<'_>,
+        f: fn(&Context<'_>) -> Result<(), PluginError>,
+    ) -> RResult<(), PluginError> {
+        let ctx = Context::from_raw(ctx);
+        guard(|| f(&ctx))
+    }
+
+    /// Calls a user function without a context, catching panics.
+    pub fn call_guarded(f: fn() -> Result<(), PluginError>) -> RResult<(), PluginError> {
+        guard(f)
+    }
+
+    fn guard(f: impl FnOnce() -> Result<(), PluginError>) -> RResult<(), PluginError> {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(result) => result.into(),
+            Err(payload) => {
+                let message = panic_message(&*payload);
+                // Dropping the payload runs foreign code (its destructor), which could itself
+                // panic; keep that from unwinding out of this `extern "C"` frame.
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+                RResult::RErr(PluginError::new(ErrorKind::Panicked, message))
+            }
+        }
+    }
+
+    fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+        let detail = if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "a panic payload that is not a string".to_owned()
+        };
+        format!("the plugin panicked: {detail}")
+    }
+}

@@ -1,0 +1,16 @@
+//! Benchmark fixture: sets and gets a short string through the context `loops` times, to
+//! measure the cost of one `ctx.set` + `ctx.get` from inside a plugin.
+
+use plugin_sdk::{export_plugin, Context, PluginError};
+
+fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
+    let loops: u64 = ctx.get("loops")?.unwrap_or(1);
+    for _ in 0..loops {
+        ctx.set("k", "short")?;
+        let v: Option<String> = ctx.get("k")?;
+        std::hint::black_box(v);
+    }
+    Ok(())
+}
+
+export_plugin!(execute);

@@ -1,0 +1,44 @@
+//! Test fixture: exports a root module named like the real one, but whose `execute` takes
+//! a different argument, as a plugin built against a changed ABI would.
+#![allow(
+    non_local_definitions,
+    reason = "#[derive(StableAbi)] expands to impls inside const items"
+)]
+
+use abi_stable::{
+    declare_root_module_statics, export_root_module,
+    library::RootModule,
+    package_version_strings,
+    prefix_type::PrefixTypeTrait,
+    sabi_types::VersionStrings,
+    std_types::{RResult, RString},
+    StableAbi,
+};
+
+/// Same name and version strings as `plugin_abi::PluginMod`, different layout.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginMod {
+    /// Changed: takes a string instead of the context.
+    #[sabi(last_prefix_field)]
+    pub execute: extern "C" fn(RString) -> RResult<(), RString>,
+}
+
+impl RootModule for PluginModRef {
+    declare_root_module_statics! {PluginModRef}
+    const BASE_NAME: &'static str = "plugin";
+    const NAME: &'static str = "plugin";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+extern "C" fn execute(_: RString) -> RResult<(), RString> {
+    RResult::ROk(())
+}
+
+/// The root module.
+#[export_root_module]
+pub fn root() -> PluginModRef {
+    PluginMod { execute }.leak_into_prefix()
+}
