@@ -103,23 +103,29 @@ impl CancelNode {
 
     fn wait(&self, timeout: Duration) -> bool {
         let give_up = Instant::now().checked_add(timeout);
-        let mut guard = self.lock.lock();
         loop {
+            // Outside the lock: this may trip the deadline, which takes the lock.
             if self.reason().is_some() {
                 return true;
             }
+            let mut guard = self.lock.lock();
+            // `trip` stores the state before it takes the lock to notify, so checking it
+            // under the lock cannot miss a wake-up.
+            if self.state.load(Ordering::Acquire) != LIVE {
+                return true;
+            }
             let now = Instant::now();
+            if give_up.is_some_and(|g| now >= g) {
+                return false;
+            }
             // Wake at whichever comes first: the caller's timeout or our own deadline (which
-            // `reason()` turns into a cancellation), so no timer thread is needed.
+            // `reason()` then turns into a cancellation), so no timer thread is needed.
             let until = match (give_up, self.deadline) {
                 (Some(g), Some(d)) => g.min(d),
                 (Some(g), None) => g,
                 (None, Some(d)) => d,
                 (None, None) => now + Duration::from_secs(3600),
             };
-            if give_up.is_some_and(|g| now >= g) {
-                return false;
-            }
             if until > now {
                 self.wake.wait_until(&mut guard, until);
             }
