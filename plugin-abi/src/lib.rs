@@ -164,11 +164,13 @@ pub struct PluginMod {
     pub info: extern "C" fn() -> PluginInfo,
 
     /// The plugin's entry point: runs one call in `ctx`.
-    pub execute: for<'a> extern "C" fn(ctx: HostContext_TO<'a, RRef<'a, ()>>) -> RResult<(), PluginError>,
+    pub execute:
+        for<'a> extern "C" fn(ctx: HostContext_TO<'a, RRef<'a, ()>>) -> RResult<(), PluginError>,
 
     /// Runs once after the library is loaded and checked, before the first call.
-    pub on_load:
-        Option<for<'a> extern "C" fn(ctx: HostContext_TO<'a, RRef<'a, ()>>) -> RResult<(), PluginError>>,
+    pub on_load: Option<
+        for<'a> extern "C" fn(ctx: HostContext_TO<'a, RRef<'a, ()>>) -> RResult<(), PluginError>,
+    >,
 
     /// Runs once after the last call, when the plugin is unloaded or replaced.
     #[sabi(last_prefix_field)]

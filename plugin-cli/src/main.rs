@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use plugin_host::{Context, Error, PluginManager, PluginSummary};
+use std::io::IsTerminal;
+
+use plugin_host::{Context, Error, ErrorKind, PluginManager, PluginSummary};
 
 /// Manage and call native plugins in a plugin directory.
 #[derive(Parser, Debug)]
@@ -72,7 +74,16 @@ impl From<Error> for Failure {
             Error::BaseDir { .. } => {
                 "pass the plugin directory with --dir, or build the samples with `cargo xtask build-samples`".to_owned()
             }
-            Error::Call { .. } => "the plugin returned this error; check the values you passed with --set".to_owned(),
+            Error::Call { kind, .. } => match kind {
+                ErrorKind::DeadlineExceeded => "the call ran out of time; raise --timeout".to_owned(),
+                ErrorKind::Cancelled => "the call was cancelled before it finished".to_owned(),
+                ErrorKind::Panicked => "the plugin panicked; report it to its maintainers".to_owned(),
+                ErrorKind::InvalidInput => {
+                    "check the values you passed with --set against the plugin's docs".to_owned()
+                }
+                ErrorKind::Unsupported => "check --label against the plugin's routes (`plugctl info NAME`)".to_owned(),
+                _ => "the plugin returned this error; see its docs".to_owned(),
+            },
             Error::Manifest(_) => "fix plugin.json; README.md has the field reference".to_owned(),
             _ => "README.md explains each error and its fix".to_owned(),
         };
@@ -87,9 +98,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,plugin=info".into()),
+                .unwrap_or_else(|_| "warn,plugins=info".into()),
         )
         .init();
     match run(cli) {
@@ -108,9 +121,12 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::List { json } => list(&manager, json),
         Command::Info { name, json } => {
             manager.load_plugin(&name)?;
-            let summary = manager.get(&name)?.summary().ok_or_else(|| Error::Unloaded {
-                plugin: name.clone(),
-            })?;
+            let summary = manager
+                .get(&name)?
+                .summary()
+                .ok_or_else(|| Error::Unloaded {
+                    plugin: name.clone(),
+                })?;
             if json {
                 println!("{}", to_json(&summary));
             } else {
@@ -141,7 +157,12 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let values: serde_json::Map<String, serde_json::Value> = ctx
                 .values()
                 .into_iter()
-                .map(|(k, v)| (k, serde_json::to_value(&v).unwrap_or(serde_json::Value::Null)))
+                .map(|(k, v)| {
+                    (
+                        k,
+                        serde_json::to_value(&v).unwrap_or(serde_json::Value::Null),
+                    )
+                })
                 .collect();
             println!("{}", to_json(&values));
             result?;
@@ -196,7 +217,10 @@ fn list(manager: &PluginManager, json: bool) -> Result<ExitCode, Failure> {
         println!("no plugins in {}", manager.base_dir().display());
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<20} {:<10} {:<8} DESCRIPTION / ERROR", "NAME", "VERSION", "STATE");
+    println!(
+        "{:<20} {:<10} {:<8} DESCRIPTION / ERROR",
+        "NAME", "VERSION", "STATE"
+    );
     for o in &report.outcomes {
         match &o.result {
             Ok(()) => {
@@ -205,7 +229,10 @@ fn list(manager: &PluginManager, json: bool) -> Result<ExitCode, Failure> {
                 let description = s
                     .and_then(|s| s.manifest.description.as_deref())
                     .unwrap_or("");
-                println!("{:<20} {:<10} {:<8} {}", o.name, version, "loaded", description);
+                println!(
+                    "{:<20} {:<10} {:<8} {}",
+                    o.name, version, "loaded", description
+                );
             }
             Err(err) => println!("{:<20} {:<10} {:<8} {}", o.name, "-", "failed", err),
         }
@@ -237,7 +264,12 @@ fn print_info(s: &PluginSummary) {
     if let Some(http) = &s.manifest.http_services {
         println!("http driver:  {}", http.driver);
         for r in &http.routes {
-            println!("  {:<7} {:<32} label {}", r.method.as_str(), r.route, r.label);
+            println!(
+                "  {:<7} {:<32} label {}",
+                r.method.as_str(),
+                r.route,
+                r.label
+            );
         }
     }
 }

@@ -317,7 +317,13 @@ pub(crate) struct CallContext<'a> {
 // `extern "C"` functions, where a panic aborts the process. `parking_lot` locks do not poison.
 impl HostContext for CallContext<'_> {
     fn get(&self, key: RStr<'_>) -> ROption<Value> {
-        self.ctx.inner.values.lock().get(key.as_str()).cloned().into()
+        self.ctx
+            .inner
+            .values
+            .lock()
+            .get(key.as_str())
+            .cloned()
+            .into()
     }
 
     fn set(&self, key: RStr<'_>, value: Value) {
@@ -370,11 +376,11 @@ impl HostContext for CallContext<'_> {
         let plugin = self.plugin;
         let message = message.as_str();
         match level {
-            LogLevel::Error => tracing::error!(target: "plugin", plugin, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
-            LogLevel::Info => tracing::info!(target: "plugin", plugin, "{message}"),
-            LogLevel::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
-            LogLevel::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
+            LogLevel::Error => tracing::error!(target: "plugins", plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "plugins", plugin, "{message}"),
+            LogLevel::Info => tracing::info!(target: "plugins", plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "plugins", plugin, "{message}"),
+            LogLevel::Trace => tracing::trace!(target: "plugins", plugin, "{message}"),
         }
     }
 }

@@ -121,15 +121,13 @@ pub enum Error {
 
     /// The library's SHA-256 does not equal the manifest's `sha256`.
     #[error(
-        "plugin `{plugin}`: checksum mismatch: field `sha256` in {} is {expected} but library {} hashes to {actual}; the library was changed or replaced: rebuild it and update `sha256`",
-        manifest.display(), path.display()
+        "plugin `{plugin}`: checksum mismatch: field `sha256` of plugin.json is {expected} but library {} hashes to {actual}; the library was changed or replaced: rebuild it and update `sha256`",
+        path.display()
     )]
     ChecksumMismatch {
         /// The plugin folder name.
         plugin: String,
-        /// The manifest file.
-        manifest: PathBuf,
-        /// The library path.
+        /// The library path (next to the manifest).
         path: PathBuf,
         /// The digest from the manifest.
         expected: String,
@@ -180,15 +178,13 @@ pub enum Error {
 
     /// The identity baked into the library differs from the manifest.
     #[error(
-        "plugin `{plugin}`: identity mismatch: field `{field}` in {} is `{expected}` but library {} was built as `{found}`; rebuild the library from the right crate or fix `{field}` in plugin.json",
-        manifest.display(), path.display()
+        "plugin `{plugin}`: identity mismatch: field `{field}` of plugin.json is `{expected}` but library {} was built as `{found}`; rebuild the library from the plugin's own crate, or fix `{field}` in plugin.json",
+        path.display()
     )]
     IdentityMismatch {
         /// The plugin folder name.
         plugin: String,
-        /// The manifest file.
-        manifest: PathBuf,
-        /// The library path.
+        /// The library path (next to the manifest).
         path: PathBuf,
         /// `name`, `version` or `sdk_version`.
         field: &'static str,
@@ -313,7 +309,9 @@ impl Error {
     /// error the plugin reported.
     pub fn plugin_error_kind(&self) -> Option<ErrorKind> {
         match self {
-            Error::Call { kind, .. } | Error::OnLoad { kind, .. } | Error::OnUnload { kind, .. } => Some(*kind),
+            Error::Call { kind, .. }
+            | Error::OnLoad { kind, .. }
+            | Error::OnUnload { kind, .. } => Some(*kind),
             _ => None,
         }
     }

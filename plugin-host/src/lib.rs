@@ -47,7 +47,9 @@ pub use error::Error;
 pub use load::sha256_file;
 pub use manifest::Manifest;
 pub use plugin_abi::{CancelReason, ErrorKind, Value};
-pub use registry::{LoadOutcome, LoadReport, PluginHandle, PluginManager, PluginManagerBuilder, PluginSummary};
+pub use registry::{
+    LoadOutcome, LoadReport, PluginHandle, PluginManager, PluginManagerBuilder, PluginSummary,
+};
 
 /// The version of `plugin-abi` this host was built with. Plugins must be built with a
 /// caret-compatible `plugin-sdk`.

@@ -87,7 +87,6 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded
             if !actual.eq_ignore_ascii_case(expected) {
                 return Err(Error::ChecksumMismatch {
                     plugin: name.to_owned(),
-                    manifest: manifest_file,
                     path: library,
                     expected: expected.clone(),
                     actual,
@@ -104,7 +103,7 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded
 
     // 4. The identity baked into the library.
     let info = (module.info())();
-    let sdk_version = check_identity(name, &manifest, &manifest_file, &library, &info)?;
+    let sdk_version = check_identity(name, &manifest, &library, &info)?;
 
     Ok(Loaded {
         manifest,
@@ -303,13 +302,11 @@ fn one_line(text: &str) -> String {
 fn check_identity(
     name: &str,
     manifest: &Manifest,
-    manifest_file: &Path,
     library: &Path,
     info: &PluginInfo,
 ) -> Result<String, Error> {
     let mismatch = |field, expected: String, found: &str| Error::IdentityMismatch {
         plugin: name.to_owned(),
-        manifest: manifest_file.to_path_buf(),
         path: library.to_path_buf(),
         field,
         expected,

@@ -253,8 +253,7 @@ impl PluginManager {
     /// Loads the plugin in the folder `<base_dir>/<name>`.
     pub fn load_plugin(&self, name: &str) -> Result<(), Error> {
         let dir = self.base_dir.join(name);
-        if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) || !dir.is_dir()
-        {
+        if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) || !dir.is_dir() {
             return Err(Error::NoSuchFolder {
                 plugin: name.to_owned(),
                 base_dir: self.base_dir.clone(),
@@ -399,7 +398,10 @@ fn run_on_load(name: &str, loaded: &Loaded) -> Result<(), Error> {
         ctx: &ctx,
         plugin: name,
     };
-    match on_load(HostContext_TO::from_ptr(RRef::new(&call), plugin_abi::abi_stable::sabi_trait::TD_Opaque)) {
+    match on_load(HostContext_TO::from_ptr(
+        RRef::new(&call),
+        plugin_abi::abi_stable::sabi_trait::TD_Opaque,
+    )) {
         RResult::ROk(()) => Ok(()),
         RResult::RErr(err) => Err(Error::OnLoad {
             plugin: name.to_owned(),
@@ -459,7 +461,10 @@ impl PluginHandle {
             ctx,
             plugin: &self.slot.name,
         };
-        let raw = HostContext_TO::from_ptr(RRef::new(&call), plugin_abi::abi_stable::sabi_trait::TD_Opaque);
+        let raw = HostContext_TO::from_ptr(
+            RRef::new(&call),
+            plugin_abi::abi_stable::sabi_trait::TD_Opaque,
+        );
         match (version.module.execute())(raw) {
             RResult::ROk(()) => Ok(()),
             RResult::RErr(err) => Err(plugin_error(&self.slot.name, err)),

@@ -34,7 +34,11 @@ fn hello_greets_through_the_host() {
         .unwrap()
         .execute(&Context::background())
         .unwrap_err();
-    assert_eq!(err.plugin_error_kind(), Some(ErrorKind::InvalidInput), "{err}");
+    assert_eq!(
+        err.plugin_error_kind(),
+        Some(ErrorKind::InvalidInput),
+        "{err}"
+    );
 }
 
 #[test]
@@ -55,7 +59,10 @@ fn every_sample_loads_and_lists_with_its_identity() {
     assert!(counter.running_copy.exists());
     assert!(!counter.running_copy.starts_with(base.path()));
     let router = list.iter().find(|p| p.name == "label-router").unwrap();
-    assert_eq!(router.manifest.http_services.as_ref().unwrap().routes.len(), 2);
+    assert_eq!(
+        router.manifest.http_services.as_ref().unwrap().routes.len(),
+        2
+    );
 }
 
 #[test]
@@ -116,7 +123,11 @@ fn slow_stops_at_its_deadline_and_on_cancel() {
 
     let ctx = Context::with_timeout(std::time::Duration::from_millis(50));
     let err = h.execute(&ctx).unwrap_err();
-    assert_eq!(err.plugin_error_kind(), Some(ErrorKind::DeadlineExceeded), "{err}");
+    assert_eq!(
+        err.plugin_error_kind(),
+        Some(ErrorKind::DeadlineExceeded),
+        "{err}"
+    );
 
     let ctx = Context::background();
     let worker = {
@@ -173,11 +184,26 @@ fn bad_libraries_fail_alone_with_typed_errors() {
     assert_eq!(report.loaded().collect::<Vec<_>>(), ["hello"]);
 
     let err = report.error("panic-on-load").unwrap();
-    assert!(matches!(err, Error::OnLoad { kind: ErrorKind::Panicked, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::OnLoad {
+                kind: ErrorKind::Panicked,
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     let err = report.error("identity-mismatch").unwrap();
     assert!(
-        matches!(err, Error::IdentityMismatch { field: "version", .. }),
+        matches!(
+            err,
+            Error::IdentityMismatch {
+                field: "version",
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("9.9.9"), "{err}");
@@ -194,7 +220,8 @@ fn bad_libraries_fail_alone_with_typed_errors() {
     }
     // The good one still works.
     let ctx = Context::background();
-    ctx.set("sample", &serde_json::json!({ "name": "x" })).unwrap();
+    ctx.set("sample", &serde_json::json!({ "name": "x" }))
+        .unwrap();
     m.get("hello").unwrap().execute(&ctx).unwrap();
 }
 
@@ -213,7 +240,9 @@ fn a_file_that_is_not_a_library_is_not_a_plugin() {
 fn requires_host_is_checked_before_loading() {
     let base = tempfile::tempdir().unwrap();
     let dir = fixtures().install(base.path(), "hello");
-    edit_manifest(&dir, |m| m["requires"] = serde_json::json!({ "host": ">=2" }));
+    edit_manifest(&dir, |m| {
+        m["requires"] = serde_json::json!({ "host": ">=2" })
+    });
     let m = PluginManager::builder(base.path())
         .host_version(semver::Version::new(1, 5, 0))
         .build();
@@ -306,11 +335,20 @@ fn loading_twice_is_reported_and_unknown_names_are_typed() {
     fixtures().install(base.path(), "hello");
     let m = manager(base.path());
     m.load_plugin("hello").unwrap();
-    assert!(matches!(m.load_plugin("hello"), Err(Error::AlreadyLoaded { .. })));
+    assert!(matches!(
+        m.load_plugin("hello"),
+        Err(Error::AlreadyLoaded { .. })
+    ));
     // load_plugins treats an already loaded plugin as loaded.
     assert!(m.load_plugins().unwrap().all_loaded());
-    assert!(matches!(m.load_plugin("nope"), Err(Error::NoSuchFolder { .. })));
-    assert!(matches!(m.load_plugin("../x"), Err(Error::NoSuchFolder { .. })));
+    assert!(matches!(
+        m.load_plugin("nope"),
+        Err(Error::NoSuchFolder { .. })
+    ));
+    assert!(matches!(
+        m.load_plugin("../x"),
+        Err(Error::NoSuchFolder { .. })
+    ));
     assert!(matches!(m.get("nope"), Err(Error::NotFound { .. })));
     assert!(matches!(m.unload("nope"), Err(Error::NotFound { .. })));
 }

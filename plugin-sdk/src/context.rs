@@ -28,7 +28,9 @@ impl<'a> Context<'a> {
         match self.get_value(key) {
             None => Ok(None),
             Some(value) => plugin_abi::serde::from_value(value).map(Some).map_err(|e| {
-                PluginError::invalid_input(format!("context value `{key}` has the wrong shape: {e}"))
+                PluginError::invalid_input(format!(
+                    "context value `{key}` has the wrong shape: {e}"
+                ))
             }),
         }
     }
@@ -62,7 +64,11 @@ impl<'a> Context<'a> {
 
     /// Every key currently set, in no particular order.
     pub fn keys(&self) -> Vec<String> {
-        self.raw.keys().into_iter().map(|k| k.into_string()).collect()
+        self.raw
+            .keys()
+            .into_iter()
+            .map(|k| k.into_string())
+            .collect()
     }
 
     /// The routing label of this call: which of the plugin's `http_services.routes` (or

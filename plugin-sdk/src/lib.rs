@@ -133,7 +133,8 @@ pub mod __private {
     use std::panic::{catch_unwind, AssertUnwindSafe};
 
     pub use plugin_abi::abi_stable::library::{
-        CheckTypeLayout, LibHeader, RootModuleResult, __call_root_module_loader as call_root_module_loader,
+        __call_root_module_loader as call_root_module_loader, CheckTypeLayout, LibHeader,
+        RootModuleResult,
     };
     pub use plugin_abi::abi_stable::std_types::RResult;
     pub use plugin_abi::{ContextRef, PluginInfo, PluginModRef};

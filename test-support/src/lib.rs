@@ -84,14 +84,21 @@ pub fn build(crates: &[PluginCrate], release: bool, target_dir: &Path) -> Result
         .status()
         .map_err(|e| format!("cannot run cargo to build the plugins: {e}"))?;
     if !status.success() {
-        return Err(format!("building the plugins failed ({status}); see the cargo output above"));
+        return Err(format!(
+            "building the plugins failed ({status}); see the cargo output above"
+        ));
     }
     Ok(target_dir.join(if release { "release" } else { "debug" }))
 }
 
 /// Lays out `plugin` as a plugin folder `<base>/<dest_name>`: its `plugin.json` and its
 /// library from `lib_dir`. Returns the new folder.
-pub fn install(plugin: &PluginCrate, lib_dir: &Path, base: &Path, dest_name: &str) -> std::io::Result<PathBuf> {
+pub fn install(
+    plugin: &PluginCrate,
+    lib_dir: &Path,
+    base: &Path,
+    dest_name: &str,
+) -> std::io::Result<PathBuf> {
     let dest = base.join(dest_name);
     std::fs::create_dir_all(&dest)?;
     std::fs::copy(plugin.dir.join("plugin.json"), dest.join("plugin.json"))?;
@@ -152,7 +159,11 @@ impl Fixtures {
     pub fn sample_names(&self) -> Vec<String> {
         self.crates
             .iter()
-            .filter(|c| c.dir.parent().is_some_and(|p| p.ends_with("sample-plugins")))
+            .filter(|c| {
+                c.dir
+                    .parent()
+                    .is_some_and(|p| p.ends_with("sample-plugins"))
+            })
             .map(|c| c.name.clone())
             .collect()
     }

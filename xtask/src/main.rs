@@ -67,13 +67,17 @@ fn run(args: Vec<String>) -> Result<()> {
 /// Builds the samples and lays them out under `out`; returns their names.
 fn build_samples(release: bool, out: &Path) -> Result<Vec<String>> {
     let samples = plugin_crates("sample-plugins").context("cannot list sample-plugins/")?;
-    let lib_dir = build(&samples, release, &workspace_root().join("target"))
-        .map_err(anyhow::Error::msg)?;
+    let lib_dir =
+        build(&samples, release, &workspace_root().join("target")).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut names = Vec::new();
     for sample in &samples {
         let dir = install(sample, &lib_dir, out, &sample.name).with_context(|| {
-            format!("cannot lay out sample `{}` in {}", sample.name, out.display())
+            format!(
+                "cannot lay out sample `{}` in {}",
+                sample.name,
+                out.display()
+            )
         })?;
         println!("built {:<14} -> {}", sample.name, dir.display());
         names.push(sample.name.clone());
@@ -162,12 +166,35 @@ fn bench(extra: &[String]) -> Result<()> {
             .as_f64()
             .with_context(|| format!("no median in {}", path.display()))
     };
-    println!("\n{:<58} {:>12} {:>12} {:>8}  target", "measurement", "value", "baseline", "ratio");
+    println!(
+        "\n{:<58} {:>12} {:>12} {:>8}  target",
+        "measurement", "value", "baseline", "ratio"
+    );
     let rows: [(&str, &str, &str, &str); 4] = [
-        ("call/handle.execute (1 thread) vs direct call", "call/handle_execute", "call/direct", "<= +10 ns"),
-        ("call/handle.execute per call, 2 threads vs 1", "call/handle_execute_2_threads", "call/handle_execute", "<= 1.1x"),
-        ("ctx set+get of a short string, in a plugin", "context/plugin_set_get", "context/direct_hashmap_set_get", "<= 40 ns"),
-        ("load one plugin, every check vs bare abi_stable", "load/plugin_manager", "load/bare_abi_stable", "<= 1.5x"),
+        (
+            "call/handle.execute (1 thread) vs direct call",
+            "call/handle_execute",
+            "call/direct",
+            "<= +10 ns",
+        ),
+        (
+            "call/handle.execute per call, 2 threads vs 1",
+            "call/handle_execute_2_threads",
+            "call/handle_execute",
+            "<= 1.1x",
+        ),
+        (
+            "ctx set+get of a short string, in a plugin",
+            "context/plugin_set_get",
+            "context/direct_hashmap_set_get",
+            "<= 40 ns",
+        ),
+        (
+            "load one plugin, every check vs bare abi_stable",
+            "load/plugin_manager",
+            "load/bare_abi_stable",
+            "<= 1.5x",
+        ),
     ];
     for (label, id, base, target) in rows {
         let (v, b) = (ns(id)?, ns(base)?);

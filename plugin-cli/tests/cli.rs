@@ -1,0 +1,159 @@
+//! `plugctl` driven as a process, the way an operator uses it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use plugin_test_support::fixtures;
+
+fn plugctl(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_plugctl"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("plugctl runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn base_with(names: &[&str]) -> tempfile::TempDir {
+    let base = tempfile::tempdir().unwrap();
+    for name in names {
+        fixtures().install(base.path(), name);
+    }
+    base
+}
+
+#[test]
+fn call_prints_the_context_as_json() {
+    let base = base_with(&["hello"]);
+    let out = plugctl(
+        base.path(),
+        &["call", "hello", "--set", r#"sample={"name":"world"}"#],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let values: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(values["greeting"], "Hello, world!");
+    assert_eq!(values["sample"]["name"], "world");
+}
+
+#[test]
+fn call_passes_label_and_timeout() {
+    let base = base_with(&["label-router", "slow"]);
+    let out = plugctl(
+        base.path(),
+        &[
+            "call",
+            "label-router",
+            "--label",
+            "plugin.get",
+            "--set",
+            r#"id="7""#,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let values: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(values["item"]["id"], "7");
+    assert_eq!(values["served_label"], "plugin.get");
+
+    let out = plugctl(base.path(), &["call", "slow", "--timeout", "30ms"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("deadline_exceeded"), "{err}");
+    assert!(err.contains("hint: "), "{err}");
+    // The values are still printed, so an operator sees how far it got.
+    let values: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(values["steps"].is_u64());
+}
+
+#[test]
+fn list_shows_loaded_and_failed_plugins() {
+    let base = base_with(&["hello", "counter", "identity-mismatch"]);
+    let out = plugctl(base.path(), &["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(line("hello").contains("loaded"), "{text}");
+    assert!(line("counter").contains("loaded"), "{text}");
+    assert!(line("identity-mismatch").contains("failed"), "{text}");
+    assert!(line("identity-mismatch").contains("9.9.9"), "{text}");
+
+    let out = plugctl(base.path(), &["list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let entries = list.as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    let hello = entries.iter().find(|e| e["name"] == "hello").unwrap();
+    assert_eq!(hello["state"], "loaded");
+    assert_eq!(hello["plugin"]["version"], "0.1.0");
+    let bad = entries
+        .iter()
+        .find(|e| e["name"] == "identity-mismatch")
+        .unwrap();
+    assert_eq!(bad["state"], "failed");
+    assert!(bad["error"].as_str().unwrap().contains("identity mismatch"));
+}
+
+#[test]
+fn info_shows_the_manifest_and_routes() {
+    let base = base_with(&["label-router"]);
+    let out = plugctl(base.path(), &["info", "label-router"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("/api/plugin/sample/:id"), "{text}");
+    assert!(text.contains("plugin.post"), "{text}");
+
+    let out = plugctl(base.path(), &["info", "label-router", "--json"]);
+    let info: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(info["name"], "label-router");
+    assert_eq!(
+        info["manifest"]["http_services"]["routes"][0]["method"],
+        "GET"
+    );
+    // The private copy lived in a temporary directory removed when plugctl exited.
+    let copy = Path::new(info["running_copy"].as_str().unwrap());
+    assert!(!copy.starts_with(base.path()), "{}", copy.display());
+    assert!(!copy.exists(), "{}", copy.display());
+}
+
+#[test]
+fn failures_exit_non_zero_with_a_cause_and_a_hint() {
+    let base = base_with(&["hello", "panic-execute"]);
+    let cases: &[(&[&str], &str)] = &[
+        (&["call", "nope"], "no plugin folder `nope`"),
+        (&["info", "nope"], "no plugin folder `nope`"),
+        (
+            &["call", "hello", "--set", "sample=not json"],
+            "is not JSON",
+        ),
+        (&["call", "hello", "--set", "novalue"], "has no `=`"),
+        (&["call", "hello"], "invalid_input"),
+        (&["call", "panic-execute"], "panicked"),
+    ];
+    for (args, expected) in cases {
+        let out = plugctl(base.path(), args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = stderr(&out);
+        let error_lines: Vec<_> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+        assert_eq!(error_lines.len(), 1, "{args:?}: {err}");
+        assert!(error_lines[0].contains(expected), "{args:?}: {err}");
+        assert!(
+            err.lines().any(|l| l.starts_with("hint: ")),
+            "{args:?}: {err}"
+        );
+    }
+    let out = plugctl(&base.path().join("missing"), &["list"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot read the plugin base directory"));
+}
