@@ -1,0 +1,113 @@
+//! README.md's plugin and host, built outside the workspace exactly as written there, and
+//! run: the plugin through `plugctl`, then through the host.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use plugin_test_support::{library_file_name, workspace_root};
+
+/// The fenced code block that follows the line `` `<file>`: `` in README.md.
+fn block_after(readme: &str, file: &str) -> String {
+    let marker = format!("`{file}`:");
+    let start = readme
+        .find(&marker)
+        .unwrap_or_else(|| panic!("README.md has no `{file}` block"));
+    let rest = &readme[start..];
+    let open = rest.find("```").unwrap();
+    let body_start = open + rest[open..].find('\n').unwrap() + 1;
+    let body_end = body_start + rest[body_start..].find("```").unwrap();
+    rest[body_start..body_end].to_owned()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+#[test]
+fn readme_plugin_and_host_build_outside_the_workspace_and_run() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let checkout = root.to_str().unwrap();
+    let fill = |text: String| text.replace("/path/to/checkout", checkout);
+
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // A workspace of its own, so nothing of this repository's configuration applies.
+    write(
+        &w.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"greeter\", \"myhost\"]\nresolver = \"2\"\n",
+    );
+    for file in [
+        "greeter/Cargo.toml",
+        "greeter/src/lib.rs",
+        "greeter/plugin.json",
+        "myhost/Cargo.toml",
+        "myhost/src/main.rs",
+    ] {
+        write(&w.join(file), &fill(block_after(&readme, file)));
+    }
+
+    // Share compiled dependencies with the fixtures build.
+    let target: PathBuf = root.join("target").join("plugins");
+    let status = cargo()
+        .current_dir(w)
+        .args(["build", "--quiet", "--target-dir"])
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the README's crates do not build");
+
+    let plugin_dir = w.join("plugins").join("greeter");
+    std::fs::create_dir_all(&plugin_dir).unwrap();
+    std::fs::copy(
+        w.join("greeter/plugin.json"),
+        plugin_dir.join("plugin.json"),
+    )
+    .unwrap();
+    let lib = library_file_name("greeter");
+    std::fs::copy(target.join("debug").join(&lib), plugin_dir.join(&lib)).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_plugctl"))
+        .arg("--dir")
+        .arg(w.join("plugins"))
+        .args(["call", "greeter", "--set", r#"input={"name":"world"}"#])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The output README.md shows after the commands.
+    let readme_output = {
+        let after = &readme[readme
+            .find("plugctl --dir ../plugins call greeter")
+            .unwrap()..];
+        let open = after.find("```json").unwrap() + "```json".len();
+        let close = open + after[open..].find("```").unwrap();
+        after[open..close].to_owned()
+    };
+    let expected: serde_json::Value = serde_json::from_str(&readme_output).unwrap();
+    assert_eq!(got, expected);
+
+    let out = Command::new(
+        target
+            .join("debug")
+            .join(format!("myhost{}", std::env::consts::EXE_SUFFIX)),
+    )
+    .current_dir(w)
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Hello, world!");
+}
