@@ -47,7 +47,7 @@ use abi_stable::{
     declare_root_module_statics,
     library::RootModule,
     package_version_strings, sabi_trait,
-    sabi_types::{RRef, VersionStrings},
+    sabi_types::{RMut, RRef, VersionStrings},
     std_types::{RDuration, ROption, RResult, RStr, RString, RVec},
     StableAbi,
 };
@@ -119,6 +119,12 @@ pub trait HostContext: Send + Sync {
     /// Returns a copy of the value stored under `key`.
     fn get(&self, key: RStr<'_>) -> ROption<Value>;
 
+    /// Lends the value stored under `key` (or `RNone`) to `visitor`, without copying it.
+    ///
+    /// The host holds its lock on the values while `visitor` runs, so the visitor must not
+    /// call back into the context.
+    fn visit(&self, key: RStr<'_>, visitor: ValueVisitor_TO<'_, RMut<'_, ()>>);
+
     /// Stores `value` under `key`, replacing any previous value.
     fn set(&self, key: RStr<'_>, value: Value);
 
@@ -146,6 +152,17 @@ pub trait HostContext: Send + Sync {
     /// Emits a log record through the host's `tracing` subscriber.
     #[sabi(last_prefix_field)]
     fn log(&self, level: LogLevel, message: RStr<'_>);
+}
+
+/// A callback that reads a borrowed [`Value`], passed to [`HostContext::visit`].
+///
+/// Implemented by the SDK, so a plugin can deserialize a context value in place instead of
+/// receiving a copy of it.
+#[sabi_trait]
+pub trait ValueVisitor {
+    /// Called once with the value, or `RNone` if the key is not set.
+    #[sabi(last_prefix_field)]
+    fn visit(&mut self, value: ROption<&Value>);
 }
 
 /// The context as a plugin receives it: a borrowed, FFI-safe trait object.

@@ -6,8 +6,9 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+use plugin_abi::abi_stable::sabi_types::RMut;
 use plugin_abi::abi_stable::std_types::{RDuration, RNone, ROption, RSome, RStr, RString, RVec};
-use plugin_abi::{CancelReason, HostContext, LogLevel, Value};
+use plugin_abi::{CancelReason, HostContext, LogLevel, Value, ValueVisitor_TO};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::Error;
@@ -249,10 +250,11 @@ impl Context {
 
     /// Reads the value under `key` as a `T`; `Ok(None)` if it is not set.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        let Some(value) = self.get_value(key) else {
+        let values = self.inner.values.lock();
+        let Some(value) = values.get(key) else {
             return Ok(None);
         };
-        plugin_abi::serde::from_value(value)
+        plugin_abi::serde::from_value_ref(value)
             .map(Some)
             .map_err(|source| Error::Value {
                 key: key.to_owned(),
@@ -262,7 +264,13 @@ impl Context {
 
     /// Stores a raw value.
     pub fn set_value(&self, key: &str, value: Value) {
-        self.inner.values.lock().insert(key.to_owned(), value);
+        let mut values = self.inner.values.lock();
+        // Reuse the existing key's allocation when overwriting.
+        if let Some(slot) = values.get_mut(key) {
+            *slot = value;
+        } else {
+            values.insert(key.to_owned(), value);
+        }
     }
 
     /// A copy of the raw value under `key`.
@@ -326,14 +334,13 @@ impl HostContext for CallContext<'_> {
             .into()
     }
 
+    fn visit(&self, key: RStr<'_>, mut visitor: ValueVisitor_TO<'_, RMut<'_, ()>>) {
+        let values = self.ctx.inner.values.lock();
+        visitor.visit(values.get(key.as_str()).into());
+    }
+
     fn set(&self, key: RStr<'_>, value: Value) {
-        let mut values = self.ctx.inner.values.lock();
-        // Reuse the existing key's allocation when overwriting.
-        if let Some(slot) = values.get_mut(key.as_str()) {
-            *slot = value;
-        } else {
-            values.insert(key.as_str().to_owned(), value);
-        }
+        self.ctx.set_value(key.as_str(), value);
     }
 
     fn remove(&self, key: RStr<'_>) -> ROption<Value> {

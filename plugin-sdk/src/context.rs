@@ -1,8 +1,35 @@
 use std::time::{Duration, Instant};
 
-use plugin_abi::abi_stable::std_types::{RDuration, RStr};
-use plugin_abi::{CancelReason, ContextRef, ErrorKind, LogLevel, PluginError, Value};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use plugin_abi::abi_stable::sabi_trait::TD_Opaque;
+use plugin_abi::abi_stable::sabi_types::RMut;
+use plugin_abi::abi_stable::std_types::{RDuration, RNone, ROption, RSome, RStr};
+use plugin_abi::{
+    CancelReason, ContextRef, ErrorKind, LogLevel, PluginError, Value, ValueVisitor,
+    ValueVisitor_TO,
+};
 use serde::{de::DeserializeOwned, Serialize};
+
+/// Deserializes a `T` from the value the host lends to [`ValueVisitor::visit`].
+struct Decode<T> {
+    result: Option<Result<Option<T>, String>>,
+}
+
+impl<T: DeserializeOwned> ValueVisitor for Decode<T> {
+    fn visit(&mut self, value: ROption<&Value>) {
+        // This runs inside an `extern "C"` callback: a panicking `Deserialize` impl must not
+        // unwind out of it.
+        let decoded = catch_unwind(AssertUnwindSafe(|| match value {
+            RNone => Ok(None),
+            RSome(value) => plugin_abi::serde::from_value_ref::<T>(value)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+        }));
+        self.result =
+            Some(decoded.unwrap_or_else(|_| Err("its Deserialize impl panicked".to_owned())));
+    }
+}
 
 /// The context of one plugin call, as the plugin sees it.
 ///
@@ -25,13 +52,20 @@ impl<'a> Context<'a> {
     /// Returns `Ok(None)` if the key is not set, and an [`ErrorKind::InvalidInput`] error if
     /// the value does not have the shape of `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PluginError> {
-        match self.get_value(key) {
-            None => Ok(None),
-            Some(value) => plugin_abi::serde::from_value(value).map(Some).map_err(|e| {
-                PluginError::invalid_input(format!(
-                    "context value `{key}` has the wrong shape: {e}"
-                ))
-            }),
+        // Deserialize in place, under the host's lock, rather than copying the value out.
+        let mut visitor = Decode::<T> { result: None };
+        self.raw.visit(
+            RStr::from_str(key),
+            ValueVisitor_TO::from_ptr(RMut::new(&mut visitor), TD_Opaque),
+        );
+        match visitor.result {
+            None => Err(PluginError::other(format!(
+                "the host did not answer the lookup of context value `{key}`"
+            ))),
+            Some(Ok(value)) => Ok(value),
+            Some(Err(message)) => Err(PluginError::invalid_input(format!(
+                "context value `{key}` has the wrong shape: {message}"
+            ))),
         }
     }
 
