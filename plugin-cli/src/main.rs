@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 
-use plugin_host::{Context, Error, ErrorKind, PluginManager, PluginSummary};
+use plugin_host::{Context, Error, ErrorKind, Event, PluginManager, PluginState, PluginSummary};
 
 /// Manage and call native plugins in a plugin directory.
 #[derive(Parser, Debug)]
@@ -43,6 +43,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Load a plugin, then unload it: drain, run its on_unload, and report.
+    Unload {
+        /// The plugin (its folder name).
+        name: String,
+    },
+    /// Load a plugin, then hot-reload it from its folder and report the versions.
+    Reload {
+        /// The plugin (its folder name).
+        name: String,
+    },
+    /// Enable a plugin: it is loaded again from now on (state kept in DIR/.plugin-state.json).
+    Enable {
+        /// The plugin (its folder name).
+        name: String,
+    },
+    /// Disable a plugin: it is discovered but never loaded until enabled again.
+    Disable {
+        /// The plugin (its folder name).
+        name: String,
+    },
+    /// Load every plugin, then watch DIR and load, upgrade or unload plugins as their
+    /// folders change, printing each event as a JSON line. Runs until interrupted.
+    Watch,
     /// Load one plugin, call it, and print the context's values as JSON.
     Call {
         /// The plugin (its folder name).
@@ -117,6 +140,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let manager = PluginManager::new(&cli.dir);
+    if !cli.dir.is_dir() {
+        return Err(Error::BaseDir {
+            path: cli.dir.clone(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        }
+        .into());
+    }
     match cli.command {
         Command::List { json } => list(&manager, json),
         Command::Info { name, json } => {
@@ -134,6 +164,33 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Unload { name } => {
+            let events = manager.subscribe();
+            manager.load_plugin(&name)?;
+            manager.unload(&name)?;
+            print_events(&events);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reload { name } => {
+            let events = manager.subscribe();
+            manager.load_plugin(&name)?;
+            manager.reload(&name)?;
+            print_events(&events);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Enable { name } => {
+            let events = manager.subscribe();
+            manager.enable(&name)?;
+            print_events(&events);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Disable { name } => {
+            let events = manager.subscribe();
+            manager.disable(&name)?;
+            print_events(&events);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Watch => watch(manager),
         Command::Call {
             name,
             set,
@@ -171,6 +228,39 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     }
 }
 
+/// Prints the events received so far, one JSON object per line.
+fn print_events(events: &std::sync::mpsc::Receiver<Event>) {
+    for event in events.try_iter() {
+        println!(
+            "{}",
+            serde_json::to_string(&event).expect("events serialize")
+        );
+    }
+}
+
+fn watch(manager: PluginManager) -> Result<ExitCode, Failure> {
+    let manager = std::sync::Arc::new(manager);
+    let events = manager.subscribe();
+    let report = manager.load_plugins()?;
+    let _watcher = manager.watch()?;
+    eprintln!(
+        "watching {} ({} plugins); press Ctrl-C to stop",
+        manager.base_dir().display(),
+        report.outcomes.len()
+    );
+    use std::io::Write as _;
+    for event in events {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&event).expect("events serialize")
+        );
+        let _ = out.flush();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn parse_set(pair: &str) -> Result<(&str, serde_json::Value), Failure> {
     let Some((key, json)) = pair.split_once('=') else {
         return Err(Failure {
@@ -192,52 +282,48 @@ fn parse_set(pair: &str) -> Result<(&str, serde_json::Value), Failure> {
 }
 
 fn list(manager: &PluginManager, json: bool) -> Result<ExitCode, Failure> {
-    let report = manager.load_plugins()?;
-    let loaded = manager.list();
+    manager.load_plugins()?;
+    let list = manager.list();
     if json {
-        let entries: Vec<serde_json::Value> = report
-            .outcomes
-            .iter()
-            .map(|o| match &o.result {
-                Ok(()) => {
-                    let summary = loaded.iter().find(|s| s.name == o.name);
-                    serde_json::json!({ "name": o.name, "state": "loaded", "plugin": summary })
-                }
-                Err(err) => serde_json::json!({
-                    "name": o.name,
-                    "state": "failed",
-                    "error": err.to_string(),
-                }),
-            })
-            .collect();
-        println!("{}", to_json(&entries));
+        println!("{}", to_json(&list));
         return Ok(ExitCode::SUCCESS);
     }
-    if report.outcomes.is_empty() {
+    if list.is_empty() {
         println!("no plugins in {}", manager.base_dir().display());
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<20} {:<10} {:<8} DESCRIPTION / ERROR",
-        "NAME", "VERSION", "STATE"
+        "{:<20} {:<10} {:<10} {:>9} {:>8}  {:<20} RUNNING COPY / REASON",
+        "NAME", "VERSION", "STATE", "IN-FLIGHT", "RETAINED", "LOADED AT (UTC)"
     );
-    for o in &report.outcomes {
-        match &o.result {
-            Ok(()) => {
-                let s = loaded.iter().find(|s| s.name == o.name);
-                let version = s.map_or("-", |s| s.version.as_str());
-                let description = s
-                    .and_then(|s| s.manifest.description.as_deref())
-                    .unwrap_or("");
-                println!(
-                    "{:<20} {:<10} {:<8} {}",
-                    o.name, version, "loaded", description
-                );
-            }
-            Err(err) => println!("{:<20} {:<10} {:<8} {}", o.name, "-", "failed", err),
-        }
+    for p in &list {
+        let version = p.active.as_ref().map_or("-", |a| a.version.as_str());
+        let loaded_at = p
+            .active
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |a| format_time(a.loaded_at_unix_ms));
+        let detail = match (&p.state, &p.active) {
+            (PluginState::Failed(reason), _) => reason.clone(),
+            (_, Some(a)) => a.running_copy.display().to_string(),
+            _ => String::new(),
+        };
+        println!(
+            "{:<20} {:<10} {:<10} {:>9} {:>8}  {:<20} {}",
+            p.name,
+            version,
+            p.state.as_str(),
+            p.calls_in_flight,
+            p.retained_libraries,
+            loaded_at,
+            detail
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn format_time(unix_ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(unix_ms);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 fn print_info(s: &PluginSummary) {

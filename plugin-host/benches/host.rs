@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use plugin_abi::abi_stable::library::lib_header_from_path;
 use plugin_abi::{PluginError, PluginModRef};
 use plugin_host::{Context, PluginManager};
@@ -102,34 +102,49 @@ fn loads(c: &mut Criterion) {
         path
     };
 
+    let manager = || {
+        PluginManager::builder(base.path())
+            .copy_dir(copies.path())
+            .build()
+    };
+    let bare = |path: PathBuf| {
+        let header = lib_header_from_path(&path).unwrap();
+        header.init_root_module::<PluginModRef>().unwrap()
+    };
+
     let mut g = c.benchmark_group("load");
-    // Every load maps a library that is never closed: keep the count of loads modest.
+    // Every load maps a library that is never closed, and the dynamic loader gets slower as
+    // libraries accumulate. So each iteration of either benchmark does one load of each
+    // kind and times only its own: both see the same number of libraries.
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(100))
         .measurement_time(Duration::from_millis(400));
     g.bench_function("bare_abi_stable", |b| {
-        b.iter_batched(
-            fresh_copy,
-            |path| {
-                let header = lib_header_from_path(&path).unwrap();
-                header.init_root_module::<PluginModRef>().unwrap()
-            },
-            BatchSize::PerIteration,
-        )
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                manager().load_plugin("noop").unwrap();
+                let path = fresh_copy();
+                let t = Instant::now();
+                std::hint::black_box(bare(path));
+                total += t.elapsed();
+            }
+            total
+        })
     });
     g.bench_function("plugin_manager", |b| {
-        b.iter_batched(
-            || {
-                PluginManager::builder(base.path())
-                    .copy_dir(copies.path())
-                    .build()
-            },
-            |m| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                std::hint::black_box(bare(fresh_copy()));
+                let m = manager();
+                let t = Instant::now();
                 m.load_plugin("noop").unwrap();
-                m
-            },
-            BatchSize::PerIteration,
-        )
+                total += t.elapsed();
+                drop(m);
+            }
+            total
+        })
     });
     g.finish();
 }

@@ -11,6 +11,7 @@ use plugin_abi::abi_stable::std_types::{RDuration, RNone, ROption, RSome, RStr, 
 use plugin_abi::{CancelReason, HostContext, LogLevel, Value, ValueVisitor_TO};
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::registry::AbortToken;
 use crate::Error;
 
 /// The context a plugin call runs in, modelled on Go's `context.Context`.
@@ -49,7 +50,7 @@ const CANCELLED: u8 = 1;
 const DEADLINE: u8 = 2;
 
 /// One node of the cancellation tree.
-struct CancelNode {
+pub(crate) struct CancelNode {
     state: AtomicU8,
     deadline: Option<Instant>,
     children: Mutex<Vec<Weak<CancelNode>>>,
@@ -66,6 +67,11 @@ impl CancelNode {
             lock: Mutex::new(()),
             wake: Condvar::new(),
         })
+    }
+
+    /// Cancels this node and its children (see [`Context::cancel`]).
+    pub(crate) fn cancel(&self) {
+        self.trip(CANCELLED);
     }
 
     fn reason(&self) -> Option<CancelReason> {
@@ -319,6 +325,8 @@ impl std::fmt::Debug for Context {
 pub(crate) struct CallContext<'a> {
     pub(crate) ctx: &'a Context,
     pub(crate) plugin: &'a str,
+    /// Set when the version this call runs on is being drained and its drain timed out.
+    pub(crate) abort: &'a AbortToken,
 }
 
 // Everything here must not panic: these methods are called from plugin code through
@@ -365,7 +373,11 @@ impl HostContext for CallContext<'_> {
     }
 
     fn cancel_reason(&self) -> ROption<CancelReason> {
-        self.ctx.reason().into()
+        match self.ctx.reason() {
+            Some(reason) => RSome(reason),
+            None if self.abort.is_aborted() => RSome(CancelReason::Cancelled),
+            None => RNone,
+        }
     }
 
     fn remaining(&self) -> ROption<RDuration> {
@@ -376,6 +388,10 @@ impl HostContext for CallContext<'_> {
     }
 
     fn wait_cancelled(&self, timeout: RDuration) -> bool {
+        // Registering lets an unload whose drain times out cancel this context and wake us.
+        if !self.abort.register(&self.ctx.inner.cancel) {
+            return true;
+        }
         self.ctx.wait_cancelled(timeout.into())
     }
 

@@ -254,6 +254,59 @@ pub enum Error {
         base_dir: PathBuf,
     },
 
+    /// The plugin is known but serves no calls (discovered, disabled or failed).
+    #[error(
+        "plugin `{plugin}` is {state}{}; {}",
+        reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default(),
+        match *state {
+            "disabled" => "enable it with `plugctl enable NAME` or `PluginManager::enable`",
+            "failed" => "fix the cause above and reload it",
+            _ => "load it first",
+        }
+    )]
+    NotActive {
+        /// The plugin name.
+        plugin: String,
+        /// Its state: `discovered`, `disabled`, `failed`, `unloading` or `unloaded`.
+        state: &'static str,
+        /// Why it failed, for a failed plugin.
+        reason: Option<String>,
+    },
+
+    /// The plugin is disabled in the base directory's state file, so it is not loaded.
+    #[error("plugin `{plugin}` is disabled; enable it with `plugctl enable {plugin}` to load it")]
+    Disabled {
+        /// The plugin name.
+        plugin: String,
+    },
+
+    /// An upgrade would replace the running version with a lower one.
+    #[error(
+        "plugin `{plugin}`: refusing to downgrade from {from} to {to}; the running version keeps serving. Pass `force` to downgrade on purpose"
+    )]
+    Downgrade {
+        /// The plugin name.
+        plugin: String,
+        /// The running version.
+        from: String,
+        /// The version offered.
+        to: String,
+    },
+
+    /// The enable/disable state file could not be read or written.
+    #[error(
+        "cannot {action} the plugin state file {}: {source}; check the base directory's permissions, or delete a corrupt file to enable every plugin",
+        path.display()
+    )]
+    StateFile {
+        /// "read" or "write".
+        action: &'static str,
+        /// The state file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
     /// The plugin is already loaded.
     #[error("plugin `{plugin}` is already loaded; unload it first, or reload it to pick up a new version")]
     AlreadyLoaded {
@@ -282,7 +335,7 @@ impl Error {
     /// The plugin this error concerns, where there is one.
     pub fn plugin(&self) -> Option<&str> {
         match self {
-            Error::BaseDir { .. } | Error::Value { .. } => None,
+            Error::BaseDir { .. } | Error::Value { .. } | Error::StateFile { .. } => None,
             Error::Manifest(e) => e.plugin(),
             Error::HostVersion { plugin, .. }
             | Error::UnsupportedSource { plugin, .. }
@@ -301,6 +354,9 @@ impl Error {
             | Error::NotFound { plugin, .. }
             | Error::NoSuchFolder { plugin, .. }
             | Error::AlreadyLoaded { plugin }
+            | Error::NotActive { plugin, .. }
+            | Error::Disabled { plugin }
+            | Error::Downgrade { plugin, .. }
             | Error::Unloaded { plugin } => Some(plugin),
         }
     }

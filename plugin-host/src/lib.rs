@@ -41,6 +41,7 @@ mod error;
 mod load;
 pub mod manifest;
 mod registry;
+mod state_file;
 
 pub use context::Context;
 pub use error::Error;
@@ -48,8 +49,10 @@ pub use load::sha256_file;
 pub use manifest::Manifest;
 pub use plugin_abi::{CancelReason, ErrorKind, Value};
 pub use registry::{
-    LoadOutcome, LoadReport, PluginHandle, PluginManager, PluginManagerBuilder, PluginSummary,
+    Event, LoadOutcome, LoadReport, PluginHandle, PluginManager, PluginManagerBuilder, PluginState,
+    PluginStatus, PluginSummary, Upgraded,
 };
+pub use state_file::STATE_FILE;
 
 /// The version of `plugin-abi` this host was built with. Plugins must be built with a
 /// caret-compatible `plugin-sdk`.

@@ -20,7 +20,7 @@ use plugin_abi::abi_stable::library::{lib_header_from_path, LibraryError};
 use plugin_abi::{PluginInfo, PluginModRef, ABI_VERSION};
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{Manifest, SourceMode, MANIFEST_FILE};
+use crate::manifest::{Manifest, ManifestError, SourceMode, MANIFEST_FILE};
 use crate::Error;
 
 /// Settings the loader needs from the manager.
@@ -43,9 +43,22 @@ pub(crate) struct Loaded {
 
 /// Runs checks 1 to 4 on the plugin folder `dir` named `name`.
 pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded, Error> {
-    // 1. The manifest and the host version.
-    let manifest = Manifest::load(dir)?;
+    // 1. The manifest and the host version. The plugin's name is its folder's name in the
+    // base directory; an upgrade may come from a folder named otherwise.
     let manifest_file = dir.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&manifest_file).map_err(|source| ManifestError::Read {
+        file: manifest_file.clone(),
+        source,
+    })?;
+    let manifest = Manifest::parse(&text, &manifest_file)?;
+    if manifest.name != name {
+        return Err(ManifestError::NameMismatch {
+            file: manifest_file,
+            name: manifest.name,
+            folder: name.to_owned(),
+        }
+        .into());
+    }
     if let Some(requires) = &manifest.requires {
         if !requires.host.matches(&config.host_version) {
             return Err(Error::HostVersion {

@@ -1,21 +1,25 @@
-//! The plugin manager: names to loaded plugins, and the call path.
+//! The plugin manager: names to plugins and their states, the call path, unload, hot upgrade,
+//! enable/disable and lifecycle events.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, OnceLock, Weak};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
+use plugin_abi::abi_stable::sabi_trait::TD_Opaque;
 use plugin_abi::abi_stable::sabi_types::RRef;
 use plugin_abi::abi_stable::std_types::RResult;
 use plugin_abi::{HostContext_TO, PluginError};
 use serde::Serialize;
 
-use crate::context::CallContext;
+use crate::context::{CallContext, CancelNode};
 use crate::discover::discover;
 use crate::load::{load, LoadConfig, Loaded};
 use crate::manifest::Manifest;
+use crate::state_file::StateFile;
 use crate::{Context, Error};
 
 /// A registry of plugins loaded from the folders of one base directory.
@@ -42,22 +46,231 @@ pub struct PluginManager {
     host_version: semver::Version,
     copy_dir: CopyDir,
     drain_timeout: Duration,
-    /// Read on every `get`; replaced whole (copy on write) by load and unload.
+    /// Read on every `get`; replaced whole (copy on write) by writers.
     plugins: ArcSwap<HashMap<String, Arc<Slot>>>,
-    /// Serialises changes to `plugins`.
+    /// Serialises every change to the registry (load, upgrade, unload, enable, disable).
     write: Mutex<()>,
+    listeners: RwLock<Vec<Listener>>,
+    state_file: StateFile,
 }
+
+type Listener = Box<dyn Fn(&Event) + Send + Sync>;
 
 enum CopyDir {
     Given(PathBuf),
     Temp(OnceLock<Result<tempfile::TempDir, String>>),
 }
 
+/// The lifecycle state of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", content = "reason", rename_all = "snake_case")]
+pub enum PluginState {
+    /// Its folder was found but it has not been loaded yet.
+    Discovered,
+    /// Loaded and serving calls.
+    Active,
+    /// Disabled by the operator: discovered, never loaded.
+    Disabled,
+    /// Its last load failed, for this reason; it serves no calls.
+    Failed(String),
+    /// Being unloaded: new calls are refused, calls in flight are draining.
+    Unloading,
+    /// Unloaded; handles to it refuse calls.
+    Unloaded,
+}
+
+impl PluginState {
+    /// A short name: `discovered`, `active`, `disabled`, `failed`, `unloading`, `unloaded`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PluginState::Discovered => "discovered",
+            PluginState::Active => "active",
+            PluginState::Disabled => "disabled",
+            PluginState::Failed(_) => "failed",
+            PluginState::Unloading => "unloading",
+            PluginState::Unloaded => "unloaded",
+        }
+    }
+}
+
+/// Something that happened to a plugin, as seen by listeners
+/// ([`PluginManager::add_listener`], [`PluginManager::subscribe`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The plugin was loaded and is active.
+    Loaded {
+        /// The plugin.
+        name: String,
+        /// Its version.
+        version: String,
+    },
+    /// A new version replaced the running one.
+    Upgraded {
+        /// The plugin.
+        name: String,
+        /// The version that was running.
+        from: String,
+        /// The version now running.
+        to: String,
+    },
+    /// The plugin was unloaded.
+    Unloaded {
+        /// The plugin.
+        name: String,
+    },
+    /// A load or upgrade failed. After a failed upgrade, the old version is still active.
+    Failed {
+        /// The plugin.
+        name: String,
+        /// Why.
+        error: String,
+    },
+    /// The plugin was enabled.
+    Enabled {
+        /// The plugin.
+        name: String,
+    },
+    /// The plugin was disabled.
+    Disabled {
+        /// The plugin.
+        name: String,
+    },
+}
+
+impl Event {
+    /// The plugin the event concerns.
+    pub fn plugin(&self) -> &str {
+        match self {
+            Event::Loaded { name, .. }
+            | Event::Upgraded { name, .. }
+            | Event::Unloaded { name }
+            | Event::Failed { name, .. }
+            | Event::Enabled { name }
+            | Event::Disabled { name } => name,
+        }
+    }
+}
+
 /// One plugin name in the registry. Handles point here, so a handle sees upgrades and
 /// unloads.
 struct Slot {
     name: String,
-    current: ArcSwapOption<Loaded>,
+    current: ArcSwapOption<Version>,
+    status: Mutex<SlotStatus>,
+}
+
+struct SlotStatus {
+    state: PluginState,
+    /// Libraries this plugin mapped into the process so far (never closed).
+    retained: usize,
+    /// The versions replaced or unloaded but still referenced by calls past their drain.
+    draining: Vec<Weak<Version>>,
+}
+
+/// One loaded library of a plugin, with what a call needs besides it.
+pub(crate) struct Version {
+    pub(crate) loaded: Loaded,
+    in_flight: InFlight,
+    /// Set when a drain times out: calls still running see their context cancelled.
+    pub(crate) abort: AbortToken,
+}
+
+/// Calls in flight on one version, counted in per-thread stripes so that two threads
+/// calling the same plugin never write the same cache line.
+struct InFlight {
+    stripes: [Stripe; STRIPES],
+}
+
+const STRIPES: usize = 16;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe(AtomicUsize);
+
+fn stripe_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    INDEX.with(|i| *i)
+}
+
+impl InFlight {
+    fn new() -> Self {
+        InFlight {
+            stripes: std::array::from_fn(|_| Stripe::default()),
+        }
+    }
+
+    fn total(&self) -> usize {
+        // Each stripe can wrap below zero when a call ends on another thread than it began
+        // (it never does today), so sum with wrapping arithmetic.
+        self.stripes.iter().fold(0usize, |sum, s| {
+            sum.wrapping_add(s.0.load(Ordering::Acquire))
+        })
+    }
+}
+
+/// Marks one call in flight for as long as it lives.
+struct CallGuard<'a> {
+    stripe: &'a AtomicUsize,
+}
+
+impl<'a> CallGuard<'a> {
+    fn enter(in_flight: &'a InFlight) -> Self {
+        let stripe = &in_flight.stripes[stripe_index()].0;
+        stripe.fetch_add(1, Ordering::Relaxed);
+        CallGuard { stripe }
+    }
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.stripe.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Cancels the calls still running on a version whose drain timed out.
+pub(crate) struct AbortToken {
+    aborted: AtomicBool,
+    /// Contexts of calls blocked in `wait_cancelled`, so an abort can wake them.
+    waiting: Mutex<Vec<Weak<CancelNode>>>,
+}
+
+impl AbortToken {
+    fn new() -> Self {
+        AbortToken {
+            aborted: AtomicBool::new(false),
+            waiting: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
+
+    /// Registers a context that is about to block, unless the version is already aborted.
+    pub(crate) fn register(&self, node: &Arc<CancelNode>) -> bool {
+        let mut waiting = self.waiting.lock();
+        if self.is_aborted() {
+            return false;
+        }
+        waiting.retain(|w| w.strong_count() > 0);
+        waiting.push(Arc::downgrade(node));
+        true
+    }
+
+    fn abort(&self) {
+        let waiting = {
+            let mut waiting = self.waiting.lock();
+            self.aborted.store(true, Ordering::Release);
+            std::mem::take(&mut *waiting)
+        };
+        for node in waiting.iter().filter_map(Weak::upgrade) {
+            node.cancel();
+        }
+    }
 }
 
 /// Configures a [`PluginManager`].
@@ -84,7 +297,8 @@ impl PluginManagerBuilder {
         self
     }
 
-    /// How long an unload waits for calls in flight to finish. Defaults to 30 seconds.
+    /// How long an unload or upgrade waits for calls in flight before it cancels their
+    /// contexts (and then waits as long again). Defaults to 30 seconds.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
         self
@@ -93,6 +307,7 @@ impl PluginManagerBuilder {
     /// Builds the manager. Nothing is loaded until [`PluginManager::load_plugins`] or
     /// [`PluginManager::load_plugin`] is called.
     pub fn build(self) -> PluginManager {
+        let state_file = StateFile::new(&self.base_dir);
         PluginManager {
             base_dir: self.base_dir,
             host_version: self.host_version,
@@ -103,6 +318,8 @@ impl PluginManagerBuilder {
             drain_timeout: self.drain_timeout,
             plugins: ArcSwap::from_pointee(HashMap::new()),
             write: Mutex::new(()),
+            listeners: RwLock::new(Vec::new()),
+            state_file,
         }
     }
 }
@@ -114,7 +331,7 @@ pub struct LoadOutcome {
     pub name: String,
     /// The folder.
     pub dir: PathBuf,
-    /// `Ok` if the plugin is loaded (now, or already before), otherwise why not.
+    /// `Ok` if the plugin is loaded (now, or already before) or disabled, otherwise why not.
     pub result: Result<(), Error>,
 }
 
@@ -126,7 +343,7 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
-    /// Names of the plugins that are loaded.
+    /// Names of the folders that did not fail (loaded, or disabled).
     pub fn loaded(&self) -> impl Iterator<Item = &str> {
         self.outcomes
             .iter()
@@ -149,22 +366,22 @@ impl LoadReport {
             .and_then(|o| o.result.as_ref().err())
     }
 
-    /// Whether every folder loaded.
+    /// Whether no folder failed.
     pub fn all_loaded(&self) -> bool {
         self.outcomes.iter().all(|o| o.result.is_ok())
     }
 }
 
-/// A description of one loaded plugin, as `list()` and `plugctl info` show it.
+/// A description of one loaded version of a plugin, as `plugctl info` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginSummary {
     /// The plugin name (equal to its folder name).
     pub name: String,
     /// The plugin version.
     pub version: String,
-    /// The plugin folder.
+    /// The plugin folder the version was loaded from.
     pub dir: PathBuf,
-    /// The library in the plugin folder.
+    /// The library in that folder.
     pub library: PathBuf,
     /// The private copy the running code was loaded from.
     pub running_copy: PathBuf,
@@ -200,6 +417,34 @@ impl PluginSummary {
     }
 }
 
+/// The status of one plugin, as [`PluginManager::list`] and `plugctl list` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    /// The plugin (folder) name.
+    pub name: String,
+    /// Its lifecycle state.
+    #[serde(flatten)]
+    pub state: PluginState,
+    /// The active version, if any.
+    pub active: Option<PluginSummary>,
+    /// Calls running right now (on the active version and on versions still draining).
+    pub calls_in_flight: usize,
+    /// Libraries this plugin has mapped into the process since the manager started: they
+    /// are never closed (see the crate docs).
+    pub retained_libraries: usize,
+}
+
+/// What an upgrade did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Upgraded {
+    /// The plugin.
+    pub name: String,
+    /// The version that was running (`None` if none was).
+    pub from: Option<String>,
+    /// The version now running.
+    pub to: String,
+}
+
 impl PluginManager {
     /// A manager for the plugin folders under `base_dir`, with default settings.
     pub fn new(base_dir: impl Into<PathBuf>) -> Self {
@@ -227,23 +472,55 @@ impl PluginManager {
         &self.host_version
     }
 
-    /// Discovers every plugin folder and loads each one not loaded yet.
+    /// Calls `listener` for every lifecycle event from now on, on the thread that caused it.
+    ///
+    /// A listener must be quick and must not call back into the manager's loading methods
+    /// (it runs while the manager holds its write lock).
+    pub fn add_listener(&self, listener: impl Fn(&Event) + Send + Sync + 'static) {
+        self.listeners.write().push(Box::new(listener));
+    }
+
+    /// A channel receiving every lifecycle event from now on.
+    pub fn subscribe(&self) -> mpsc::Receiver<Event> {
+        let (tx, rx) = mpsc::channel();
+        self.add_listener(move |event| {
+            let _ = tx.send(event.clone());
+        });
+        rx
+    }
+
+    fn emit(&self, event: Event) {
+        match &event {
+            Event::Failed { name, error } => tracing::warn!(plugin = %name, "{error}"),
+            other => tracing::info!(plugin = %other.plugin(), event = ?other, "plugin event"),
+        }
+        for listener in self.listeners.read().iter() {
+            listener(&event);
+        }
+    }
+
+    /// Discovers every plugin folder and loads each one that is neither loaded nor disabled.
     ///
     /// One plugin failing never stops the others: the report holds every folder's outcome.
     /// Only an unreadable base directory is an error.
     pub fn load_plugins(&self) -> Result<LoadReport, Error> {
         let mut report = LoadReport::default();
-        for found in discover(&self.base_dir)? {
-            let result = match self.load_dir(&found.name, &found.dir) {
-                Err(Error::AlreadyLoaded { .. }) => Ok(()),
+        let found = discover(&self.base_dir)?;
+        // Record every folder first, so `list` shows the ones not reached yet as discovered.
+        {
+            let _write = self.write.lock();
+            for f in &found {
+                self.slot_or_insert(&f.name);
+            }
+        }
+        for f in found {
+            let result = match self.load_dir(&f.name, &f.dir) {
+                Err(Error::AlreadyLoaded { .. }) | Err(Error::Disabled { .. }) => Ok(()),
                 other => other,
             };
-            if let Err(err) = &result {
-                tracing::warn!(plugin = %found.name, "{err}");
-            }
             report.outcomes.push(LoadOutcome {
-                name: found.name,
-                dir: found.dir,
+                name: f.name,
+                dir: f.dir,
                 result,
             });
         }
@@ -252,6 +529,11 @@ impl PluginManager {
 
     /// Loads the plugin in the folder `<base_dir>/<name>`.
     pub fn load_plugin(&self, name: &str) -> Result<(), Error> {
+        let dir = self.plugin_dir(name)?;
+        self.load_dir(name, &dir)
+    }
+
+    fn plugin_dir(&self, name: &str) -> Result<PathBuf, Error> {
         let dir = self.base_dir.join(name);
         if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) || !dir.is_dir() {
             return Err(Error::NoSuchFolder {
@@ -259,34 +541,90 @@ impl PluginManager {
                 base_dir: self.base_dir.clone(),
             });
         }
-        self.load_dir(name, &dir)
+        Ok(dir)
+    }
+
+    /// The slot for `name`, inserted as discovered if new. Call with the write lock held.
+    fn slot_or_insert(&self, name: &str) -> Arc<Slot> {
+        if let Some(slot) = self.plugins.load().get(name) {
+            return slot.clone();
+        }
+        let slot = Arc::new(Slot {
+            name: name.to_owned(),
+            current: ArcSwapOption::empty(),
+            status: Mutex::new(SlotStatus {
+                state: PluginState::Discovered,
+                retained: 0,
+                draining: Vec::new(),
+            }),
+        });
+        let mut next = HashMap::clone(&self.plugins.load());
+        next.insert(name.to_owned(), slot.clone());
+        self.plugins.store(Arc::new(next));
+        slot
+    }
+
+    fn remove_slot(&self, name: &str) {
+        let mut next = HashMap::clone(&self.plugins.load());
+        next.remove(name);
+        self.plugins.store(Arc::new(next));
     }
 
     fn load_dir(&self, name: &str, dir: &Path) -> Result<(), Error> {
         let _write = self.write.lock();
-        if self.plugins.load().contains_key(name) {
+        let slot = self.slot_or_insert(name);
+        if slot.current.load().is_some() {
             return Err(Error::AlreadyLoaded {
                 plugin: name.to_owned(),
             });
         }
+        if self.state_file.is_disabled(name) {
+            slot.status.lock().state = PluginState::Disabled;
+            return Err(Error::Disabled {
+                plugin: name.to_owned(),
+            });
+        }
+        match self.load_version(name, dir, &slot) {
+            Ok(version) => {
+                let v = version.loaded.manifest.version.to_string();
+                slot.current.store(Some(version));
+                slot.status.lock().state = PluginState::Active;
+                self.emit(Event::Loaded {
+                    name: name.to_owned(),
+                    version: v,
+                });
+                Ok(())
+            }
+            Err(err) => {
+                slot.status.lock().state = PluginState::Failed(err.to_string());
+                self.emit(Event::Failed {
+                    name: name.to_owned(),
+                    error: err.to_string(),
+                });
+                Err(err)
+            }
+        }
+    }
+
+    /// Loads `dir` as a new version of `name` and runs its `on_load`; publishes nothing.
+    fn load_version(&self, name: &str, dir: &Path, slot: &Slot) -> Result<Arc<Version>, Error> {
         let config = LoadConfig {
             host_version: self.host_version.clone(),
             copy_dir: self.copy_dir(name)?,
         };
         let loaded = load(name, dir, &config)?;
-        if let Err(err) = run_on_load(name, &loaded) {
-            remove_copy(&loaded);
+        // From here the library is mapped for good.
+        slot.status.lock().retained += 1;
+        let version = Arc::new(Version {
+            loaded,
+            in_flight: InFlight::new(),
+            abort: AbortToken::new(),
+        });
+        if let Err(err) = run_on_load(name, &version) {
+            remove_copy(&version.loaded);
             return Err(err);
         }
-        tracing::info!(plugin = name, version = %loaded.manifest.version, "plugin loaded");
-        let slot = Arc::new(Slot {
-            name: name.to_owned(),
-            current: ArcSwapOption::from_pointee(loaded),
-        });
-        let mut next = HashMap::clone(&self.plugins.load());
-        next.insert(name.to_owned(), slot);
-        self.plugins.store(Arc::new(next));
-        Ok(())
+        Ok(version)
     }
 
     fn copy_dir(&self, plugin: &str) -> Result<PathBuf, Error> {
@@ -312,37 +650,64 @@ impl PluginManager {
         }
     }
 
-    /// A handle to the loaded plugin `name`.
+    /// A handle to the active plugin `name`.
     ///
     /// Handles are cheap to clone and stay valid across upgrades; after an unload, calls
     /// through them return [`Error::Unloaded`].
     pub fn get(&self, name: &str) -> Result<PluginHandle, Error> {
-        match self.plugins.load().get(name) {
-            Some(slot) => Ok(PluginHandle { slot: slot.clone() }),
-            None => Err(Error::NotFound {
+        let plugins = self.plugins.load();
+        let Some(slot) = plugins.get(name) else {
+            return Err(Error::NotFound {
                 plugin: name.to_owned(),
                 base_dir: self.base_dir.clone(),
-            }),
+            });
+        };
+        if slot.current.load().is_none() {
+            let state = slot.status.lock().state.clone();
+            return Err(Error::NotActive {
+                plugin: name.to_owned(),
+                state: state.as_str(),
+                reason: match state {
+                    PluginState::Failed(reason) => Some(reason),
+                    _ => None,
+                },
+            });
         }
+        Ok(PluginHandle { slot: slot.clone() })
     }
 
-    /// Every loaded plugin, sorted by name.
-    pub fn list(&self) -> Vec<PluginSummary> {
+    /// The state of plugin `name`, if the manager knows it.
+    pub fn state(&self, name: &str) -> Option<PluginState> {
+        self.plugins
+            .load()
+            .get(name)
+            .map(|slot| slot.status.lock().state.clone())
+    }
+
+    /// Every plugin the manager knows (discovered, active, disabled, failed), sorted by name.
+    pub fn list(&self) -> Vec<PluginStatus> {
         let plugins = self.plugins.load();
-        let mut list: Vec<PluginSummary> = plugins
-            .values()
-            .filter_map(|slot| slot.current.load().as_deref().map(PluginSummary::of))
-            .collect();
+        let mut list: Vec<PluginStatus> = plugins.values().map(|slot| slot.status()).collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
+    }
+
+    /// Libraries mapped into the process by this manager so far (never closed).
+    pub fn retained_libraries(&self) -> usize {
+        self.plugins
+            .load()
+            .values()
+            .map(|slot| slot.status.lock().retained)
+            .sum()
     }
 
     /// Unloads the plugin `name`.
     ///
     /// New calls are refused at once ([`Error::Unloaded`] through existing handles,
-    /// [`Error::NotFound`] through `get`). Calls in flight are waited for, up to the drain
-    /// timeout; then `on_unload` runs. The library's code stays mapped: libraries are never
-    /// closed (see the crate docs).
+    /// [`Error::NotFound`] through `get`). Calls in flight get up to the drain timeout to
+    /// finish; then their contexts are cancelled and they are waited for (as long again).
+    /// Then `on_unload` runs and the plugin leaves the registry. The library's code stays
+    /// mapped: libraries are never closed (see the crate docs).
     pub fn unload(&self, name: &str) -> Result<(), Error> {
         let _write = self.write.lock();
         let slot = self.plugins.load().get(name).cloned();
@@ -352,56 +717,305 @@ impl PluginManager {
                 base_dir: self.base_dir.clone(),
             });
         };
-        let mut next = HashMap::clone(&self.plugins.load());
-        next.remove(name);
-        self.plugins.store(Arc::new(next));
-        let Some(old) = slot.current.swap(None) else {
-            return Ok(());
+        self.remove_slot(name);
+        slot.status.lock().state = PluginState::Unloading;
+        let result = match slot.current.swap(None) {
+            Some(old) => self.retire(&slot, old),
+            None => Ok(()),
         };
+        slot.status.lock().state = PluginState::Unloaded;
+        self.emit(Event::Unloaded {
+            name: name.to_owned(),
+        });
+        result
+    }
+
+    /// Drains a version that no longer receives calls, then runs its `on_unload`.
+    fn retire(&self, slot: &Slot, old: Arc<Version>) -> Result<(), Error> {
+        slot.status.lock().draining.push(Arc::downgrade(&old));
         if !drain(&old, self.drain_timeout) {
             tracing::warn!(
-                plugin = name,
+                plugin = %slot.name,
+                in_flight = old.in_flight.total(),
                 timeout = ?self.drain_timeout,
-                "calls still in flight after the drain timeout; running on_unload anyway"
+                "calls still running after the drain timeout; cancelling them"
             );
+            old.abort.abort();
+            if !drain(&old, self.drain_timeout) {
+                tracing::error!(
+                    plugin = %slot.name,
+                    in_flight = old.in_flight.total(),
+                    "calls ignored cancellation; running on_unload while they still run"
+                );
+            }
         }
-        let result = run_on_unload(name, &old);
-        remove_copy(&old);
-        tracing::info!(plugin = name, "plugin unloaded");
+        let result = run_on_unload(&slot.name, &old.loaded);
+        remove_copy(&old.loaded);
+        slot.status
+            .lock()
+            .draining
+            .retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(&old)));
         result
+    }
+
+    /// Reloads plugin `name` from its folder: a hot upgrade to whatever the folder holds now.
+    ///
+    /// See [`upgrade`](PluginManager::upgrade). A plugin that is not active is loaded.
+    /// Reloading to a lower version than the running one is refused; use
+    /// [`upgrade`](PluginManager::upgrade) with `force` for a downgrade.
+    pub fn reload(&self, name: &str) -> Result<Upgraded, Error> {
+        let dir = self.plugin_dir(name)?;
+        self.upgrade_from(name, &dir, false, false)
+    }
+
+    /// Upgrades plugin `name` to the version in `from_dir` (a plugin folder anywhere: its
+    /// `plugin.json` must name the same plugin), without dropping a call.
+    ///
+    /// The new version is loaded beside the old one, from its own private copy, through every
+    /// check, and its `on_load` runs. Then its files are installed into the base directory
+    /// (replacing the plugin's folder), and it replaces the old version atomically: calls in
+    /// flight finish on the old version, new calls go to the new one, and every call runs
+    /// entirely on one version. The old version is then drained like an unload and its
+    /// `on_unload` runs.
+    ///
+    /// If the new version fails any check, its `on_load`, or the install, the old version
+    /// keeps serving and the error is returned. A lower version than the running one is
+    /// refused with [`Error::Downgrade`] unless `force` is set.
+    pub fn upgrade(
+        &self,
+        name: &str,
+        from_dir: impl AsRef<Path>,
+        force: bool,
+    ) -> Result<Upgraded, Error> {
+        let from_dir = from_dir.as_ref();
+        let own = self.base_dir.join(name);
+        let same = match (from_dir.canonicalize(), own.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        self.upgrade_from(name, from_dir, force, !same)
+    }
+
+    fn upgrade_from(
+        &self,
+        name: &str,
+        from_dir: &Path,
+        force: bool,
+        install: bool,
+    ) -> Result<Upgraded, Error> {
+        let _write = self.write.lock();
+        let slot = self.slot_or_insert(name);
+        if self.state_file.is_disabled(name) {
+            return Err(Error::Disabled {
+                plugin: name.to_owned(),
+            });
+        }
+        let fail = |err: Error| {
+            self.emit(Event::Failed {
+                name: name.to_owned(),
+                error: err.to_string(),
+            });
+            err
+        };
+        let old = slot.current.load_full();
+        let new = self
+            .load_version(name, from_dir, &slot)
+            .map_err(|e| fail(e))?;
+        let to = new.loaded.manifest.version.clone();
+        let rollback = |new: &Version, err: Error| {
+            let _ = run_on_unload(name, &new.loaded);
+            remove_copy(&new.loaded);
+            fail(err)
+        };
+        if let Some(old) = &old {
+            let from = &old.loaded.manifest.version;
+            if to < *from && !force {
+                return Err(rollback(
+                    &new,
+                    Error::Downgrade {
+                        plugin: name.to_owned(),
+                        from: from.to_string(),
+                        to: to.to_string(),
+                    },
+                ));
+            }
+        }
+        if install {
+            if let Err(err) = install_folder(name, from_dir, &self.base_dir) {
+                return Err(rollback(&new, err));
+            }
+        }
+        // The swap: from here new calls run the new version.
+        let previous = slot.current.swap(Some(new));
+        slot.status.lock().state = PluginState::Active;
+        let upgraded = Upgraded {
+            name: name.to_owned(),
+            from: previous
+                .as_ref()
+                .map(|p| p.loaded.manifest.version.to_string()),
+            to: to.to_string(),
+        };
+        let retired = match previous {
+            Some(previous) => self.retire(&slot, previous),
+            None => Ok(()),
+        };
+        match &upgraded.from {
+            Some(from) => self.emit(Event::Upgraded {
+                name: name.to_owned(),
+                from: from.clone(),
+                to: upgraded.to.clone(),
+            }),
+            None => self.emit(Event::Loaded {
+                name: name.to_owned(),
+                version: upgraded.to.clone(),
+            }),
+        }
+        // An `on_unload` failure of the old version does not undo the upgrade.
+        if let Err(err) = retired {
+            tracing::warn!(plugin = name, "{err}");
+        }
+        Ok(upgraded)
+    }
+
+    /// Disables plugin `name`: unloads it if it is loaded, and records it in the base
+    /// directory's state file so that it is discovered but never loaded, now and at the next
+    /// start.
+    pub fn disable(&self, name: &str) -> Result<(), Error> {
+        self.plugin_dir(name)?;
+        self.state_file.set_disabled(name, true)?;
+        if self.plugins.load().get(name).is_some() {
+            match self.unload(name) {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(err) => tracing::warn!(plugin = name, "{err}"),
+            }
+        }
+        let _write = self.write.lock();
+        let slot = self.slot_or_insert(name);
+        slot.status.lock().state = PluginState::Disabled;
+        self.emit(Event::Disabled {
+            name: name.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Enables plugin `name` (removing it from the state file) and loads it.
+    pub fn enable(&self, name: &str) -> Result<(), Error> {
+        let dir = self.plugin_dir(name)?;
+        self.state_file.set_disabled(name, false)?;
+        {
+            let _write = self.write.lock();
+            let slot = self.slot_or_insert(name);
+            let mut status = slot.status.lock();
+            if status.state == PluginState::Disabled {
+                status.state = PluginState::Discovered;
+            }
+        }
+        self.emit(Event::Enabled {
+            name: name.to_owned(),
+        });
+        match self.load_dir(name, &dir) {
+            Err(Error::AlreadyLoaded { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Whether plugin `name` is disabled in the state file.
+    pub fn is_disabled(&self, name: &str) -> bool {
+        self.state_file.is_disabled(name)
     }
 }
 
-/// Waits until `version` is referenced only by `version` itself, i.e. no call holds it.
-///
-/// `ArcSwap` guards taken by calls in flight are turned into real references when the
-/// pointer is swapped out, so the strong count counts exactly the calls still running.
-fn drain(version: &Arc<Loaded>, timeout: Duration) -> bool {
+impl Slot {
+    fn status(&self) -> PluginStatus {
+        let current = self.current.load_full();
+        let status = self.status.lock();
+        let draining: usize = status
+            .draining
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|v| v.in_flight.total())
+            .sum();
+        PluginStatus {
+            name: self.name.clone(),
+            state: status.state.clone(),
+            active: current.as_deref().map(|v| PluginSummary::of(&v.loaded)),
+            calls_in_flight: current.as_deref().map_or(0, |v| v.in_flight.total()) + draining,
+            retained_libraries: status.retained,
+        }
+    }
+}
+
+/// Copies the plugin folder `from_dir` over `<base_dir>/<name>` so that a restart loads the
+/// same version: into a hidden staging folder first, then two renames.
+fn install_folder(name: &str, from_dir: &Path, base_dir: &Path) -> Result<(), Error> {
+    let io = |action: &'static str, path: &Path| {
+        let plugin = name.to_owned();
+        let path = path.to_path_buf();
+        move |source| Error::Io {
+            plugin,
+            action,
+            path,
+            source,
+        }
+    };
+    let target = base_dir.join(name);
+    let staging = base_dir.join(format!(".{name}.new"));
+    let old = base_dir.join(format!(".{name}.old"));
+    let _ = std::fs::remove_dir_all(&staging);
+    let _ = std::fs::remove_dir_all(&old);
+    copy_dir_all(from_dir, &staging).map_err(io("copy the new version into", &staging))?;
+    if target.exists() {
+        std::fs::rename(&target, &old).map_err(io("move aside the old folder", &target))?;
+    }
+    if let Err(e) = std::fs::rename(&staging, &target) {
+        let _ = std::fs::rename(&old, &target);
+        return Err(io("move the new version into", &target)(e));
+    }
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+fn copy_dir_all(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let dest = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir_all(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until no call runs on `version`; false if `timeout` passed first.
+fn drain(version: &Version, timeout: Duration) -> bool {
     let give_up = Instant::now() + timeout;
-    let mut pause = Duration::from_micros(10);
-    while Arc::strong_count(version) > 1 {
+    let mut pause = Duration::from_micros(20);
+    while version.in_flight.total() != 0 {
         if Instant::now() >= give_up {
             return false;
         }
+        // A bounded back-off: drains are rare and short, and calls carry no per-call
+        // notification that a waiter could block on without slowing every call down.
         std::thread::park_timeout(pause);
-        pause = (pause * 2).min(Duration::from_millis(5));
+        pause = (pause * 2).min(Duration::from_millis(2));
     }
     true
 }
 
-fn run_on_load(name: &str, loaded: &Loaded) -> Result<(), Error> {
-    let Some(on_load) = loaded.module.on_load() else {
+fn run_on_load(name: &str, version: &Version) -> Result<(), Error> {
+    let Some(on_load) = version.loaded.module.on_load() else {
         return Ok(());
     };
     let ctx = Context::background();
     let call = CallContext {
         ctx: &ctx,
         plugin: name,
+        abort: &version.abort,
     };
-    match on_load(HostContext_TO::from_ptr(
-        RRef::new(&call),
-        plugin_abi::abi_stable::sabi_trait::TD_Opaque,
-    )) {
+    match on_load(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque)) {
         RResult::ROk(()) => Ok(()),
         RResult::RErr(err) => Err(Error::OnLoad {
             plugin: name.to_owned(),
@@ -431,9 +1045,10 @@ fn remove_copy(loaded: &Loaded) {
     let _ = std::fs::remove_file(&loaded.copy);
 }
 
-/// A handle to one loaded plugin.
+/// A handle to one plugin.
 ///
-/// Cheap to clone and `Send + Sync`: call it from any thread.
+/// Cheap to clone and `Send + Sync`: call it from any thread. It follows upgrades: each call
+/// runs on the version active when it starts.
 #[derive(Clone)]
 pub struct PluginHandle {
     slot: Arc<Slot>,
@@ -450,30 +1065,44 @@ impl PluginHandle {
     /// The plugin reads and writes `ctx`'s values; errors it returns (and panics, which the
     /// SDK catches inside the plugin) come back as [`Error::Call`].
     pub fn execute(&self, ctx: &Context) -> Result<(), Error> {
-        // The guard keeps this version alive (and counted as in flight) for the whole call.
+        // The guard keeps this version alive for the whole call; the call guard counts it
+        // as in flight, so an unload or upgrade waits for it.
         let guard = self.slot.current.load();
         let Some(version) = guard.as_deref() else {
-            return Err(Error::Unloaded {
-                plugin: self.slot.name.clone(),
-            });
+            return Err(self.not_active());
         };
+        let _in_flight = CallGuard::enter(&version.in_flight);
         let call = CallContext {
             ctx,
             plugin: &self.slot.name,
+            abort: &version.abort,
         };
-        let raw = HostContext_TO::from_ptr(
-            RRef::new(&call),
-            plugin_abi::abi_stable::sabi_trait::TD_Opaque,
-        );
-        match (version.module.execute())(raw) {
+        let raw = HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque);
+        match (version.loaded.module.execute())(raw) {
             RResult::ROk(()) => Ok(()),
             RResult::RErr(err) => Err(plugin_error(&self.slot.name, err)),
         }
     }
 
-    /// A description of the version currently loaded, or `None` once unloaded.
+    #[cold]
+    fn not_active(&self) -> Error {
+        Error::Unloaded {
+            plugin: self.slot.name.clone(),
+        }
+    }
+
+    /// The active version, or `None` once unloaded.
     pub fn summary(&self) -> Option<PluginSummary> {
-        self.slot.current.load().as_deref().map(PluginSummary::of)
+        self.slot
+            .current
+            .load()
+            .as_deref()
+            .map(|v| PluginSummary::of(&v.loaded))
+    }
+
+    /// The plugin's current status.
+    pub fn status(&self) -> PluginStatus {
+        self.slot.status()
     }
 }
 
@@ -490,10 +1119,43 @@ impl std::fmt::Debug for PluginHandle {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn is<T: Send + Sync>() {}
-    is::<PluginManager>();
-    is::<PluginHandle>();
-    let _ = SystemTime::now;
+impl std::fmt::Debug for PluginManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginManager")
+            .field("base_dir", &self.base_dir)
+            .field("host_version", &self.host_version)
+            .field("plugins", &self.plugins.load().keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manager_and_handle_are_send_and_sync() {
+        fn is<T: Send + Sync>() {}
+        is::<PluginManager>();
+        is::<PluginHandle>();
+    }
+
+    #[test]
+    fn in_flight_counts_across_threads() {
+        let in_flight = Arc::new(InFlight::new());
+        let a = CallGuard::enter(&in_flight);
+        let other = {
+            let in_flight = in_flight.clone();
+            std::thread::spawn(move || {
+                let _g = CallGuard::enter(&in_flight);
+                in_flight.total()
+            })
+            .join()
+            .unwrap()
+        };
+        assert_eq!(other, 2);
+        assert_eq!(in_flight.total(), 1);
+        drop(a);
+        assert_eq!(in_flight.total(), 0);
+    }
 }

@@ -184,3 +184,113 @@ impl Fixtures {
             .unwrap_or_else(|e| panic!("cannot install plugin {name} into {}: {e}", base.display()))
     }
 }
+
+/// Builds the `versioned` test plugin as `version`, with `features`, and lays it out as a
+/// plugin folder. Returns the folder (`target/plugin-variants/<tag>/versioned`), whose name
+/// is the plugin's, so it can be installed or passed to an upgrade as it is.
+///
+/// Each variant is its own crate (generated under `target/plugin-variants/src/`), sharing
+/// the `target/plugins` build directory and this workspace's `Cargo.lock`, so only the
+/// plugin itself is compiled. Its library file is named after the variant, so concurrent
+/// test processes never overwrite each other's output.
+///
+/// # Panics
+///
+/// If the build fails.
+pub fn versioned_variant(version: &str, features: &[&str]) -> PathBuf {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+
+    let root = workspace_root();
+    let tag = std::iter::once(version.replace(['.', '-', '+'], "_"))
+        .chain(features.iter().map(|f| f.replace('-', "_")))
+        .collect::<Vec<_>>()
+        .join("_");
+    let lib_name = format!("versioned_v{tag}");
+    let crate_dir = root
+        .join("target")
+        .join("plugin-variants")
+        .join("src")
+        .join(&lib_name);
+    std::fs::create_dir_all(crate_dir.join("src")).unwrap();
+    let source = root.join("test-plugins").join("versioned");
+    let manifest = format!(
+        "[package]\nname = \"versioned\"\nversion = \"{version}\"\nedition = \"2021\"\npublish = false\n\n\
+         [lib]\nname = \"{lib_name}\"\ncrate-type = [\"cdylib\"]\n\n\
+         [features]\npanic-on-load = []\n\n\
+         [dependencies]\nplugin-sdk = {{ path = {sdk:?} }}\n\n[workspace]\n",
+        sdk = root.join("plugin-sdk").display().to_string(),
+    );
+    write_if_changed(&crate_dir.join("Cargo.toml"), &manifest);
+    write_if_changed(
+        &crate_dir.join("src").join("lib.rs"),
+        &std::fs::read_to_string(source.join("src").join("lib.rs")).unwrap(),
+    );
+    write_if_changed(
+        &crate_dir.join("Cargo.lock"),
+        &std::fs::read_to_string(root.join("Cargo.lock")).unwrap(),
+    );
+
+    let release = !cfg!(debug_assertions);
+    let target = root.join("target").join("plugins");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--quiet")
+        .arg("--manifest-path")
+        .arg(crate_dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target);
+    if release {
+        cmd.arg("--release");
+    }
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "building versioned {version} failed");
+
+    let out = root
+        .join("target")
+        .join("plugin-variants")
+        .join(&tag)
+        .join("versioned");
+    std::fs::create_dir_all(&out).unwrap();
+    let built = target
+        .join(if release { "release" } else { "debug" })
+        .join(library_file_name(&lib_name));
+    let file = library_file_name(&lib_name);
+    let staging = out.join(format!(".{file}.tmp"));
+    std::fs::copy(&built, &staging).unwrap();
+    std::fs::rename(&staging, out.join(&file)).unwrap();
+    write_if_changed(
+        &out.join("plugin.json"),
+        &format!(
+            "{{ \"name\": \"versioned\", \"version\": \"{version}\", \"source\": {{ \"mode\": \"local_so\", \"path\": \"{lib_name}\" }} }}\n"
+        ),
+    );
+    out
+}
+
+fn write_if_changed(path: &Path, text: &str) {
+    if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+/// Copies the plugin folder `from` to `<base>/<name>`, replacing what is there the way an
+/// operator would: a new folder is written beside, then renamed over (so a reader never sees
+/// half a folder).
+pub fn install_folder(from: &Path, base: &Path, name: &str) -> PathBuf {
+    let dest = base.join(name);
+    let staging = base.join(format!(".{name}.staging"));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), staging.join(entry.file_name())).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dest);
+    std::fs::rename(&staging, &dest).unwrap();
+    dest
+}
