@@ -157,3 +157,65 @@ fn failures_exit_non_zero_with_a_cause_and_a_hint() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("cannot read the plugin base directory"));
 }
+
+fn event_lines(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+#[test]
+fn unload_and_reload_report_their_events() {
+    let base = base_with(&["counter"]);
+    let out = plugctl(base.path(), &["unload", "counter"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = event_lines(&out);
+    assert_eq!(events[0]["event"], "loaded");
+    assert_eq!(events[1], serde_json::json!({ "event": "unloaded", "name": "counter" }));
+
+    let out = plugctl(base.path(), &["reload", "counter"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = event_lines(&out);
+    assert_eq!(
+        events[1],
+        serde_json::json!({ "event": "upgraded", "name": "counter", "from": "0.1.0", "to": "0.1.0" })
+    );
+}
+
+#[test]
+fn disable_persists_until_enable() {
+    let base = base_with(&["hello", "counter"]);
+    let out = plugctl(base.path(), &["disable", "counter"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(event_lines(&out).contains(&serde_json::json!({ "event": "disabled", "name": "counter" })));
+
+    let out = plugctl(base.path(), &["list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let counter = list.as_array().unwrap().iter().find(|p| p["name"] == "counter").unwrap();
+    assert_eq!(counter["state"], "disabled");
+    assert!(counter["active"].is_null());
+
+    let out = plugctl(base.path(), &["call", "counter"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is disabled"), "{}", stderr(&out));
+
+    let out = plugctl(base.path(), &["enable", "counter"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = plugctl(base.path(), &["call", "counter"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn list_shows_state_in_flight_retained_and_running_copy() {
+    let base = base_with(&["hello"]);
+    let out = plugctl(base.path(), &["list"]);
+    let text = stdout(&out);
+    let header = text.lines().next().unwrap();
+    for column in ["STATE", "IN-FLIGHT", "RETAINED", "LOADED AT", "RUNNING COPY"] {
+        assert!(header.contains(column), "{header}");
+    }
+    let line = text.lines().find(|l| l.starts_with("hello")).unwrap();
+    assert!(line.contains("active"), "{line}");
+    assert!(line.contains("plugin-host-"), "{line}");
+}
