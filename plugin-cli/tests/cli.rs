@@ -85,8 +85,8 @@ fn list_shows_loaded_and_failed_plugins() {
             .unwrap()
             .to_owned()
     };
-    assert!(line("hello").contains("loaded"), "{text}");
-    assert!(line("counter").contains("loaded"), "{text}");
+    assert!(line("hello").contains("active"), "{text}");
+    assert!(line("counter").contains("active"), "{text}");
     assert!(line("identity-mismatch").contains("failed"), "{text}");
     assert!(line("identity-mismatch").contains("9.9.9"), "{text}");
 
@@ -172,7 +172,10 @@ fn unload_and_reload_report_their_events() {
     assert!(out.status.success(), "{}", stderr(&out));
     let events = event_lines(&out);
     assert_eq!(events[0]["event"], "loaded");
-    assert_eq!(events[1], serde_json::json!({ "event": "unloaded", "name": "counter" }));
+    assert_eq!(
+        events[1],
+        serde_json::json!({ "event": "unloaded", "name": "counter" })
+    );
 
     let out = plugctl(base.path(), &["reload", "counter"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -188,11 +191,18 @@ fn disable_persists_until_enable() {
     let base = base_with(&["hello", "counter"]);
     let out = plugctl(base.path(), &["disable", "counter"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(event_lines(&out).contains(&serde_json::json!({ "event": "disabled", "name": "counter" })));
+    assert!(
+        event_lines(&out).contains(&serde_json::json!({ "event": "disabled", "name": "counter" }))
+    );
 
     let out = plugctl(base.path(), &["list", "--json"]);
     let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let counter = list.as_array().unwrap().iter().find(|p| p["name"] == "counter").unwrap();
+    let counter = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "counter")
+        .unwrap();
     assert_eq!(counter["state"], "disabled");
     assert!(counter["active"].is_null());
 
@@ -212,10 +222,62 @@ fn list_shows_state_in_flight_retained_and_running_copy() {
     let out = plugctl(base.path(), &["list"]);
     let text = stdout(&out);
     let header = text.lines().next().unwrap();
-    for column in ["STATE", "IN-FLIGHT", "RETAINED", "LOADED AT", "RUNNING COPY"] {
+    for column in [
+        "STATE",
+        "IN-FLIGHT",
+        "RETAINED",
+        "LOADED AT",
+        "RUNNING COPY",
+    ] {
         assert!(header.contains(column), "{header}");
     }
     let line = text.lines().find(|l| l.starts_with("hello")).unwrap();
     assert!(line.contains("active"), "{line}");
     assert!(line.contains("plugin-host-"), "{line}");
+}
+
+#[test]
+fn watch_prints_events_as_folders_come_and_go() {
+    use std::io::BufRead;
+    let base = base_with(&["hello"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plugctl"))
+        .arg("--dir")
+        .arg(base.path())
+        .arg("watch")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || -> serde_json::Value {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("plugctl watch printed an event in time");
+        serde_json::from_str(&line).unwrap()
+    };
+    // The initial load of what is there.
+    assert_eq!(next()["name"], "hello");
+    fixtures().install(base.path(), "counter");
+    let event = next();
+    assert_eq!(
+        (event["event"].as_str(), event["name"].as_str()),
+        (Some("loaded"), Some("counter"))
+    );
+    std::fs::remove_dir_all(base.path().join("counter")).unwrap();
+    assert_eq!(
+        next(),
+        serde_json::json!({ "event": "unloaded", "name": "counter" })
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -307,6 +307,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The directory watch could not start.
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
+
     /// The plugin is already loaded.
     #[error("plugin `{plugin}` is already loaded; unload it first, or reload it to pick up a new version")]
     AlreadyLoaded {
@@ -335,7 +339,10 @@ impl Error {
     /// The plugin this error concerns, where there is one.
     pub fn plugin(&self) -> Option<&str> {
         match self {
-            Error::BaseDir { .. } | Error::Value { .. } | Error::StateFile { .. } => None,
+            Error::BaseDir { .. }
+            | Error::Value { .. }
+            | Error::StateFile { .. }
+            | Error::Watch(_) => None,
             Error::Manifest(e) => e.plugin(),
             Error::HostVersion { plugin, .. }
             | Error::UnsupportedSource { plugin, .. }

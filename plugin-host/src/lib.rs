@@ -42,6 +42,7 @@ mod load;
 pub mod manifest;
 mod registry;
 mod state_file;
+pub mod watch;
 
 pub use context::Context;
 pub use error::Error;
@@ -53,6 +54,7 @@ pub use registry::{
     PluginStatus, PluginSummary, Upgraded,
 };
 pub use state_file::STATE_FILE;
+pub use watch::{WatchOptions, Watcher};
 
 /// The version of `plugin-abi` this host was built with. Plugins must be built with a
 /// caret-compatible `plugin-sdk`.

@@ -20,6 +20,7 @@ use crate::discover::discover;
 use crate::load::{load, LoadConfig, Loaded};
 use crate::manifest::Manifest;
 use crate::state_file::StateFile;
+use crate::watch::{WatchOptions, WatchTarget, Watcher};
 use crate::{Context, Error};
 
 /// A registry of plugins loaded from the folders of one base directory.
@@ -922,6 +923,61 @@ impl PluginManager {
     /// Whether plugin `name` is disabled in the state file.
     pub fn is_disabled(&self, name: &str) -> bool {
         self.state_file.is_disabled(name)
+    }
+}
+
+impl PluginManager {
+    /// Watches the base directory and keeps the registry in step with it, until the returned
+    /// [`Watcher`] is dropped: a new plugin folder is loaded, a changed `plugin.json` or
+    /// library is upgraded ([`reload`](PluginManager::reload)), a removed folder is
+    /// unloaded. Outcomes arrive as [`Event`]s.
+    ///
+    /// A folder is acted on once its files are complete; see [`crate::watch`] for how that is
+    /// decided. Call it before [`load_plugins`](PluginManager::load_plugins) to miss nothing.
+    pub fn watch(self: &Arc<Self>) -> Result<Watcher, Error> {
+        self.watch_with(WatchOptions::default())
+    }
+
+    /// [`watch`](PluginManager::watch) with options (debounce, polling).
+    pub fn watch_with(self: &Arc<Self>, options: WatchOptions) -> Result<Watcher, Error> {
+        Ok(Watcher::start(self.clone(), options)?)
+    }
+}
+
+impl WatchTarget for PluginManager {
+    fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    fn is_loaded(&self, name: &str) -> bool {
+        self.plugins
+            .load()
+            .get(name)
+            .is_some_and(|slot| slot.current.load().is_some())
+    }
+
+    fn is_disabled(&self, name: &str) -> bool {
+        self.state_file.is_disabled(name)
+    }
+
+    // Outcomes reach listeners as events; the errors are only logged here.
+    fn watch_load(&self, name: &str) {
+        match self.load_plugin(name) {
+            Ok(()) | Err(Error::AlreadyLoaded { .. }) | Err(Error::Disabled { .. }) => {}
+            Err(err) => tracing::debug!(plugin = name, "watch: {err}"),
+        }
+    }
+
+    fn watch_reload(&self, name: &str) {
+        if let Err(err) = self.reload(name) {
+            tracing::debug!(plugin = name, "watch: {err}");
+        }
+    }
+
+    fn watch_unload(&self, name: &str) {
+        if let Err(err) = self.unload(name) {
+            tracing::debug!(plugin = name, "watch: {err}");
+        }
     }
 }
 

@@ -172,7 +172,10 @@ fn bench(extra: &[String]) -> Result<()> {
     // them by this machine's direct call, measured in this run, to compare like with like.
     let direct = ns("call/direct")?;
     let scale = direct / 1.0;
-    println!("\nmachine scale: a direct call takes {} here (1.0 ns on the reference machine)", fmt_ns(direct));
+    println!(
+        "\nmachine scale: a direct call takes {} here (1.0 ns on the reference machine)",
+        fmt_ns(direct)
+    );
     println!(
         "\n{:<50} {:>11} {:>11} {:>7}  target",
         "measurement", "value", "baseline", "ratio"
@@ -220,7 +223,8 @@ fn bench(extra: &[String]) -> Result<()> {
 
     let path = workspace_root().join("target").join("upgrade-bench.json");
     let up: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
+        &std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
     )?;
     let steady = &up["steady"];
     let during = &up["during_upgrades"];

@@ -1,0 +1,127 @@
+//! `PluginManager::watch` against a real directory: tests wait on the manager's events with
+//! a bounded timeout, never on sleeps.
+
+use std::io::Write;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::Duration;
+
+use plugin_host::{Context, Event, PluginManager, WatchOptions};
+use plugin_test_support::{fixtures, install_folder, versioned_variant};
+
+const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn next_event(events: &Receiver<Event>) -> Event {
+    events
+        .recv_timeout(EVENT_TIMEOUT)
+        .expect("an event within the timeout")
+}
+
+fn watched(base: &std::path::Path) -> (Arc<PluginManager>, Receiver<Event>, plugin_host::Watcher) {
+    let m = Arc::new(PluginManager::new(base));
+    let events = m.subscribe();
+    let watcher = m
+        .watch_with(WatchOptions::default().with_debounce(Duration::from_millis(100)))
+        .unwrap();
+    m.load_plugins().unwrap();
+    (m, events, watcher)
+}
+
+#[test]
+fn a_dropped_in_folder_is_loaded_a_replaced_library_upgraded_a_deleted_folder_unloaded() {
+    let v1 = versioned_variant("1.0.0", &[]);
+    let v2 = versioned_variant("2.0.0", &[]);
+    let base = tempfile::tempdir().unwrap();
+    let (m, events, _watcher) = watched(base.path());
+
+    install_folder(&v1, base.path(), "versioned");
+    assert_eq!(
+        next_event(&events),
+        Event::Loaded {
+            name: "versioned".into(),
+            version: "1.0.0".into()
+        }
+    );
+
+    install_folder(&v2, base.path(), "versioned");
+    assert_eq!(
+        next_event(&events),
+        Event::Upgraded {
+            name: "versioned".into(),
+            from: "1.0.0".into(),
+            to: "2.0.0".into()
+        }
+    );
+    let ctx = Context::background();
+    m.get("versioned").unwrap().execute(&ctx).unwrap();
+    assert_eq!(
+        ctx.get::<String>("version_at_start").unwrap().as_deref(),
+        Some("2.0.0")
+    );
+
+    std::fs::remove_dir_all(base.path().join("versioned")).unwrap();
+    assert_eq!(
+        next_event(&events),
+        Event::Unloaded {
+            name: "versioned".into()
+        }
+    );
+    assert!(m.get("versioned").is_err());
+}
+
+#[test]
+fn a_library_written_in_slow_chunks_ends_up_loaded_not_failed() {
+    let base = tempfile::tempdir().unwrap();
+    let (m, events, _watcher) = watched(base.path());
+
+    let dir = base.path().join("hello");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(
+        fixtures().plugin("hello").dir.join("plugin.json"),
+        dir.join("plugin.json"),
+    )
+    .unwrap();
+    let bytes = std::fs::read(fixtures().library("hello")).unwrap();
+    let mut file =
+        std::fs::File::create(dir.join(fixtures().plugin("hello").library_file_name())).unwrap();
+    let chunk = bytes.len() / 6 + 1;
+    for part in bytes.chunks(chunk) {
+        file.write_all(part).unwrap();
+        file.flush().unwrap();
+        // A slow writer: each pause is longer than the watcher's debounce, so the watcher
+        // sees the incomplete file several times. This simulates the writer; nothing waits on it.
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    drop(file);
+
+    // The first event is the load: no failure was reported for the incomplete file.
+    assert_eq!(
+        next_event(&events),
+        Event::Loaded {
+            name: "hello".into(),
+            version: "0.1.0".into()
+        }
+    );
+    let ctx = Context::background();
+    ctx.set("sample", &serde_json::json!({ "name": "chunks" }))
+        .unwrap();
+    m.get("hello").unwrap().execute(&ctx).unwrap();
+    assert_eq!(
+        ctx.get::<String>("greeting").unwrap().as_deref(),
+        Some("Hello, chunks!")
+    );
+}
+
+#[test]
+fn a_broken_plugin_dropped_in_is_reported_failed() {
+    let base = tempfile::tempdir().unwrap();
+    let (_m, events, _watcher) = watched(base.path());
+    fixtures().install(base.path(), "identity-mismatch");
+    match next_event(&events) {
+        Event::Failed { name, error } => {
+            assert_eq!(name, "identity-mismatch");
+            assert!(error.contains("9.9.9"), "{error}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
