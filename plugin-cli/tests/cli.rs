@@ -95,14 +95,14 @@ fn list_shows_loaded_and_failed_plugins() {
     let entries = list.as_array().unwrap();
     assert_eq!(entries.len(), 3);
     let hello = entries.iter().find(|e| e["name"] == "hello").unwrap();
-    assert_eq!(hello["state"], "loaded");
-    assert_eq!(hello["plugin"]["version"], "0.1.0");
+    assert_eq!(hello["state"], "active");
+    assert_eq!(hello["active"]["version"], "0.1.0");
     let bad = entries
         .iter()
         .find(|e| e["name"] == "identity-mismatch")
         .unwrap();
     assert_eq!(bad["state"], "failed");
-    assert!(bad["error"].as_str().unwrap().contains("identity mismatch"));
+    assert!(bad["reason"].as_str().unwrap().contains("identity mismatch"));
 }
 
 #[test]
