@@ -102,7 +102,10 @@ fn list_shows_loaded_and_failed_plugins() {
         .find(|e| e["name"] == "identity-mismatch")
         .unwrap();
     assert_eq!(bad["state"], "failed");
-    assert!(bad["reason"].as_str().unwrap().contains("identity mismatch"));
+    assert!(bad["reason"]
+        .as_str()
+        .unwrap()
+        .contains("identity mismatch"));
 }
 
 #[test]

@@ -819,9 +819,7 @@ impl PluginManager {
             err
         };
         let old = slot.current.load_full();
-        let new = self
-            .load_version(name, from_dir, &slot)
-            .map_err(|e| fail(e))?;
+        let new = self.load_version(name, from_dir, &slot).map_err(&fail)?;
         let to = new.loaded.manifest.version.clone();
         let rollback = |new: &Version, err: Error| {
             let _ = run_on_unload(name, &new.loaded);

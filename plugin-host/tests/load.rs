@@ -54,11 +54,13 @@ fn every_sample_loads_and_lists_with_its_identity() {
     let names: Vec<_> = list.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["counter", "hello", "label-router", "slow"]);
     let counter = list.iter().find(|p| p.name == "counter").unwrap();
+    let counter = counter.active.as_ref().unwrap();
     assert!(counter.has_on_load && counter.has_on_unload);
     assert_eq!(counter.version, "0.1.0");
     assert!(counter.running_copy.exists());
     assert!(!counter.running_copy.starts_with(base.path()));
     let router = list.iter().find(|p| p.name == "label-router").unwrap();
+    let router = router.active.as_ref().unwrap();
     assert_eq!(
         router.manifest.http_services.as_ref().unwrap().routes.len(),
         2
