@@ -59,3 +59,8 @@ pub use watch::{WatchOptions, Watcher};
 /// The version of `plugin-abi` this host was built with. Plugins must be built with a
 /// caret-compatible `plugin-sdk`.
 pub const ABI_CRATE_VERSION: &str = plugin_abi::CRATE_VERSION;
+
+/// README.md's Rust examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
