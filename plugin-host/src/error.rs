@@ -379,6 +379,23 @@ impl Error {
         }
     }
 
+    /// A function turning an I/O error into [`Error::Io`] for `plugin`, `action` and `path`,
+    /// for use with `map_err`.
+    pub(crate) fn io(
+        plugin: &str,
+        action: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let plugin = plugin.to_owned();
+        let path = path.to_path_buf();
+        move |source| Error::Io {
+            plugin,
+            action,
+            path,
+            source,
+        }
+    }
+
     pub(crate) fn call(plugin: &str, err: PluginError) -> Self {
         Error::Call {
             plugin: plugin.to_owned(),

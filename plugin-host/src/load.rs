@@ -20,7 +20,7 @@ use plugin_abi::abi_stable::library::{lib_header_from_path, LibraryError};
 use plugin_abi::{PluginInfo, PluginModRef, ABI_VERSION};
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{Manifest, ManifestError, SourceMode, MANIFEST_FILE};
+use crate::manifest::{Manifest, SourceMode, MANIFEST_FILE};
 use crate::Error;
 
 /// Settings the loader needs from the manager.
@@ -45,20 +45,8 @@ pub(crate) struct Loaded {
 pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded, Error> {
     // 1. The manifest and the host version. The plugin's name is its folder's name in the
     // base directory; an upgrade may come from a folder named otherwise.
+    let manifest = Manifest::load_as(dir, name)?;
     let manifest_file = dir.join(MANIFEST_FILE);
-    let text = std::fs::read_to_string(&manifest_file).map_err(|source| ManifestError::Read {
-        file: manifest_file.clone(),
-        source,
-    })?;
-    let manifest = Manifest::parse(&text, &manifest_file)?;
-    if manifest.name != name {
-        return Err(ManifestError::NameMismatch {
-            file: manifest_file,
-            name: manifest.name,
-            folder: name.to_owned(),
-        }
-        .into());
-    }
     if let Some(requires) = &manifest.requires {
         if !requires.host.matches(&config.host_version) {
             return Err(Error::HostVersion {
@@ -149,16 +137,7 @@ fn find_library(
 }
 
 fn check_file(name: &str, dir: &Path, library: &Path) -> Result<(), Error> {
-    let io = |action, path: &Path| {
-        let plugin = name.to_owned();
-        let path = path.to_path_buf();
-        move |source| Error::Io {
-            plugin,
-            action,
-            path,
-            source,
-        }
-    };
+    let io = |action, path: &Path| Error::io(name, action, path);
     let real_dir = dir
         .canonicalize()
         .map_err(io("resolve the plugin folder", dir))?;
@@ -216,16 +195,7 @@ fn private_copy(
     copy_dir: &Path,
 ) -> Result<PathBuf, Error> {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let io = |action, path: &Path| {
-        let plugin = name.to_owned();
-        let path = path.to_path_buf();
-        move |source| Error::Io {
-            plugin,
-            action,
-            path,
-            source,
-        }
-    };
+    let io = |action, path: &Path| Error::io(name, action, path);
     std::fs::create_dir_all(copy_dir).map_err(io("create the copy directory", copy_dir))?;
     loop {
         let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);

@@ -437,18 +437,28 @@ impl Manifest {
     /// [`ManifestError::Read`] if the file cannot be read, the errors of
     /// [`Manifest::parse`], and [`ManifestError::NameMismatch`].
     pub fn load(plugin_dir: &Path) -> Result<Manifest, ManifestError> {
+        Manifest::load_as(plugin_dir, &folder_name(plugin_dir).unwrap_or_default())
+    }
+
+    /// Reads `<plugin_dir>/plugin.json`, parses it, and checks that `name` equals `expected`
+    /// (the plugin's name in the base directory, for a folder that may be named otherwise,
+    /// such as the source of an upgrade).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manifest::load`].
+    pub fn load_as(plugin_dir: &Path, expected: &str) -> Result<Manifest, ManifestError> {
         let file = plugin_dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Read {
             file: file.clone(),
             source,
         })?;
         let manifest = Manifest::parse(&text, &file)?;
-        let folder = folder_name(plugin_dir);
-        if folder.as_deref() != Some(manifest.name.as_str()) {
+        if manifest.name != expected {
             return Err(ManifestError::NameMismatch {
                 file,
                 name: manifest.name,
-                folder: folder.unwrap_or_default(),
+                folder: expected.to_owned(),
             });
         }
         Ok(manifest)

@@ -1002,16 +1002,7 @@ impl Slot {
 /// Copies the plugin folder `from_dir` over `<base_dir>/<name>` so that a restart loads the
 /// same version: into a hidden staging folder first, then two renames.
 fn install_folder(name: &str, from_dir: &Path, base_dir: &Path) -> Result<(), Error> {
-    let io = |action: &'static str, path: &Path| {
-        let plugin = name.to_owned();
-        let path = path.to_path_buf();
-        move |source| Error::Io {
-            plugin,
-            action,
-            path,
-            source,
-        }
-    };
+    let io = |action, path: &Path| Error::io(name, action, path);
     let target = base_dir.join(name);
     let staging = base_dir.join(format!(".{name}.new"));
     let old = base_dir.join(format!(".{name}.old"));
