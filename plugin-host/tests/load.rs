@@ -362,3 +362,67 @@ fn edit_manifest(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     f(&mut value);
     std::fs::write(&path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
 }
+
+/// Broken `plugin.json`s beside a good plugin: each folder gets its own typed error naming
+/// the field, and the good plugin still loads.
+#[test]
+fn broken_manifests_fail_alone_with_the_field_named() {
+    let good = r#""version": "0.1.0", "source": { "mode": "local_so", "path": "x" }"#;
+    // (folder, plugin.json text, field the error must name or None for syntax errors)
+    let cases: Vec<(&str, String, Option<&str>)> = vec![
+        ("empty", String::new(), None),
+        ("not-json", "not json".into(), None),
+        ("array", "[]".into(), None),
+        ("no-name", format!("{{ {good} }}"), None),
+        ("no-version", r#"{ "name": "no-version", "source": { "mode": "local_so", "path": "x" } }"#.into(), None),
+        ("no-source", r#"{ "name": "no-source", "version": "0.1.0" }"#.into(), None),
+        ("unknown-field", format!(r#"{{ "name": "unknown-field", {good}, "color": "red" }}"#), None),
+        ("wrong-type", r#"{ "name": "wrong-type", "version": 1, "source": { "mode": "local_so", "path": "x" } }"#.into(), None),
+        ("version-1", r#"{ "name": "version-1", "version": "1", "source": { "mode": "local_so", "path": "x" } }"#.into(), Some("version")),
+        ("version-v", r#"{ "name": "version-v", "version": "v1.0.0", "source": { "mode": "local_so", "path": "x" } }"#.into(), Some("version")),
+        ("version-zero", r#"{ "name": "version-zero", "version": "01.0.0", "source": { "mode": "local_so", "path": "x" } }"#.into(), Some("version")),
+        ("version-space", r#"{ "name": "version-space", "version": "1.0.0 ", "source": { "mode": "local_so", "path": "x" } }"#.into(), Some("version")),
+        ("name-empty", format!(r#"{{ "name": "", {good} }}"#), Some("name")),
+        ("name-dots", format!(r#"{{ "name": "..", {good} }}"#), Some("name")),
+        ("name-slash", format!(r#"{{ "name": "a/b", {good} }}"#), Some("name")),
+        ("name-other", format!(r#"{{ "name": "someone-else", {good} }}"#), Some("name")),
+        ("path-absolute", r#"{ "name": "path-absolute", "version": "0.1.0", "source": { "mode": "local_so", "path": "/usr/lib/libx.so" } }"#.into(), Some("source.path")),
+        ("path-dotdot", r#"{ "name": "path-dotdot", "version": "0.1.0", "source": { "mode": "local_so", "path": "../hello/libhello.so" } }"#.into(), Some("source.path")),
+    ];
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "hello");
+    for (folder, text, _) in &cases {
+        let dir = base.path().join(folder);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("plugin.json"), text).unwrap();
+    }
+    // A valid manifest whose library is missing.
+    let dir = base.path().join("no-library");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("plugin.json"),
+        format!(r#"{{ "name": "no-library", {good} }}"#),
+    )
+    .unwrap();
+
+    let report = manager(base.path()).load_plugins().unwrap();
+    assert_eq!(report.loaded().collect::<Vec<_>>(), ["hello"]);
+    for (folder, _, field) in &cases {
+        let err = report
+            .error(folder)
+            .unwrap_or_else(|| panic!("{folder} loaded"));
+        let Error::Manifest(manifest_err) = err else {
+            panic!("{folder}: expected a manifest error, got {err}");
+        };
+        if let Some(field) = field {
+            assert_eq!(manifest_err.field(), Some(*field), "{folder}: {err}");
+        }
+        let message = err.to_string();
+        assert!(message.contains(folder), "{folder}: {message}");
+        assert!(message.contains("plugin.json"), "{folder}: {message}");
+    }
+    assert!(matches!(
+        report.error("no-library"),
+        Some(Error::LibraryMissing { .. })
+    ));
+}
