@@ -132,6 +132,20 @@ fn loads(c: &mut Criterion) {
             total
         })
     });
+    // What the private copy alone costs (part of `plugin_manager`, not of `bare_abi_stable`).
+    g.bench_function("copy_only", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let n = N.fetch_add(1, Ordering::Relaxed);
+                let path = copies.path().join(format!("copy-{n}.so"));
+                let t = Instant::now();
+                std::fs::copy(&library, &path).unwrap();
+                total += t.elapsed();
+            }
+            total
+        })
+    });
     g.bench_function("plugin_manager", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;

@@ -206,7 +206,13 @@ fn private_copy(
             std::env::consts::DLL_EXTENSION
         );
         let path = copy_dir.join(file_name);
-        let mut file = match File::options().write(true).create_new(true).open(&path) {
+        let mut options = File::options();
+        options.write(true).create_new(true);
+        // Read and execute for the owner only, from the start: the descriptor opened here
+        // can still write it, nobody can open it for writing afterwards.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o500);
+        let mut file = match options.open(&path) {
             Ok(file) => file,
             // Left by an earlier process with the same pid: pick the next number.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -218,12 +224,6 @@ fn private_copy(
             Contents::File(source) => std::io::copy(source, &mut file).map(drop),
         }
         .map_err(io("write the private copy", &path))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o500))
-                .map_err(io("set the permissions of", &path))?;
-        }
         return Ok(path);
     }
 }
