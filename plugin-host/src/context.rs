@@ -40,7 +40,9 @@ pub struct Context {
 }
 
 struct Inner {
-    values: Mutex<HashMap<String, Value>>,
+    /// A std `HashMap` with foldhash's seeded hasher: fast on the short keys contexts use,
+    /// and still randomised per process.
+    values: Mutex<HashMap<String, Value, foldhash::fast::RandomState>>,
     label: Option<String>,
     cancel: Arc<CancelNode>,
 }
@@ -144,7 +146,7 @@ impl Context {
     fn from_parts(label: Option<String>, cancel: Arc<CancelNode>) -> Self {
         Context {
             inner: Arc::new(Inner {
-                values: Mutex::new(HashMap::new()),
+                values: Mutex::new(HashMap::default()),
                 label,
                 cancel,
             }),
