@@ -41,6 +41,16 @@ pub(crate) struct Loaded {
     pub(crate) loaded_at: SystemTime,
 }
 
+impl Loaded {
+    /// The library's path relative to its plugin folder.
+    pub(crate) fn library_in_folder(&self) -> PathBuf {
+        self.library
+            .strip_prefix(&self.dir)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| self.library.file_name().unwrap_or_default().into())
+    }
+}
+
 /// Runs checks 1 to 4 on the plugin folder `dir` named `name`.
 pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded, Error> {
     // 1. The manifest and the host version. The plugin's name is its folder's name in the

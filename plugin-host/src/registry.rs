@@ -172,6 +172,9 @@ struct SlotStatus {
 /// One loaded library of a plugin, with what a call needs besides it.
 pub(crate) struct Version {
     pub(crate) loaded: Loaded,
+    /// The plugin folder's files this version stands for, so the watcher can tell a real
+    /// change from the echo of an upgrade's own install.
+    files: Mutex<Option<FolderStamp>>,
     in_flight: InFlight,
     /// Set when a drain times out: calls still running see their context cancelled.
     pub(crate) abort: AbortToken,
@@ -617,6 +620,7 @@ impl PluginManager {
         // From here the library is mapped for good.
         slot.status.lock().retained += 1;
         let version = Arc::new(Version {
+            files: Mutex::new(FolderStamp::of(dir, &loaded.library_in_folder())),
             loaded,
             in_flight: InFlight::new(),
             abort: AbortToken::new(),
@@ -843,6 +847,8 @@ impl PluginManager {
             if let Err(err) = install_folder(name, from_dir, &self.base_dir) {
                 return Err(rollback(&new, err));
             }
+            *new.files.lock() =
+                FolderStamp::of(&self.base_dir.join(name), &new.loaded.library_in_folder());
         }
         // The swap: from here new calls run the new version.
         let previous = slot.current.swap(Some(new));
@@ -967,6 +973,21 @@ impl WatchTarget for PluginManager {
     }
 
     fn watch_reload(&self, name: &str) {
+        let unchanged = self.plugins.load().get(name).is_some_and(|slot| {
+            slot.current.load().as_deref().is_some_and(|v| {
+                let files = v.files.lock();
+                files.is_some()
+                    && *files
+                        == FolderStamp::of(&self.base_dir.join(name), &v.loaded.library_in_folder())
+            })
+        });
+        if unchanged {
+            tracing::debug!(
+                plugin = name,
+                "watch: files unchanged since the running version was loaded"
+            );
+            return;
+        }
         if let Err(err) = self.reload(name) {
             tracing::debug!(plugin = name, "watch: {err}");
         }
@@ -996,6 +1017,46 @@ impl Slot {
             calls_in_flight: current.as_deref().map_or(0, |v| v.in_flight.total()) + draining,
             retained_libraries: status.retained,
         }
+    }
+}
+
+/// Identifies the files of a plugin folder: `plugin.json` and the library, each by size,
+/// modification time and (on Unix) inode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FolderStamp {
+    manifest: FileStamp,
+    library: FileStamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<Self> {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some(FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode,
+        })
+    }
+}
+
+impl FolderStamp {
+    /// `library` is relative to `dir`.
+    fn of(dir: &Path, library: &Path) -> Option<Self> {
+        Some(FolderStamp {
+            manifest: FileStamp::of(&dir.join(crate::manifest::MANIFEST_FILE))?,
+            library: FileStamp::of(&dir.join(library))?,
+        })
     }
 }
 

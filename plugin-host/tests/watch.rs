@@ -125,3 +125,34 @@ fn a_broken_plugin_dropped_in_is_reported_failed() {
         other => panic!("expected a failure, got {other:?}"),
     }
 }
+
+#[test]
+fn an_upgrade_through_the_api_is_not_repeated_by_the_watcher() {
+    let v1 = versioned_variant("1.0.0", &[]);
+    let v2 = versioned_variant("2.0.0", &[]);
+    let base = tempfile::tempdir().unwrap();
+    install_folder(&v1, base.path(), "versioned");
+    let (m, events, _watcher) = watched(base.path());
+    assert!(matches!(next_event(&events), Event::Loaded { .. }));
+
+    // The upgrade installs v2's files into the base directory, which the watcher sees.
+    m.upgrade("versioned", &v2, false).unwrap();
+    assert_eq!(
+        next_event(&events),
+        Event::Upgraded {
+            name: "versioned".into(),
+            from: "1.0.0".into(),
+            to: "2.0.0".into()
+        }
+    );
+    // A later change elsewhere: its event must come next, with no echo of the upgrade.
+    fixtures().install(base.path(), "hello");
+    assert_eq!(
+        next_event(&events),
+        Event::Loaded {
+            name: "hello".into(),
+            version: "0.1.0".into()
+        }
+    );
+    assert_eq!(m.get("versioned").unwrap().status().retained_libraries, 2);
+}
