@@ -53,6 +53,8 @@ pub struct PluginManager {
     write: Mutex<()>,
     listeners: RwLock<Vec<Listener>>,
     state_file: StateFile,
+    /// Libraries mapped per plugin name (see [`PluginStatus::retained_libraries`]).
+    retained: Mutex<HashMap<String, Arc<AtomicUsize>>>,
 }
 
 type Listener = Box<dyn Fn(&Event) + Send + Sync>;
@@ -159,12 +161,13 @@ struct Slot {
     name: String,
     current: ArcSwapOption<Version>,
     status: Mutex<SlotStatus>,
+    /// Libraries mapped for this plugin name since the manager started (never closed);
+    /// shared with the manager, so the count survives an unload and a new load.
+    retained: Arc<AtomicUsize>,
 }
 
 struct SlotStatus {
     state: PluginState,
-    /// Libraries this plugin mapped into the process so far (never closed).
-    retained: usize,
     /// The versions replaced or unloaded but still referenced by calls past their drain.
     draining: Vec<Weak<Version>>,
 }
@@ -324,6 +327,7 @@ impl PluginManagerBuilder {
             write: Mutex::new(()),
             listeners: RwLock::new(Vec::new()),
             state_file,
+            retained: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -558,9 +562,14 @@ impl PluginManager {
             current: ArcSwapOption::empty(),
             status: Mutex::new(SlotStatus {
                 state: PluginState::Discovered,
-                retained: 0,
                 draining: Vec::new(),
             }),
+            retained: self
+                .retained
+                .lock()
+                .entry(name.to_owned())
+                .or_default()
+                .clone(),
         });
         let mut next = HashMap::clone(&self.plugins.load());
         next.insert(name.to_owned(), slot.clone());
@@ -618,7 +627,7 @@ impl PluginManager {
         };
         let loaded = load(name, dir, &config)?;
         // From here the library is mapped for good.
-        slot.status.lock().retained += 1;
+        slot.retained.fetch_add(1, Ordering::Relaxed);
         let version = Arc::new(Version {
             files: Mutex::new(FolderStamp::of(dir, &loaded.library_in_folder())),
             loaded,
@@ -699,10 +708,10 @@ impl PluginManager {
 
     /// Libraries mapped into the process by this manager so far (never closed).
     pub fn retained_libraries(&self) -> usize {
-        self.plugins
-            .load()
+        self.retained
+            .lock()
             .values()
-            .map(|slot| slot.status.lock().retained)
+            .map(|n| n.load(Ordering::Relaxed))
             .sum()
     }
 
@@ -1015,7 +1024,7 @@ impl Slot {
             state: status.state.clone(),
             active: current.as_deref().map(|v| PluginSummary::of(&v.loaded)),
             calls_in_flight: current.as_deref().map_or(0, |v| v.in_flight.total()) + draining,
-            retained_libraries: status.retained,
+            retained_libraries: self.retained.load(Ordering::Relaxed),
         }
     }
 }

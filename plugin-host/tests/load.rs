@@ -110,6 +110,8 @@ fn counter_keeps_state_and_on_load_resets_it() {
     assert!(matches!(m.get("counter"), Err(Error::NotFound { .. })));
     // A new load is a new copy of the library: fresh statics, on_load ran again.
     m.load_plugin("counter").unwrap();
+    assert_eq!(m.get("counter").unwrap().status().retained_libraries, 2);
+    assert_eq!(m.retained_libraries(), 2);
     let ctx = Context::background();
     m.get("counter").unwrap().execute(&ctx).unwrap();
     assert_eq!(ctx.get::<i64>("count").unwrap(), Some(1));
