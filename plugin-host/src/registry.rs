@@ -718,7 +718,8 @@ impl PluginManager {
     /// Unloads the plugin `name`.
     ///
     /// New calls are refused at once ([`Error::Unloaded`] through existing handles,
-    /// [`Error::NotFound`] through `get`). Calls in flight get up to the drain timeout to
+    /// [`Error::NotActive`] through `get`, while `list` shows it as unloading; then
+    /// [`Error::NotFound`]). Calls in flight get up to the drain timeout to
     /// finish; then their contexts are cancelled and they are waited for (as long again).
     /// Then `on_unload` runs and the plugin leaves the registry. The library's code stays
     /// mapped: libraries are never closed (see the crate docs).
@@ -731,12 +732,14 @@ impl PluginManager {
                 base_dir: self.base_dir.clone(),
             });
         };
-        self.remove_slot(name);
-        slot.status.lock().state = PluginState::Unloading;
-        let result = match slot.current.swap(None) {
+        // Refuse new calls first; the plugin stays listed as unloading while it drains.
+        let old = slot.current.swap(None);
+        slot.begin_retiring(old.as_ref(), PluginState::Unloading);
+        let result = match old {
             Some(old) => self.retire(&slot, old),
             None => Ok(()),
         };
+        self.remove_slot(name);
         slot.status.lock().state = PluginState::Unloaded;
         self.emit(Event::Unloaded {
             name: name.to_owned(),
@@ -745,8 +748,8 @@ impl PluginManager {
     }
 
     /// Drains a version that no longer receives calls, then runs its `on_unload`.
+    /// Call after [`Slot::begin_retiring`].
     fn retire(&self, slot: &Slot, old: Arc<Version>) -> Result<(), Error> {
-        slot.status.lock().draining.push(Arc::downgrade(&old));
         if !drain(&old, self.drain_timeout) {
             tracing::warn!(
                 plugin = %slot.name,
@@ -861,7 +864,7 @@ impl PluginManager {
         }
         // The swap: from here new calls run the new version.
         let previous = slot.current.swap(Some(new));
-        slot.status.lock().state = PluginState::Active;
+        slot.begin_retiring(previous.as_ref(), PluginState::Active);
         let upgraded = Upgraded {
             name: name.to_owned(),
             from: previous
@@ -1010,13 +1013,25 @@ impl WatchTarget for PluginManager {
 }
 
 impl Slot {
+    /// Records `old`, just swapped out, as draining, and sets the state, in one step.
+    fn begin_retiring(&self, old: Option<&Arc<Version>>, state: PluginState) {
+        let mut status = self.status.lock();
+        status.state = state;
+        if let Some(old) = old {
+            status.draining.push(Arc::downgrade(old));
+        }
+    }
+
     fn status(&self) -> PluginStatus {
         let current = self.current.load_full();
         let status = self.status.lock();
+        // A version read as current just before it was swapped out is also in `draining`:
+        // count it once.
         let draining: usize = status
             .draining
             .iter()
             .filter_map(Weak::upgrade)
+            .filter(|v| !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, v)))
             .map(|v| v.in_flight.total())
             .sum();
         PluginStatus {

@@ -251,7 +251,25 @@ fn unload_waits_for_a_call_in_flight() {
     let (_base, m) = slow_manager(Duration::from_secs(60));
     let (ctx, worker) = start_slow_call(&m, Some(20));
     assert_eq!(m.list()[0].calls_in_flight, 1);
-    m.unload("slow").unwrap();
+    let unloading = {
+        let m = m.clone();
+        std::thread::spawn(move || m.unload("slow"))
+    };
+    // While it drains, the plugin is listed as unloading, with its call still counted,
+    // and new calls are refused.
+    while m.state("slow") != Some(PluginState::Unloading) {
+        std::thread::yield_now();
+    }
+    let status = &m.list()[0];
+    assert_eq!(status.calls_in_flight, 1, "{status:?}");
+    assert!(matches!(
+        m.get("slow"),
+        Err(Error::NotActive {
+            state: "unloading",
+            ..
+        })
+    ));
+    unloading.join().unwrap().unwrap();
     // The unload returned only after the call finished all its steps.
     assert_eq!(ctx.get::<u64>("steps").unwrap(), Some(20));
     worker.join().unwrap().unwrap();
