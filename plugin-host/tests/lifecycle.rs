@@ -401,3 +401,36 @@ fn list_shows_states_of_every_plugin() {
         "{err}"
     );
 }
+
+#[test]
+fn a_failing_on_unload_is_reported_and_the_plugin_is_gone_anyway() {
+    let broken = versioned_variant("1.0.0", &["fail-on-unload"]);
+    let base = tempfile::tempdir().unwrap();
+    install_folder(&broken, base.path(), "versioned");
+    let m = PluginManager::new(base.path());
+    let events = m.subscribe();
+    m.load_plugin("versioned").unwrap();
+    let err = m.unload("versioned").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OnUnload {
+                kind: ErrorKind::Other,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("built to fail in on_unload"),
+        "{err}"
+    );
+    assert!(matches!(next_event(&events), Event::Loaded { .. }));
+    assert_eq!(
+        next_event(&events),
+        Event::Unloaded {
+            name: "versioned".into()
+        }
+    );
+    assert!(matches!(m.get("versioned"), Err(Error::NotFound { .. })));
+}

@@ -217,7 +217,7 @@ pub fn versioned_variant(version: &str, features: &[&str]) -> PathBuf {
     let manifest = format!(
         "[package]\nname = \"versioned\"\nversion = \"{version}\"\nedition = \"2021\"\npublish = false\n\n\
          [lib]\nname = \"{lib_name}\"\ncrate-type = [\"cdylib\"]\n\n\
-         [features]\npanic-on-load = []\n\n\
+         [features]\npanic-on-load = []\nfail-on-unload = []\n\n\
          [dependencies]\nplugin-sdk = {{ path = {sdk:?} }}\n\n[workspace]\n",
         sdk = root.join("plugin-sdk").display().to_string(),
     );

@@ -24,4 +24,13 @@ fn init(_ctx: &Context<'_>) -> Result<(), PluginError> {
     Ok(())
 }
 
-export_plugin! { execute: execute, on_load: init }
+fn stop() -> Result<(), PluginError> {
+    if cfg!(feature = "fail-on-unload") {
+        return Err(PluginError::other(format!(
+            "versioned {VERSION} was built to fail in on_unload"
+        )));
+    }
+    Ok(())
+}
+
+export_plugin! { execute: execute, on_load: init, on_unload: stop }
