@@ -434,3 +434,23 @@ fn a_failing_on_unload_is_reported_and_the_plugin_is_gone_anyway() {
     );
     assert!(matches!(m.get("versioned"), Err(Error::NotFound { .. })));
 }
+
+#[test]
+fn cancelling_a_parent_context_stops_a_call_running_in_its_child() {
+    let (_base, m) = slow_manager(Duration::from_secs(1));
+    let parent = Context::background();
+    let child = parent.child();
+    child.set("step_ms", &60_000u64).unwrap();
+    let worker = {
+        let (handle, child) = (m.get("slow").unwrap(), child.clone());
+        std::thread::spawn(move || handle.execute(&child))
+    };
+    // The plugin is asleep in `wait_cancelled` for a minute once it has written `steps`.
+    while child.get::<u64>("steps").unwrap().is_none() {
+        std::thread::yield_now();
+    }
+    parent.cancel();
+    let err = worker.join().unwrap().unwrap_err();
+    assert_eq!(err.plugin_error_kind(), Some(ErrorKind::Cancelled), "{err}");
+    assert_eq!(child.reason(), Some(plugin_host::CancelReason::Cancelled));
+}
