@@ -52,6 +52,9 @@ fn readme_plugin_and_host_build_outside_the_workspace_and_run() {
         write(&w.join(file), &fill(block_after(&readme, file)));
     }
 
+    // Pin dependency versions to this workspace's, so the build does not depend on what
+    // was published today.
+    std::fs::copy(root.join("Cargo.lock"), w.join("Cargo.lock")).unwrap();
     // Share compiled dependencies with the fixtures build.
     let target: PathBuf = root.join("target").join("plugins");
     let status = cargo()
