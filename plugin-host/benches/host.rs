@@ -1,13 +1,10 @@
 //! The speed targets, each measured against a baseline in the same run.
 //! `cargo xtask bench` runs this and prints the ratios.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use plugin_abi::abi_stable::library::lib_header_from_path;
-use plugin_abi::{PluginError, PluginModRef};
+use plugin_abi::PluginError;
 use plugin_host::{Context, PluginManager};
 use plugin_test_support::fixtures;
 
@@ -88,80 +85,5 @@ fn context(c: &mut Criterion) {
     g.finish();
 }
 
-fn loads(c: &mut Criterion) {
-    let base = tempfile::tempdir().unwrap();
-    fixtures().install(base.path(), "noop");
-    let copies = tempfile::tempdir().unwrap();
-    let library = fixtures().library("noop");
-    static N: AtomicU64 = AtomicU64::new(0);
-    let fresh_copy = || -> PathBuf {
-        // dlopen caches by path: every bare load needs a file it has not seen.
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = copies.path().join(format!("bare-{n}.so"));
-        std::fs::copy(&library, &path).unwrap();
-        path
-    };
-
-    let manager = || {
-        PluginManager::builder(base.path())
-            .copy_dir(copies.path())
-            .build()
-    };
-    let bare = |path: PathBuf| {
-        let header = lib_header_from_path(&path).unwrap();
-        header.init_root_module::<PluginModRef>().unwrap()
-    };
-
-    let mut g = c.benchmark_group("load");
-    // Every load maps a library that is never closed, and the dynamic loader gets slower as
-    // libraries accumulate. So each iteration of either benchmark does one load of each
-    // kind and times only its own: both see the same number of libraries.
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(100))
-        .measurement_time(Duration::from_millis(400));
-    g.bench_function("bare_abi_stable", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                manager().load_plugin("noop").unwrap();
-                let path = fresh_copy();
-                let t = Instant::now();
-                std::hint::black_box(bare(path));
-                total += t.elapsed();
-            }
-            total
-        })
-    });
-    // What the private copy alone costs (part of `plugin_manager`, not of `bare_abi_stable`).
-    g.bench_function("copy_only", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let n = N.fetch_add(1, Ordering::Relaxed);
-                let path = copies.path().join(format!("copy-{n}.so"));
-                let t = Instant::now();
-                std::fs::copy(&library, &path).unwrap();
-                total += t.elapsed();
-            }
-            total
-        })
-    });
-    g.bench_function("plugin_manager", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                std::hint::black_box(bare(fresh_copy()));
-                let m = manager();
-                let t = Instant::now();
-                m.load_plugin("noop").unwrap();
-                total += t.elapsed();
-                drop(m);
-            }
-            total
-        })
-    });
-    g.finish();
-}
-
-criterion_group!(benches, calls, context, loads);
+criterion_group!(benches, calls, context);
 criterion_main!(benches);

@@ -298,7 +298,9 @@ impl PluginManagerBuilder {
     }
 
     /// Where private copies of plugin libraries are written. Defaults to a fresh private
-    /// temporary directory, removed when the manager is dropped.
+    /// (mode 0700) directory, removed when the manager is dropped, made in a memory-backed
+    /// directory where the system has one (on Linux `$XDG_RUNTIME_DIR`, then `/dev/shm`),
+    /// else in the temporary directory.
     pub fn copy_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.copy_dir = Some(dir.into());
         self
@@ -623,7 +625,7 @@ impl PluginManager {
     fn load_version(&self, name: &str, dir: &Path, slot: &Slot) -> Result<Arc<Version>, Error> {
         let config = LoadConfig {
             host_version: self.host_version.clone(),
-            copy_dir: self.copy_dir(name)?,
+            copy_dir: self.copy_dir_for(name)?,
         };
         let loaded = load(name, dir, &config)?;
         // From here the library is mapped for good.
@@ -641,14 +643,19 @@ impl PluginManager {
         Ok(version)
     }
 
-    fn copy_dir(&self, plugin: &str) -> Result<PathBuf, Error> {
+    /// The directory private library copies are written to (created on first use).
+    pub fn copy_dir(&self) -> Result<PathBuf, Error> {
+        self.copy_dir_for("")
+    }
+
+    fn copy_dir_for(&self, plugin: &str) -> Result<PathBuf, Error> {
         match &self.copy_dir {
             CopyDir::Given(dir) => Ok(dir.clone()),
             CopyDir::Temp(cell) => {
                 let made = cell.get_or_init(|| {
                     tempfile::Builder::new()
                         .prefix("plugin-host-")
-                        .tempdir()
+                        .tempdir_in(default_copy_parent())
                         .map_err(|e| e.to_string())
                 });
                 match made {
@@ -1042,6 +1049,25 @@ impl Slot {
             retained_libraries: self.retained.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Where the default private copy directory is made: a memory-backed directory when the
+/// system has one (`$XDG_RUNTIME_DIR`, then `/dev/shm`), else the temporary directory.
+///
+/// Writing a library copy to disk-backed storage costs several times more, and varies with
+/// the disk's write-back load; copies are small and their pages stay mapped anyway.
+fn default_copy_parent() -> PathBuf {
+    #[cfg(target_os = "linux")]
+    {
+        let candidates = [
+            std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+            Some(PathBuf::from("/dev/shm")),
+        ];
+        if let Some(dir) = candidates.into_iter().flatten().find(|d| d.is_dir()) {
+            return dir;
+        }
+    }
+    std::env::temp_dir()
 }
 
 /// Identifies the files of a plugin folder: `plugin.json` and the library, each by size,

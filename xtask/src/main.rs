@@ -156,6 +156,7 @@ fn bench(extra: &[String]) -> Result<()> {
             .args(["bench", "-p", "plugin-host", "--bench", "host", "--"])
             .args(extra),
     )?;
+    check(cargo().args(["bench", "-p", "plugin-host", "--bench", "load"]))?;
     check(cargo().args(["bench", "-p", "plugin-host", "--bench", "upgrade"]))?;
 
     let root = workspace_root().join("target").join("criterion");
@@ -211,16 +212,27 @@ fn bench(extra: &[String]) -> Result<()> {
         fmt_ns(40.0 * scale),
         verdict(set_get <= 40.0 * scale),
     );
-    let full = ns("load/plugin_manager")?;
-    let bare = ns("load/bare_abi_stable")?;
-    let copy = ns("load/copy_only")?;
+    let read_json = |file: &str| -> Result<serde_json::Value> {
+        let path = workspace_root().join("target").join(file);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    };
+    let load = read_json("load-bench.json")?;
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    let (full, bare, copy) = (
+        f(&load["full_ns"]),
+        f(&load["bare_ns"]),
+        f(&load["copy_ns"]),
+    );
     println!(
-        "{:<50} {:>11} {:>11} {:>6.2}x  <= 1.5x -> {} (of which the private copy: {})",
+        "{:<50} {:>11} {:>11} {:>6.2}x  <= 1.5x -> {} (the private copy of {} KB alone: {})",
         "load one plugin: every check vs bare abi_stable",
         fmt_ns(full),
         fmt_ns(bare),
         full / bare,
         verdict(full / bare <= 1.5),
+        f(&load["library_bytes"]) as u64 / 1024,
         fmt_ns(copy),
     );
 
@@ -231,7 +243,6 @@ fn bench(extra: &[String]) -> Result<()> {
     )?;
     let steady = &up["steady"];
     let during = &up["during_upgrades"];
-    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     println!(
         "{:<50} {:>11} {:>11} {:>6.2}x  (throughput during {} upgrades in {:.2} s)",
         "calls per second during upgrades vs steady",
