@@ -77,13 +77,7 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded
 
     // 2. The library file.
     let library = find_library(name, dir, &manifest, &manifest_file)?;
-    check_file(name, dir, &library)?;
-    let mut source = File::open(&library).map_err(|source| Error::Io {
-        plugin: name.to_owned(),
-        action: "open the library",
-        path: library.clone(),
-        source,
-    })?;
+    let mut source = open_checked(name, dir, &library)?;
     let contents = match &manifest.sha256 {
         None => Contents::File(&mut source),
         Some(expected) => {
@@ -146,7 +140,10 @@ fn find_library(
         })
 }
 
-fn check_file(name: &str, dir: &Path, library: &Path) -> Result<(), Error> {
+/// Opens the library after checking that it resolves inside the plugin folder; then checks
+/// the opened file itself (a regular file, not writable by group or others), so the checks
+/// apply to the very bytes that are copied.
+fn open_checked(name: &str, dir: &Path, library: &Path) -> Result<File, Error> {
     let io = |action, path: &Path| Error::io(name, action, path);
     let real_dir = dir
         .canonicalize()
@@ -162,14 +159,23 @@ fn check_file(name: &str, dir: &Path, library: &Path) -> Result<(), Error> {
             dir: real_dir,
         });
     }
-    let meta = resolved
+    let not_file = || Error::LibraryNotFile {
+        plugin: name.to_owned(),
+        path: library.to_path_buf(),
+    };
+    // Check the path before opening it (opening a FIFO would block), then the open file.
+    let by_path = resolved
+        .metadata()
+        .map_err(io("read the metadata of", &resolved))?;
+    if !by_path.is_file() {
+        return Err(not_file());
+    }
+    let file = File::open(&resolved).map_err(io("open the library", &resolved))?;
+    let meta = file
         .metadata()
         .map_err(io("read the metadata of", &resolved))?;
     if !meta.is_file() {
-        return Err(Error::LibraryNotFile {
-            plugin: name.to_owned(),
-            path: library.to_path_buf(),
-        });
+        return Err(not_file());
     }
     #[cfg(unix)]
     {
@@ -183,7 +189,7 @@ fn check_file(name: &str, dir: &Path, library: &Path) -> Result<(), Error> {
             });
         }
     }
-    Ok(())
+    Ok(file)
 }
 
 /// What to write into the private copy.

@@ -428,3 +428,25 @@ fn broken_manifests_fail_alone_with_the_field_named() {
         Some(Error::LibraryMissing { .. })
     ));
 }
+
+#[cfg(unix)]
+#[test]
+fn a_library_path_that_is_a_folder_or_a_fifo_is_not_a_file() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hello");
+    let lib = dir.join(fixtures().plugin("hello").library_file_name());
+    std::fs::remove_file(&lib).unwrap();
+    std::fs::create_dir(&lib).unwrap();
+    let err = manager(base.path()).load_plugin("hello").unwrap_err();
+    assert!(matches!(err, Error::LibraryNotFile { .. }), "{err}");
+
+    // A FIFO must be refused without opening it (opening would block the loader).
+    std::fs::remove_dir(&lib).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&lib)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let err = manager(base.path()).load_plugin("hello").unwrap_err();
+    assert!(matches!(err, Error::LibraryNotFile { .. }), "{err}");
+}
