@@ -834,14 +834,18 @@ impl PluginManager {
                 plugin: name.to_owned(),
             });
         }
+        let old = slot.current.load_full();
         let fail = |err: Error| {
+            // With a version running, a failed upgrade leaves it active (rollback).
+            if old.is_none() {
+                slot.status.lock().state = PluginState::Failed(err.to_string());
+            }
             self.emit(Event::Failed {
                 name: name.to_owned(),
                 error: err.to_string(),
             });
             err
         };
-        let old = slot.current.load_full();
         let new = self.load_version(name, from_dir, &slot).map_err(&fail)?;
         let to = new.loaded.manifest.version.clone();
         let rollback = |new: &Version, err: Error| {

@@ -454,3 +454,33 @@ fn cancelling_a_parent_context_stops_a_call_running_in_its_child() {
     assert_eq!(err.plugin_error_kind(), Some(ErrorKind::Cancelled), "{err}");
     assert_eq!(child.reason(), Some(plugin_host::CancelReason::Cancelled));
 }
+
+#[test]
+fn a_failed_plugin_is_loaded_by_reload_once_fixed() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "identity-mismatch");
+    let m = PluginManager::new(base.path());
+    m.load_plugins().unwrap();
+    assert!(matches!(
+        m.state("identity-mismatch"),
+        Some(PluginState::Failed(_))
+    ));
+
+    let err = m.reload("identity-mismatch").unwrap_err();
+    assert!(matches!(err, Error::IdentityMismatch { .. }), "{err}");
+    assert!(matches!(
+        m.state("identity-mismatch"),
+        Some(PluginState::Failed(_))
+    ));
+
+    // Fix the manifest (the library was built as 0.1.0) and reload.
+    let manifest = std::fs::read_to_string(dir.join("plugin.json")).unwrap();
+    std::fs::write(dir.join("plugin.json"), manifest.replace("9.9.9", "0.1.0")).unwrap();
+    let up = m.reload("identity-mismatch").unwrap();
+    assert_eq!((up.from, up.to.as_str()), (None, "0.1.0"));
+    assert_eq!(m.state("identity-mismatch"), Some(PluginState::Active));
+    m.get("identity-mismatch")
+        .unwrap()
+        .execute(&Context::background())
+        .unwrap();
+}
