@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 
-use plugin_host::{Context, Error, ErrorKind, Event, PluginManager, PluginState, PluginSummary};
+use plugin_host::{Context, Error, ErrorKind, PluginManager, PluginState, PluginSummary};
 
 /// Manage and call native plugins in a plugin directory.
 #[derive(Parser, Debug)]
@@ -164,32 +164,16 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Unload { name } => {
-            let events = manager.subscribe();
-            manager.load_plugin(&name)?;
-            manager.unload(&name)?;
-            print_events(&events);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Reload { name } => {
-            let events = manager.subscribe();
-            manager.load_plugin(&name)?;
-            manager.reload(&name)?;
-            print_events(&events);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Enable { name } => {
-            let events = manager.subscribe();
-            manager.enable(&name)?;
-            print_events(&events);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Disable { name } => {
-            let events = manager.subscribe();
-            manager.disable(&name)?;
-            print_events(&events);
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Unload { name } => with_events(&manager, |m| {
+            m.load_plugin(&name)?;
+            m.unload(&name)
+        }),
+        Command::Reload { name } => with_events(&manager, |m| {
+            m.load_plugin(&name)?;
+            m.reload(&name).map(drop)
+        }),
+        Command::Enable { name } => with_events(&manager, |m| m.enable(&name)),
+        Command::Disable { name } => with_events(&manager, |m| m.disable(&name)),
         Command::Watch => watch(manager),
         Command::Call {
             name,
@@ -228,14 +212,20 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     }
 }
 
-/// Prints the events received so far, one JSON object per line.
-fn print_events(events: &std::sync::mpsc::Receiver<Event>) {
+/// Runs `action`, then prints the lifecycle events it caused, one JSON object per line.
+fn with_events(
+    manager: &PluginManager,
+    action: impl FnOnce(&PluginManager) -> Result<(), Error>,
+) -> Result<ExitCode, Failure> {
+    let events = manager.subscribe();
+    action(manager)?;
     for event in events.try_iter() {
         println!(
             "{}",
             serde_json::to_string(&event).expect("events serialize")
         );
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn watch(manager: PluginManager) -> Result<ExitCode, Failure> {

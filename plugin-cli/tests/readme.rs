@@ -6,17 +6,32 @@ use std::process::Command;
 
 use plugin_test_support::{library_file_name, workspace_root};
 
-/// The fenced code block that follows the line `` `<file>`: `` in README.md.
-fn block_after(readme: &str, file: &str) -> String {
-    let marker = format!("`{file}`:");
+/// The body of the first code block opening with `fence` after `marker` in README.md.
+fn fenced_after(readme: &str, marker: &str, fence: &str) -> String {
     let start = readme
-        .find(&marker)
-        .unwrap_or_else(|| panic!("README.md has no `{file}` block"));
+        .find(marker)
+        .unwrap_or_else(|| panic!("README.md has no {marker:?}"));
     let rest = &readme[start..];
-    let open = rest.find("```").unwrap();
+    let open = rest.find(fence).unwrap();
     let body_start = open + rest[open..].find('\n').unwrap() + 1;
     let body_end = body_start + rest[body_start..].find("```").unwrap();
     rest[body_start..body_end].to_owned()
+}
+
+/// The code block that follows the line `` `<file>`: `` in README.md.
+fn block_after(readme: &str, file: &str) -> String {
+    fenced_after(readme, &format!("`{file}`:"), "```")
+}
+
+/// Runs `cmd` and returns its output, failing the test with its stderr if it failed.
+fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 fn write(path: &Path, text: &str) {
@@ -75,42 +90,25 @@ fn readme_plugin_and_host_build_outside_the_workspace_and_run() {
     let lib = library_file_name("greeter");
     std::fs::copy(target.join("debug").join(&lib), plugin_dir.join(&lib)).unwrap();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_plugctl"))
-        .arg("--dir")
-        .arg(w.join("plugins"))
-        .args(["call", "greeter", "--set", r#"input={"name":"world"}"#])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_plugctl"))
+            .arg("--dir")
+            .arg(w.join("plugins"))
+            .args(["call", "greeter", "--set", r#"input={"name":"world"}"#]),
     );
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // The output README.md shows after the commands.
-    let readme_output = {
-        let after = &readme[readme
-            .find("plugctl --dir ../plugins call greeter")
-            .unwrap()..];
-        let open = after.find("```json").unwrap() + "```json".len();
-        let close = open + after[open..].find("```").unwrap();
-        after[open..close].to_owned()
-    };
+    let readme_output = fenced_after(&readme, "plugctl --dir ../plugins call greeter", "```json");
     let expected: serde_json::Value = serde_json::from_str(&readme_output).unwrap();
     assert_eq!(got, expected);
 
-    let out = Command::new(
-        target
-            .join("debug")
-            .join(format!("myhost{}", std::env::consts::EXE_SUFFIX)),
-    )
-    .current_dir(w)
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(
+            target
+                .join("debug")
+                .join(format!("myhost{}", std::env::consts::EXE_SUFFIX)),
+        )
+        .current_dir(w),
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Hello, world!");
 }

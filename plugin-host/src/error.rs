@@ -396,6 +396,8 @@ impl Error {
         }
     }
 
+    /// A plugin call's error; off the call path's hot side.
+    #[cold]
     pub(crate) fn call(plugin: &str, err: PluginError) -> Self {
         Error::Call {
             plugin: plugin.to_owned(),

@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use plugin_abi::abi_stable::sabi_trait::TD_Opaque;
 use plugin_abi::abi_stable::sabi_types::RRef;
 use plugin_abi::abi_stable::std_types::RResult;
-use plugin_abi::{HostContext_TO, PluginError};
+use plugin_abi::HostContext_TO;
 use serde::Serialize;
 
 use crate::context::{CallContext, CancelNode};
@@ -1240,7 +1240,7 @@ impl PluginHandle {
         let raw = HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque);
         match (version.loaded.module.execute())(raw) {
             RResult::ROk(()) => Ok(()),
-            RResult::RErr(err) => Err(plugin_error(&self.slot.name, err)),
+            RResult::RErr(err) => Err(Error::call(&self.slot.name, err)),
         }
     }
 
@@ -1264,11 +1264,6 @@ impl PluginHandle {
     pub fn status(&self) -> PluginStatus {
         self.slot.status()
     }
-}
-
-#[cold]
-fn plugin_error(name: &str, err: PluginError) -> Error {
-    Error::call(name, err)
 }
 
 impl std::fmt::Debug for PluginHandle {

@@ -103,12 +103,17 @@ pub fn install(
     std::fs::create_dir_all(&dest)?;
     std::fs::copy(plugin.dir.join("plugin.json"), dest.join("plugin.json"))?;
     let lib = plugin.library_file_name();
-    let target = dest.join(&lib);
-    // Replace rather than overwrite: a loaded library must never be written in place.
-    let staging = dest.join(format!(".{lib}.tmp"));
-    std::fs::copy(lib_dir.join(&lib), &staging)?;
-    std::fs::rename(&staging, &target)?;
+    replace_file(&lib_dir.join(&lib), &dest.join(&lib))?;
     Ok(dest)
+}
+
+/// Copies `from` to `to` by writing a hidden file beside `to` and renaming it over: a
+/// library that is loaded must never be written in place.
+fn replace_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    let name = to.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let staging = to.with_file_name(format!(".{name}.tmp"));
+    std::fs::copy(from, &staging)?;
+    std::fs::rename(&staging, to)
 }
 
 /// The plugins built once for this process, with the profile this crate was built with
@@ -256,13 +261,11 @@ pub fn versioned_variant(version: &str, features: &[&str]) -> PathBuf {
         .join(&tag)
         .join("versioned");
     std::fs::create_dir_all(&out).unwrap();
+    let file = library_file_name(&lib_name);
     let built = target
         .join(if release { "release" } else { "debug" })
-        .join(library_file_name(&lib_name));
-    let file = library_file_name(&lib_name);
-    let staging = out.join(format!(".{file}.tmp"));
-    std::fs::copy(&built, &staging).unwrap();
-    std::fs::rename(&staging, out.join(&file)).unwrap();
+        .join(&file);
+    replace_file(&built, &out.join(&file)).unwrap();
     write_if_changed(
         &out.join("plugin.json"),
         &format!(
