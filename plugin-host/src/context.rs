@@ -1,17 +1,16 @@
 //! The host side of a plugin call's context: values, label, cancellation and deadline.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use plugin_abi::abi_stable::sabi_types::RMut;
 use plugin_abi::abi_stable::std_types::{RDuration, RNone, ROption, RSome, RStr, RString, RVec};
 use plugin_abi::{CancelReason, HostContext, LogLevel, Value, ValueVisitor_TO};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::registry::AbortToken;
+use crate::cancel::{AbortToken, CancelNode};
 use crate::Error;
 
 /// The context a plugin call runs in, modelled on Go's `context.Context`.
@@ -45,101 +44,6 @@ struct Inner {
     values: Mutex<HashMap<String, Value, foldhash::fast::RandomState>>,
     label: Option<String>,
     cancel: Arc<CancelNode>,
-}
-
-const LIVE: u8 = 0;
-const CANCELLED: u8 = 1;
-const DEADLINE: u8 = 2;
-
-/// One node of the cancellation tree.
-pub(crate) struct CancelNode {
-    state: AtomicU8,
-    deadline: Option<Instant>,
-    children: Mutex<Vec<Weak<CancelNode>>>,
-    lock: Mutex<()>,
-    wake: Condvar,
-}
-
-impl CancelNode {
-    fn new(deadline: Option<Instant>) -> Arc<Self> {
-        Arc::new(CancelNode {
-            state: AtomicU8::new(LIVE),
-            deadline,
-            children: Mutex::new(Vec::new()),
-            lock: Mutex::new(()),
-            wake: Condvar::new(),
-        })
-    }
-
-    /// Cancels this node and its children (see [`Context::cancel`]).
-    pub(crate) fn cancel(&self) {
-        self.trip(CANCELLED);
-    }
-
-    fn reason(&self) -> Option<CancelReason> {
-        match self.state.load(Ordering::Acquire) {
-            CANCELLED => Some(CancelReason::Cancelled),
-            DEADLINE => Some(CancelReason::DeadlineExceeded),
-            _ => match self.deadline {
-                Some(deadline) if Instant::now() >= deadline => {
-                    self.trip(DEADLINE);
-                    self.reason()
-                }
-                _ => None,
-            },
-        }
-    }
-
-    /// Moves the node from live to `state` (first writer wins), wakes waiters and cancels the
-    /// children.
-    fn trip(&self, state: u8) {
-        if self
-            .state
-            .compare_exchange(LIVE, state, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return;
-        }
-        {
-            let _guard = self.lock.lock();
-            self.wake.notify_all();
-        }
-        let children = std::mem::take(&mut *self.children.lock());
-        for child in children.iter().filter_map(Weak::upgrade) {
-            child.trip(state);
-        }
-    }
-
-    fn wait(&self, timeout: Duration) -> bool {
-        let give_up = Instant::now().checked_add(timeout);
-        loop {
-            // Outside the lock: this may trip the deadline, which takes the lock.
-            if self.reason().is_some() {
-                return true;
-            }
-            let mut guard = self.lock.lock();
-            // `trip` stores the state before it takes the lock to notify, so checking it
-            // under the lock cannot miss a wake-up.
-            if self.state.load(Ordering::Acquire) != LIVE {
-                return true;
-            }
-            let now = Instant::now();
-            if give_up.is_some_and(|g| now >= g) {
-                return false;
-            }
-            // Wake at whichever comes first: the caller's timeout or our own deadline (which
-            // `reason()` then turns into a cancellation), so no timer thread is needed.
-            let until = match (give_up, self.deadline) {
-                (Some(g), Some(d)) => g.min(d),
-                (Some(g), None) => g,
-                (None, Some(d)) => d,
-                (None, None) => now + Duration::from_secs(3600),
-            };
-            if until > now {
-                self.wake.wait_until(&mut guard, until);
-            }
-        }
-    }
 }
 
 impl Context {
@@ -182,20 +86,7 @@ impl Context {
     }
 
     fn derive(&self, deadline: Option<Instant>) -> Self {
-        let parent = &self.inner.cancel;
-        let deadline = match (parent.deadline, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let node = CancelNode::new(deadline);
-        parent.children.lock().push(Arc::downgrade(&node));
-        // The parent may have been cancelled before we registered; inherit that.
-        if let Some(reason) = parent.reason() {
-            node.trip(match reason {
-                CancelReason::Cancelled => CANCELLED,
-                CancelReason::DeadlineExceeded => DEADLINE,
-            });
-        }
+        let node = self.inner.cancel.child(deadline);
         let ctx = Self::from_parts(self.inner.label.clone(), node);
         *ctx.inner.values.lock() = self.inner.values.lock().clone();
         ctx
@@ -217,7 +108,7 @@ impl Context {
 
     /// Cancels this context and every context derived from it. Idempotent.
     pub fn cancel(&self) {
-        self.inner.cancel.trip(CANCELLED);
+        self.inner.cancel.cancel();
     }
 
     /// Why the context was cancelled, or `None` while it is live.
@@ -232,7 +123,7 @@ impl Context {
 
     /// The context's deadline, if any.
     pub fn deadline(&self) -> Option<Instant> {
-        self.inner.cancel.deadline
+        self.inner.cancel.deadline()
     }
 
     /// Blocks until the context is cancelled or `timeout` passes; returns whether it was

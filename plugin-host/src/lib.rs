@@ -35,24 +35,25 @@
 //! that reloads a plugin many times grows by one mapping per load.
 #![warn(missing_docs)]
 
+mod cancel;
 mod context;
 pub mod discover;
 mod error;
 mod load;
+mod manager;
 pub mod manifest;
-mod registry;
 mod state_file;
 pub mod watch;
 
 pub use context::Context;
 pub use error::Error;
 pub use load::sha256_file;
-pub use manifest::Manifest;
-pub use plugin_abi::{CancelReason, ErrorKind, Value};
-pub use registry::{
+pub use manager::{
     Event, LoadOutcome, LoadReport, PluginHandle, PluginManager, PluginManagerBuilder, PluginState,
     PluginStatus, PluginSummary, Upgraded,
 };
+pub use manifest::Manifest;
+pub use plugin_abi::{CancelReason, ErrorKind, Value};
 pub use state_file::STATE_FILE;
 pub use watch::{WatchOptions, Watcher};
 

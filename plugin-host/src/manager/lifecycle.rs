@@ -1,0 +1,314 @@
+//! Changing what runs: unload, reload, hot upgrade, enable, disable, and the watch hooks.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::handle::Slot;
+use super::install::{install_folder, FolderStamp};
+use super::status::{Event, PluginState, Upgraded};
+use super::version::{drain, remove_copy, run_on_unload, LoadedVersion};
+use super::PluginManager;
+use crate::watch::{WatchOptions, WatchTarget, Watcher};
+use crate::Error;
+
+impl PluginManager {
+    /// Unloads the plugin `name`.
+    ///
+    /// New calls are refused at once ([`Error::Unloaded`] through existing handles,
+    /// [`Error::NotActive`] through `get`, while `list` shows it as unloading; then
+    /// [`Error::NotFound`]). Calls in flight get up to the drain timeout to
+    /// finish; then their contexts are cancelled and they are waited for (as long again).
+    /// Then `on_unload` runs and the plugin leaves the registry. The library's code stays
+    /// mapped: libraries are never closed (see the crate docs).
+    pub fn unload(&self, name: &str) -> Result<(), Error> {
+        let _write = self.write.lock();
+        let slot = self.plugins.load().get(name).cloned();
+        let Some(slot) = slot else {
+            return Err(Error::NotFound {
+                plugin: name.to_owned(),
+                base_dir: self.base_dir.clone(),
+            });
+        };
+        // Refuse new calls first; the plugin stays listed as unloading while it drains.
+        let old = slot.current.swap(None);
+        slot.begin_retiring(old.as_ref(), PluginState::Unloading);
+        let result = match old {
+            Some(old) => self.retire(&slot, old),
+            None => Ok(()),
+        };
+        self.remove_slot(name);
+        slot.status.lock().state = PluginState::Unloaded;
+        self.emit(Event::Unloaded {
+            name: name.to_owned(),
+        });
+        result
+    }
+
+    /// Drains a version that no longer receives calls, then runs its `on_unload`.
+    /// Call after [`Slot::begin_retiring`].
+    fn retire(&self, slot: &Slot, old: Arc<LoadedVersion>) -> Result<(), Error> {
+        if !drain(&old, self.drain_timeout) {
+            tracing::warn!(
+                plugin = %slot.name,
+                in_flight = old.in_flight.total(),
+                timeout = ?self.drain_timeout,
+                "calls still running after the drain timeout; cancelling them"
+            );
+            old.abort.abort();
+            if !drain(&old, self.drain_timeout) {
+                tracing::error!(
+                    plugin = %slot.name,
+                    in_flight = old.in_flight.total(),
+                    "calls ignored cancellation; running on_unload while they still run"
+                );
+            }
+        }
+        let result = run_on_unload(&slot.name, &old.loaded);
+        remove_copy(&old.loaded);
+        slot.status
+            .lock()
+            .draining
+            .retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(&old)));
+        result
+    }
+
+    /// Reloads plugin `name` from its folder: a hot upgrade to whatever the folder holds now.
+    ///
+    /// See [`upgrade`](PluginManager::upgrade). A plugin that is not active is loaded.
+    /// Reloading to a lower version than the running one is refused; use
+    /// [`upgrade`](PluginManager::upgrade) with `force` for a downgrade.
+    pub fn reload(&self, name: &str) -> Result<Upgraded, Error> {
+        let dir = self.plugin_dir(name)?;
+        self.upgrade_from(name, &dir, false, false)
+    }
+
+    /// Upgrades plugin `name` to the version in `from_dir` (a plugin folder anywhere: its
+    /// `plugin.json` must name the same plugin), without dropping a call.
+    ///
+    /// The new version is loaded beside the old one, from its own private copy, through every
+    /// check, and its `on_load` runs. Then its files are installed into the base directory
+    /// (replacing the plugin's folder), and it replaces the old version atomically: calls in
+    /// flight finish on the old version, new calls go to the new one, and every call runs
+    /// entirely on one version. The old version is then drained like an unload and its
+    /// `on_unload` runs.
+    ///
+    /// If the new version fails any check, its `on_load`, or the install, the old version
+    /// keeps serving and the error is returned. A lower version than the running one is
+    /// refused with [`Error::Downgrade`] unless `force` is set.
+    pub fn upgrade(
+        &self,
+        name: &str,
+        from_dir: impl AsRef<Path>,
+        force: bool,
+    ) -> Result<Upgraded, Error> {
+        let from_dir = from_dir.as_ref();
+        let own = self.base_dir.join(name);
+        let same = match (from_dir.canonicalize(), own.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        self.upgrade_from(name, from_dir, force, !same)
+    }
+
+    fn upgrade_from(
+        &self,
+        name: &str,
+        from_dir: &Path,
+        force: bool,
+        install: bool,
+    ) -> Result<Upgraded, Error> {
+        let _write = self.write.lock();
+        let slot = self.slot_or_insert(name);
+        if self.state_file.is_disabled(name) {
+            return Err(Error::Disabled {
+                plugin: name.to_owned(),
+            });
+        }
+        let old = slot.current.load_full();
+        let fail = |err: Error| {
+            // With a version running, a failed upgrade leaves it active (rollback).
+            if old.is_none() {
+                slot.status.lock().state = PluginState::Failed(err.to_string());
+            }
+            self.emit(Event::Failed {
+                name: name.to_owned(),
+                error: err.to_string(),
+            });
+            err
+        };
+        let new = self.load_version(name, from_dir, &slot).map_err(&fail)?;
+        let to = new.loaded.manifest.version.clone();
+        let rollback = |new: &LoadedVersion, err: Error| {
+            let _ = run_on_unload(name, &new.loaded);
+            remove_copy(&new.loaded);
+            fail(err)
+        };
+        if let Some(old) = &old {
+            let from = &old.loaded.manifest.version;
+            if to < *from && !force {
+                return Err(rollback(
+                    &new,
+                    Error::Downgrade {
+                        plugin: name.to_owned(),
+                        from: from.to_string(),
+                        to: to.to_string(),
+                    },
+                ));
+            }
+        }
+        if install {
+            if let Err(err) = install_folder(name, from_dir, &self.base_dir) {
+                return Err(rollback(&new, err));
+            }
+            *new.files.lock() =
+                FolderStamp::of(&self.base_dir.join(name), &new.loaded.library_in_folder());
+        }
+        // The swap: from here new calls run the new version.
+        let previous = slot.current.swap(Some(new));
+        slot.begin_retiring(previous.as_ref(), PluginState::Active);
+        let upgraded = Upgraded {
+            name: name.to_owned(),
+            from: previous
+                .as_ref()
+                .map(|p| p.loaded.manifest.version.to_string()),
+            to: to.to_string(),
+        };
+        let retired = match previous {
+            Some(previous) => self.retire(&slot, previous),
+            None => Ok(()),
+        };
+        match &upgraded.from {
+            Some(from) => self.emit(Event::Upgraded {
+                name: name.to_owned(),
+                from: from.clone(),
+                to: upgraded.to.clone(),
+            }),
+            None => self.emit(Event::Loaded {
+                name: name.to_owned(),
+                version: upgraded.to.clone(),
+            }),
+        }
+        // An `on_unload` failure of the old version does not undo the upgrade.
+        if let Err(err) = retired {
+            tracing::warn!(plugin = name, "{err}");
+        }
+        Ok(upgraded)
+    }
+
+    /// Disables plugin `name`: unloads it if it is loaded, and records it in the base
+    /// directory's state file so that it is discovered but never loaded, now and at the next
+    /// start.
+    pub fn disable(&self, name: &str) -> Result<(), Error> {
+        self.plugin_dir(name)?;
+        self.state_file.set_disabled(name, true)?;
+        if self.plugins.load().get(name).is_some() {
+            match self.unload(name) {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(err) => tracing::warn!(plugin = name, "{err}"),
+            }
+        }
+        let _write = self.write.lock();
+        let slot = self.slot_or_insert(name);
+        slot.status.lock().state = PluginState::Disabled;
+        self.emit(Event::Disabled {
+            name: name.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Enables plugin `name` (removing it from the state file) and loads it.
+    pub fn enable(&self, name: &str) -> Result<(), Error> {
+        let dir = self.plugin_dir(name)?;
+        self.state_file.set_disabled(name, false)?;
+        {
+            let _write = self.write.lock();
+            let slot = self.slot_or_insert(name);
+            let mut status = slot.status.lock();
+            if status.state == PluginState::Disabled {
+                status.state = PluginState::Discovered;
+            }
+        }
+        self.emit(Event::Enabled {
+            name: name.to_owned(),
+        });
+        match self.load_dir(name, &dir) {
+            Err(Error::AlreadyLoaded { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Whether plugin `name` is disabled in the state file.
+    pub fn is_disabled(&self, name: &str) -> bool {
+        self.state_file.is_disabled(name)
+    }
+}
+
+impl PluginManager {
+    /// Watches the base directory and keeps the registry in step with it, until the returned
+    /// [`Watcher`] is dropped: a new plugin folder is loaded, a changed `plugin.json` or
+    /// library is upgraded ([`reload`](PluginManager::reload)), a removed folder is
+    /// unloaded. Outcomes arrive as [`Event`]s.
+    ///
+    /// A folder is acted on once its files are complete; see [`crate::watch`] for how that is
+    /// decided. Call it before [`load_plugins`](PluginManager::load_plugins) to miss nothing.
+    pub fn watch(self: &Arc<Self>) -> Result<Watcher, Error> {
+        self.watch_with(WatchOptions::default())
+    }
+
+    /// [`watch`](PluginManager::watch) with options (debounce, polling).
+    pub fn watch_with(self: &Arc<Self>, options: WatchOptions) -> Result<Watcher, Error> {
+        Ok(Watcher::start(self.clone(), options)?)
+    }
+}
+
+impl WatchTarget for PluginManager {
+    fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    fn is_loaded(&self, name: &str) -> bool {
+        self.plugins
+            .load()
+            .get(name)
+            .is_some_and(|slot| slot.current.load().is_some())
+    }
+
+    fn is_disabled(&self, name: &str) -> bool {
+        self.state_file.is_disabled(name)
+    }
+
+    // Outcomes reach listeners as events; the errors are only logged here.
+    fn watch_load(&self, name: &str) {
+        match self.load_plugin(name) {
+            Ok(()) | Err(Error::AlreadyLoaded { .. }) | Err(Error::Disabled { .. }) => {}
+            Err(err) => tracing::debug!(plugin = name, "watch: {err}"),
+        }
+    }
+
+    fn watch_reload(&self, name: &str) {
+        let unchanged = self.plugins.load().get(name).is_some_and(|slot| {
+            slot.current.load().as_deref().is_some_and(|v| {
+                let files = v.files.lock();
+                files.is_some()
+                    && *files
+                        == FolderStamp::of(&self.base_dir.join(name), &v.loaded.library_in_folder())
+            })
+        });
+        if unchanged {
+            tracing::debug!(
+                plugin = name,
+                "watch: files unchanged since the running version was loaded"
+            );
+            return;
+        }
+        if let Err(err) = self.reload(name) {
+            tracing::debug!(plugin = name, "watch: {err}");
+        }
+    }
+
+    fn watch_unload(&self, name: &str) {
+        if let Err(err) = self.unload(name) {
+            tracing::debug!(plugin = name, "watch: {err}");
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! The plugin manager: names to plugins and their states, and loading them.
+//!
+//! - `handle`: [`PluginHandle`] and the registry slot it points at (the call path);
+//! - `version`: one loaded version, its calls in flight, its drain and hooks;
+//! - `lifecycle`: unload, reload, hot upgrade, enable, disable, watch;
+//! - `status`: states, events, reports;
+//! - `install`: the private copy directory and installing a folder into the base directory.
+
+mod handle;
+mod install;
+mod lifecycle;
+mod status;
+mod version;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use parking_lot::{Mutex, RwLock};
+
+use crate::discover::discover;
+use crate::load::{load, LoadConfig};
+use crate::state_file::StateFile;
+use crate::Error;
+
+use crate::cancel::AbortToken;
+pub use handle::PluginHandle;
+use handle::{Slot, SlotStatus};
+use install::{default_copy_parent, CopyDir, FolderStamp};
+pub use status::{
+    Event, LoadOutcome, LoadReport, PluginState, PluginStatus, PluginSummary, Upgraded,
+};
+use version::{remove_copy, run_on_load, InFlight, LoadedVersion};
+
+/// A registry of plugins loaded from the folders of one base directory.
+///
+/// # Examples
+///
+/// ```no_run
+/// use plugin_host::{Context, PluginManager};
+///
+/// let manager = PluginManager::new("plugins");
+/// let report = manager.load_plugins()?;
+/// for (name, err) in report.failed() {
+///     eprintln!("{name}: {err}");
+/// }
+/// let hello = manager.get("hello")?;
+/// let ctx = Context::background();
+/// ctx.set("sample", &serde_json::json!({ "name": "world" }))?;
+/// hello.execute(&ctx)?;
+/// println!("{:?}", ctx.get::<String>("greeting")?);
+/// # Ok::<(), plugin_host::Error>(())
+/// ```
+pub struct PluginManager {
+    base_dir: PathBuf,
+    host_version: semver::Version,
+    copy_dir: CopyDir,
+    drain_timeout: Duration,
+    /// Read on every `get`; replaced whole (copy on write) by writers.
+    plugins: ArcSwap<HashMap<String, Arc<Slot>>>,
+    /// Serialises every change to the registry (load, upgrade, unload, enable, disable).
+    write: Mutex<()>,
+    listeners: RwLock<Vec<Listener>>,
+    state_file: StateFile,
+    /// Libraries mapped per plugin name (see [`PluginStatus::retained_libraries`]).
+    retained: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+}
+
+type Listener = Box<dyn Fn(&Event) + Send + Sync>;
+
+/// Configures a [`PluginManager`].
+#[derive(Debug, Clone)]
+pub struct PluginManagerBuilder {
+    base_dir: PathBuf,
+    host_version: semver::Version,
+    copy_dir: Option<PathBuf>,
+    drain_timeout: Duration,
+}
+
+impl PluginManagerBuilder {
+    /// The version of the host application, checked against each plugin's `requires.host`.
+    /// Defaults to the version of `plugin-host`.
+    pub fn host_version(mut self, version: semver::Version) -> Self {
+        self.host_version = version;
+        self
+    }
+
+    /// Where private copies of plugin libraries are written. Defaults to a fresh private
+    /// (mode 0700) directory, removed when the manager is dropped, made in a memory-backed
+    /// directory where the system has one (on Linux `$XDG_RUNTIME_DIR`, then `/dev/shm`),
+    /// else in the temporary directory.
+    pub fn copy_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.copy_dir = Some(dir.into());
+        self
+    }
+
+    /// How long an unload or upgrade waits for calls in flight before it cancels their
+    /// contexts (and then waits as long again). Defaults to 30 seconds.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Builds the manager. Nothing is loaded until [`PluginManager::load_plugins`] or
+    /// [`PluginManager::load_plugin`] is called.
+    pub fn build(self) -> PluginManager {
+        let state_file = StateFile::new(&self.base_dir);
+        PluginManager {
+            base_dir: self.base_dir,
+            host_version: self.host_version,
+            copy_dir: match self.copy_dir {
+                Some(dir) => CopyDir::Given(dir),
+                None => CopyDir::Temp(OnceLock::new()),
+            },
+            drain_timeout: self.drain_timeout,
+            plugins: ArcSwap::from_pointee(HashMap::new()),
+            write: Mutex::new(()),
+            listeners: RwLock::new(Vec::new()),
+            state_file,
+            retained: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl PluginManager {
+    /// A manager for the plugin folders under `base_dir`, with default settings.
+    pub fn new(base_dir: impl Into<PathBuf>) -> Self {
+        Self::builder(base_dir).build()
+    }
+
+    /// A builder for a manager of the plugin folders under `base_dir`.
+    pub fn builder(base_dir: impl Into<PathBuf>) -> PluginManagerBuilder {
+        PluginManagerBuilder {
+            base_dir: base_dir.into(),
+            host_version: semver::Version::parse(env!("CARGO_PKG_VERSION"))
+                .expect("the crate version is valid semver"),
+            copy_dir: None,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The base directory.
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    /// The host version checked against `requires.host`.
+    pub fn host_version(&self) -> &semver::Version {
+        &self.host_version
+    }
+
+    /// Calls `listener` for every lifecycle event from now on, on the thread that caused it.
+    ///
+    /// A listener must be quick and must not call back into the manager's loading methods
+    /// (it runs while the manager holds its write lock).
+    pub fn add_listener(&self, listener: impl Fn(&Event) + Send + Sync + 'static) {
+        self.listeners.write().push(Box::new(listener));
+    }
+
+    /// A channel receiving every lifecycle event from now on.
+    pub fn subscribe(&self) -> mpsc::Receiver<Event> {
+        let (tx, rx) = mpsc::channel();
+        self.add_listener(move |event| {
+            let _ = tx.send(event.clone());
+        });
+        rx
+    }
+
+    fn emit(&self, event: Event) {
+        match &event {
+            Event::Failed { name, error } => tracing::warn!(plugin = %name, "{error}"),
+            other => tracing::info!(plugin = %other.plugin(), event = ?other, "plugin event"),
+        }
+        for listener in self.listeners.read().iter() {
+            listener(&event);
+        }
+    }
+
+    /// Discovers every plugin folder and loads each one that is neither loaded nor disabled.
+    ///
+    /// One plugin failing never stops the others: the report holds every folder's outcome.
+    /// Only an unreadable base directory is an error.
+    pub fn load_plugins(&self) -> Result<LoadReport, Error> {
+        let mut report = LoadReport::default();
+        let found = discover(&self.base_dir)?;
+        // Record every folder first, so `list` shows the ones not reached yet as discovered.
+        {
+            let _write = self.write.lock();
+            for f in &found {
+                self.slot_or_insert(&f.name);
+            }
+        }
+        for f in found {
+            let result = match self.load_dir(&f.name, &f.dir) {
+                Err(Error::AlreadyLoaded { .. }) | Err(Error::Disabled { .. }) => Ok(()),
+                other => other,
+            };
+            report.outcomes.push(LoadOutcome {
+                name: f.name,
+                dir: f.dir,
+                result,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Loads the plugin in the folder `<base_dir>/<name>`.
+    pub fn load_plugin(&self, name: &str) -> Result<(), Error> {
+        let dir = self.plugin_dir(name)?;
+        self.load_dir(name, &dir)
+    }
+
+    fn plugin_dir(&self, name: &str) -> Result<PathBuf, Error> {
+        let dir = self.base_dir.join(name);
+        if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) || !dir.is_dir() {
+            return Err(Error::NoSuchFolder {
+                plugin: name.to_owned(),
+                base_dir: self.base_dir.clone(),
+            });
+        }
+        Ok(dir)
+    }
+
+    /// The slot for `name`, inserted as discovered if new. Call with the write lock held.
+    fn slot_or_insert(&self, name: &str) -> Arc<Slot> {
+        if let Some(slot) = self.plugins.load().get(name) {
+            return slot.clone();
+        }
+        let slot = Arc::new(Slot {
+            name: name.to_owned(),
+            current: ArcSwapOption::empty(),
+            status: Mutex::new(SlotStatus {
+                state: PluginState::Discovered,
+                draining: Vec::new(),
+            }),
+            retained: self
+                .retained
+                .lock()
+                .entry(name.to_owned())
+                .or_default()
+                .clone(),
+        });
+        let mut next = HashMap::clone(&self.plugins.load());
+        next.insert(name.to_owned(), slot.clone());
+        self.plugins.store(Arc::new(next));
+        slot
+    }
+
+    fn remove_slot(&self, name: &str) {
+        let mut next = HashMap::clone(&self.plugins.load());
+        next.remove(name);
+        self.plugins.store(Arc::new(next));
+    }
+
+    fn load_dir(&self, name: &str, dir: &Path) -> Result<(), Error> {
+        let _write = self.write.lock();
+        let slot = self.slot_or_insert(name);
+        if slot.current.load().is_some() {
+            return Err(Error::AlreadyLoaded {
+                plugin: name.to_owned(),
+            });
+        }
+        if self.state_file.is_disabled(name) {
+            slot.status.lock().state = PluginState::Disabled;
+            return Err(Error::Disabled {
+                plugin: name.to_owned(),
+            });
+        }
+        match self.load_version(name, dir, &slot) {
+            Ok(version) => {
+                let v = version.loaded.manifest.version.to_string();
+                slot.current.store(Some(version));
+                slot.status.lock().state = PluginState::Active;
+                self.emit(Event::Loaded {
+                    name: name.to_owned(),
+                    version: v,
+                });
+                Ok(())
+            }
+            Err(err) => {
+                slot.status.lock().state = PluginState::Failed(err.to_string());
+                self.emit(Event::Failed {
+                    name: name.to_owned(),
+                    error: err.to_string(),
+                });
+                Err(err)
+            }
+        }
+    }
+
+    /// Loads `dir` as a new version of `name` and runs its `on_load`; publishes nothing.
+    fn load_version(
+        &self,
+        name: &str,
+        dir: &Path,
+        slot: &Slot,
+    ) -> Result<Arc<LoadedVersion>, Error> {
+        let config = LoadConfig {
+            host_version: self.host_version.clone(),
+            copy_dir: self.copy_dir_for(name)?,
+        };
+        let loaded = load(name, dir, &config)?;
+        // From here the library is mapped for good.
+        slot.retained.fetch_add(1, Ordering::Relaxed);
+        let version = Arc::new(LoadedVersion {
+            files: Mutex::new(FolderStamp::of(dir, &loaded.library_in_folder())),
+            loaded,
+            in_flight: InFlight::new(),
+            abort: AbortToken::new(),
+        });
+        if let Err(err) = run_on_load(name, &version) {
+            remove_copy(&version.loaded);
+            return Err(err);
+        }
+        Ok(version)
+    }
+
+    /// The directory private library copies are written to (created on first use).
+    pub fn copy_dir(&self) -> Result<PathBuf, Error> {
+        self.copy_dir_for("")
+    }
+
+    fn copy_dir_for(&self, plugin: &str) -> Result<PathBuf, Error> {
+        match &self.copy_dir {
+            CopyDir::Given(dir) => Ok(dir.clone()),
+            CopyDir::Temp(cell) => {
+                let made = cell.get_or_init(|| {
+                    tempfile::Builder::new()
+                        .prefix("plugin-host-")
+                        .tempdir_in(default_copy_parent())
+                        .map_err(|e| e.to_string())
+                });
+                match made {
+                    Ok(dir) => Ok(dir.path().to_path_buf()),
+                    Err(message) => Err(Error::Io {
+                        plugin: plugin.to_owned(),
+                        action: "create a private copy directory in",
+                        path: std::env::temp_dir(),
+                        source: std::io::Error::other(message.clone()),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// A handle to the active plugin `name`.
+    ///
+    /// Handles are cheap to clone and stay valid across upgrades; after an unload, calls
+    /// through them return [`Error::Unloaded`].
+    pub fn get(&self, name: &str) -> Result<PluginHandle, Error> {
+        let plugins = self.plugins.load();
+        let Some(slot) = plugins.get(name) else {
+            return Err(Error::NotFound {
+                plugin: name.to_owned(),
+                base_dir: self.base_dir.clone(),
+            });
+        };
+        if slot.current.load().is_none() {
+            let state = slot.status.lock().state.clone();
+            return Err(Error::NotActive {
+                plugin: name.to_owned(),
+                state: state.as_str(),
+                reason: match state {
+                    PluginState::Failed(reason) => Some(reason),
+                    _ => None,
+                },
+            });
+        }
+        Ok(PluginHandle { slot: slot.clone() })
+    }
+
+    /// The state of plugin `name`, if the manager knows it.
+    pub fn state(&self, name: &str) -> Option<PluginState> {
+        self.plugins
+            .load()
+            .get(name)
+            .map(|slot| slot.status.lock().state.clone())
+    }
+
+    /// Every plugin the manager knows (discovered, active, disabled, failed), sorted by name.
+    pub fn list(&self) -> Vec<PluginStatus> {
+        let plugins = self.plugins.load();
+        let mut list: Vec<PluginStatus> = plugins.values().map(|slot| slot.status()).collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// Libraries mapped into the process by this manager so far (never closed).
+    pub fn retained_libraries(&self) -> usize {
+        self.retained
+            .lock()
+            .values()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+impl std::fmt::Debug for PluginManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginManager")
+            .field("base_dir", &self.base_dir)
+            .field("host_version", &self.host_version)
+            .field("plugins", &self.plugins.load().keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manager_and_handle_are_send_and_sync() {
+        fn is<T: Send + Sync>() {}
+        is::<PluginManager>();
+        is::<PluginHandle>();
+    }
+}

@@ -1,0 +1,222 @@
+//! What the manager reports: plugin states, lifecycle events, load reports, statuses.
+
+use std::path::PathBuf;
+use std::time::UNIX_EPOCH;
+
+use serde::Serialize;
+
+use crate::load::Loaded;
+use crate::manifest::Manifest;
+use crate::Error;
+
+/// The lifecycle state of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", content = "reason", rename_all = "snake_case")]
+pub enum PluginState {
+    /// Its folder was found but it has not been loaded yet.
+    Discovered,
+    /// Loaded and serving calls.
+    Active,
+    /// Disabled by the operator: discovered, never loaded.
+    Disabled,
+    /// Its last load failed, for this reason; it serves no calls.
+    Failed(String),
+    /// Being unloaded: new calls are refused, calls in flight are draining.
+    Unloading,
+    /// Unloaded; handles to it refuse calls.
+    Unloaded,
+}
+
+impl PluginState {
+    /// A short name: `discovered`, `active`, `disabled`, `failed`, `unloading`, `unloaded`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PluginState::Discovered => "discovered",
+            PluginState::Active => "active",
+            PluginState::Disabled => "disabled",
+            PluginState::Failed(_) => "failed",
+            PluginState::Unloading => "unloading",
+            PluginState::Unloaded => "unloaded",
+        }
+    }
+}
+
+/// Something that happened to a plugin, as seen by listeners
+/// ([`PluginManager::add_listener`], [`PluginManager::subscribe`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The plugin was loaded and is active.
+    Loaded {
+        /// The plugin.
+        name: String,
+        /// Its version.
+        version: String,
+    },
+    /// A new version replaced the running one.
+    Upgraded {
+        /// The plugin.
+        name: String,
+        /// The version that was running.
+        from: String,
+        /// The version now running.
+        to: String,
+    },
+    /// The plugin was unloaded.
+    Unloaded {
+        /// The plugin.
+        name: String,
+    },
+    /// A load or upgrade failed. After a failed upgrade, the old version is still active.
+    Failed {
+        /// The plugin.
+        name: String,
+        /// Why.
+        error: String,
+    },
+    /// The plugin was enabled.
+    Enabled {
+        /// The plugin.
+        name: String,
+    },
+    /// The plugin was disabled.
+    Disabled {
+        /// The plugin.
+        name: String,
+    },
+}
+
+impl Event {
+    /// The plugin the event concerns.
+    pub fn plugin(&self) -> &str {
+        match self {
+            Event::Loaded { name, .. }
+            | Event::Upgraded { name, .. }
+            | Event::Unloaded { name }
+            | Event::Failed { name, .. }
+            | Event::Enabled { name }
+            | Event::Disabled { name } => name,
+        }
+    }
+}
+
+/// The outcome of loading one plugin folder.
+#[derive(Debug)]
+pub struct LoadOutcome {
+    /// The folder name.
+    pub name: String,
+    /// The folder.
+    pub dir: PathBuf,
+    /// `Ok` if the plugin is loaded (now, or already before) or disabled, otherwise why not.
+    pub result: Result<(), Error>,
+}
+
+/// What [`PluginManager::load_plugins`] did with every folder under the base directory.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// One outcome per folder, sorted by name.
+    pub outcomes: Vec<LoadOutcome>,
+}
+
+impl LoadReport {
+    /// Names of the folders that did not fail (loaded, or disabled).
+    pub fn loaded(&self) -> impl Iterator<Item = &str> {
+        self.outcomes
+            .iter()
+            .filter(|o| o.result.is_ok())
+            .map(|o| o.name.as_str())
+    }
+
+    /// Folders that failed, with their errors.
+    pub fn failed(&self) -> impl Iterator<Item = (&str, &Error)> {
+        self.outcomes
+            .iter()
+            .filter_map(|o| o.result.as_ref().err().map(|e| (o.name.as_str(), e)))
+    }
+
+    /// The error for the folder `name`, if it failed.
+    pub fn error(&self, name: &str) -> Option<&Error> {
+        self.outcomes
+            .iter()
+            .find(|o| o.name == name)
+            .and_then(|o| o.result.as_ref().err())
+    }
+
+    /// Whether no folder failed.
+    pub fn all_loaded(&self) -> bool {
+        self.outcomes.iter().all(|o| o.result.is_ok())
+    }
+}
+
+/// A description of one loaded version of a plugin, as `plugctl info` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginSummary {
+    /// The plugin name (equal to its folder name).
+    pub name: String,
+    /// The plugin version.
+    pub version: String,
+    /// The plugin folder the version was loaded from.
+    pub dir: PathBuf,
+    /// The library in that folder.
+    pub library: PathBuf,
+    /// The private copy the running code was loaded from.
+    pub running_copy: PathBuf,
+    /// The `plugin-sdk` version the plugin was built with.
+    pub sdk_version: String,
+    /// When it was loaded, in milliseconds since the Unix epoch.
+    pub loaded_at_unix_ms: u64,
+    /// Whether the plugin exports an `on_load` hook.
+    pub has_on_load: bool,
+    /// Whether the plugin exports an `on_unload` hook.
+    pub has_on_unload: bool,
+    /// The full, validated `plugin.json`.
+    pub manifest: Manifest,
+}
+
+impl PluginSummary {
+    pub(super) fn of(loaded: &Loaded) -> Self {
+        PluginSummary {
+            name: loaded.manifest.name.clone(),
+            version: loaded.manifest.version.to_string(),
+            dir: loaded.dir.clone(),
+            library: loaded.library.clone(),
+            running_copy: loaded.copy.clone(),
+            sdk_version: loaded.sdk_version.clone(),
+            loaded_at_unix_ms: loaded
+                .loaded_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            has_on_load: loaded.module.on_load().is_some(),
+            has_on_unload: loaded.module.on_unload().is_some(),
+            manifest: loaded.manifest.clone(),
+        }
+    }
+}
+
+/// The status of one plugin, as [`PluginManager::list`] and `plugctl list` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    /// The plugin (folder) name.
+    pub name: String,
+    /// Its lifecycle state.
+    #[serde(flatten)]
+    pub state: PluginState,
+    /// The active version, if any.
+    pub active: Option<PluginSummary>,
+    /// Calls running right now (on the active version and on versions still draining).
+    pub calls_in_flight: usize,
+    /// Libraries this plugin has mapped into the process since the manager started: they
+    /// are never closed (see the crate docs).
+    pub retained_libraries: usize,
+}
+
+/// What an upgrade did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Upgraded {
+    /// The plugin.
+    pub name: String,
+    /// The version that was running (`None` if none was).
+    pub from: Option<String>,
+    /// The version now running.
+    pub to: String,
+}
