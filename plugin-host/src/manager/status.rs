@@ -42,7 +42,7 @@ impl PluginState {
 }
 
 /// Something that happened to a plugin, as seen by listeners
-/// ([`PluginManager::add_listener`], [`PluginManager::subscribe`]).
+/// ([`PluginManager::add_listener`](crate::PluginManager::add_listener), [`PluginManager::subscribe`](crate::PluginManager::subscribe)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -111,7 +111,7 @@ pub struct LoadOutcome {
     pub result: Result<(), Error>,
 }
 
-/// What [`PluginManager::load_plugins`] did with every folder under the base directory.
+/// What [`PluginManager::load_plugins`](crate::PluginManager::load_plugins) did with every folder under the base directory.
 #[derive(Debug, Default)]
 pub struct LoadReport {
     /// One outcome per folder, sorted by name.
@@ -193,7 +193,7 @@ impl PluginSummary {
     }
 }
 
-/// The status of one plugin, as [`PluginManager::list`] and `plugctl list` show it.
+/// The status of one plugin, as [`PluginManager::list`](crate::PluginManager::list) and `plugctl list` show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginStatus {
     /// The plugin (folder) name.
