@@ -1,3 +1,5 @@
+//! The error a plugin returns across the boundary: `PluginError` and its `ErrorKind`.
+
 use std::fmt;
 
 use abi_stable::{std_types::RString, StableAbi};

@@ -1,3 +1,6 @@
+//! `Value`, the FFI-safe value carried by contexts: null, bool, int, float, string, bytes,
+//! list and map.
+
 use std::fmt;
 
 use abi_stable::{

@@ -1,3 +1,6 @@
+//! The plugin side of a call: `Context`, with typed values, label, cancellation and
+//! logging into the host.
+
 use std::time::{Duration, Instant};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -6,6 +6,9 @@
 //! - `ci`: runs `.ci/run`, exactly what CI runs.
 //! - `bench`: runs the benchmarks and prints each target as a ratio against its baseline.
 
+#[cfg(test)]
+mod tidy;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

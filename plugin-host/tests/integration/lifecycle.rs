@@ -2,20 +2,12 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::util::next_event;
 use plugin_host::{Context, Error, ErrorKind, Event, PluginManager, PluginState};
 use plugin_test_support::{fixtures, install_folder, versioned_variant};
-
-const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
-
-fn next_event(events: &Receiver<Event>) -> Event {
-    events
-        .recv_timeout(EVENT_TIMEOUT)
-        .expect("an event within the timeout")
-}
 
 /// Calls `versioned` and returns the versions it saw at the start and the end of the call.
 fn call_versions(m: &PluginManager) -> (String, String) {

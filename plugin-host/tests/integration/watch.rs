@@ -6,16 +6,9 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::util::next_event;
 use plugin_host::{Context, Event, PluginManager, WatchOptions};
 use plugin_test_support::{fixtures, install_folder, versioned_variant};
-
-const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn next_event(events: &Receiver<Event>) -> Event {
-    events
-        .recv_timeout(EVENT_TIMEOUT)
-        .expect("an event within the timeout")
-}
 
 fn watched(base: &std::path::Path) -> (Arc<PluginManager>, Receiver<Event>, plugin_host::Watcher) {
     let m = Arc::new(PluginManager::new(base));

@@ -1,0 +1,5 @@
+//! plugctl's integration tests: the binary run as a process, and README.md's examples
+//! built outside the workspace.
+
+mod cli;
+mod readme;
