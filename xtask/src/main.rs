@@ -215,6 +215,21 @@ fn bench(extra: &[String]) -> Result<()> {
         fmt_ns(40.0 * scale),
         verdict(set_get <= 40.0 * scale),
     );
+    let json_direct = ns("json_1kb/direct")?;
+    let json_plugin = ns("json_1kb/plugin_call")?;
+    println!(
+        "{:<50} {:>11} {:>11} {:>6.2}x  reported (no target)",
+        "1 KB JSON object in and out: plugin vs direct",
+        fmt_ns(json_plugin),
+        fmt_ns(json_direct),
+        json_plugin / json_direct,
+    );
+    println!(
+        "\nbaselines: `direct call` is a never-inlined fn(&Context) -> Result<(), Error> with an \
+         empty body, called through a function pointer (the same signature as handle.execute); \
+         `direct` for JSON is the plugin's transform called on serde_json::Value, without the \
+         context's conversions in and out."
+    );
     let read_json = |file: &str| -> Result<serde_json::Value> {
         let path = workspace_root().join("target").join(file);
         let text = std::fs::read_to_string(&path)

@@ -1,7 +1,32 @@
 //! Handles to plugins and the registry slot they point at: the call path.
+//!
+//! # The call path
+//!
+//! A call must find the slot's current version, mark itself in flight on it (so that an
+//! unload or upgrade waits for it), and run entirely on it. Loading the `ArcSwap` that holds
+//! the current version costs more than the plugin call itself, so each thread keeps a small
+//! cache: for a few slots, the version it last called and the slot's *publication number*
+//! at the time. Every store into a slot's `current` takes a new number from one
+//! process-wide counter ([`Slot::publish`]), so a number names one publication of one slot
+//! for the life of the process. A call reads the number, finds the cached version (or loads
+//! the `ArcSwap` on a miss), marks itself in flight on that version, then reads the number
+//! again; if it changed, the mark is undone and the call starts over.
+//!
+//! Why the drain sees every call: `publish` swaps `current`, then stores the new number;
+//! the drain then reads the in-flight counters. All three of these, and the call's mark and
+//! its second read of the number, are `SeqCst`. If the call's second read still returns
+//! the old number, it came before the store of the new one, so the call's mark came before
+//! the drain's read: the drain counts the call. Otherwise the call starts over, on the new
+//! version.
+//!
+//! Why the version outlives the call: while a validated mark is in place, the version is
+//! either the slot's current one (held by `current`) or one being retired (held by the
+//! slot's `draining` list, which keeps a version until no call runs on it). The thread's
+//! cache holds it too, but only until that thread replaces the entry.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
@@ -19,7 +44,10 @@ use crate::{Context, Error};
 /// unloads.
 pub(super) struct Slot {
     pub(super) name: String,
+    /// The active version. Store into it only through [`Slot::publish`].
     pub(super) current: ArcSwapOption<LoadedVersion>,
+    /// The publication number of `current` (see the module docs).
+    publication: AtomicU64,
     pub(super) status: Mutex<SlotStatus>,
     /// Libraries mapped for this plugin name since the manager started (never closed);
     /// shared with the manager, so the count survives an unload and a new load.
@@ -28,17 +56,89 @@ pub(super) struct Slot {
 
 pub(super) struct SlotStatus {
     pub(super) state: PluginState,
-    /// The versions replaced or unloaded but still referenced by calls past their drain.
-    pub(super) draining: Vec<Weak<LoadedVersion>>,
+    /// The versions replaced or unloaded that calls may still run on. A version stays here
+    /// until no call runs on it, which is what keeps it alive for those calls.
+    pub(super) draining: Vec<Arc<LoadedVersion>>,
+}
+
+/// The next publication number; see the module docs.
+static PUBLICATIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_publication() -> u64 {
+    PUBLICATIONS.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Slot {
+    /// A slot with no active version.
+    pub(super) fn new(name: &str, retained: Arc<AtomicUsize>) -> Self {
+        Slot {
+            name: name.to_owned(),
+            current: ArcSwapOption::empty(),
+            publication: AtomicU64::new(next_publication()),
+            status: Mutex::new(SlotStatus {
+                state: PluginState::Discovered,
+                draining: Vec::new(),
+            }),
+            retained,
+        }
+    }
+
+    /// Makes `version` the one new calls run on, and returns the one they ran on before.
+    pub(super) fn publish(
+        &self,
+        version: Option<Arc<LoadedVersion>>,
+    ) -> Option<Arc<LoadedVersion>> {
+        let previous = self.current.swap(version);
+        self.publication.store(next_publication(), Ordering::SeqCst);
+        previous
+    }
+
     /// Records `old`, just swapped out, as draining, and sets the state, in one step.
     pub(super) fn begin_retiring(&self, old: Option<&Arc<LoadedVersion>>, state: PluginState) {
         let mut status = self.status.lock();
         status.state = state;
         if let Some(old) = old {
-            status.draining.push(Arc::downgrade(old));
+            status.draining.push(old.clone());
+        }
+    }
+
+    /// Forgets the retired versions no call runs on any more.
+    pub(super) fn prune_draining(&self) {
+        self.status
+            .lock()
+            .draining
+            .retain(|v| v.in_flight.total() != 0);
+    }
+
+    /// Marks a call in flight on the current version; `None` if no version is active.
+    fn enter(&self) -> Option<Call<'_>> {
+        loop {
+            let publication = self.publication.load(Ordering::SeqCst);
+            let (version, keep) = match cached(self, publication) {
+                Some(version) => (version, None),
+                None => {
+                    let version = self.current.load_full()?;
+                    let ptr = Arc::as_ptr(&version);
+                    // Cached when the thread still has its cache; otherwise the call keeps
+                    // its own reference.
+                    let keep = remember(self, publication, version);
+                    (ptr, keep)
+                }
+            };
+            // SAFETY: `version` points to a live `LoadedVersion`: the thread's cache entry
+            // (which only this thread replaces, and not before this line) or `keep` holds a
+            // strong reference. Once the mark below is validated, `current` or `draining`
+            // also holds one for as long as the call runs (see the module docs), so the
+            // reference may outlive the cache entry.
+            let version: &LoadedVersion = unsafe { &*version };
+            let guard = CallGuard::enter(&version.in_flight);
+            if self.publication.load(Ordering::SeqCst) == publication {
+                return Some(Call {
+                    version,
+                    _guard: guard,
+                    _keep: keep,
+                });
+            }
         }
     }
 
@@ -50,7 +150,6 @@ impl Slot {
         let draining: usize = status
             .draining
             .iter()
-            .filter_map(Weak::upgrade)
             .filter(|v| !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, v)))
             .map(|v| v.in_flight.total())
             .sum();
@@ -62,6 +161,66 @@ impl Slot {
             retained_libraries: self.retained.load(Ordering::Relaxed),
         }
     }
+}
+
+/// One call in flight: the version it runs on, marked until the call ends.
+struct Call<'a> {
+    version: &'a LoadedVersion,
+    _guard: CallGuard<'a>,
+    /// A reference for a thread whose cache is gone (it is exiting).
+    _keep: Option<Arc<LoadedVersion>>,
+}
+
+/// How many slots each thread caches a version for.
+const CACHE_WAYS: usize = 4;
+
+struct CacheEntry {
+    slot: *const Slot,
+    publication: u64,
+    version: Arc<LoadedVersion>,
+}
+
+thread_local! {
+    static CACHE: RefCell<[Option<CacheEntry>; CACHE_WAYS]> =
+        const { RefCell::new([const { None }; CACHE_WAYS]) };
+}
+
+fn way(slot: &Slot) -> usize {
+    // Slots are heap allocations at least 64 bytes apart.
+    (std::ptr::from_ref(slot) as usize >> 6) % CACHE_WAYS
+}
+
+/// The version this thread cached for `slot` at `publication`, if any.
+fn cached(slot: &Slot, publication: u64) -> Option<*const LoadedVersion> {
+    CACHE
+        .try_with(|cache| {
+            let cache = cache.try_borrow().ok()?;
+            let entry = cache[way(slot)].as_ref()?;
+            (std::ptr::eq(entry.slot, slot) && entry.publication == publication)
+                .then_some(Arc::as_ptr(&entry.version))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Caches `version` for `slot` at `publication`; gives it back if this thread's cache is
+/// gone or busy.
+fn remember(
+    slot: &Slot,
+    publication: u64,
+    version: Arc<LoadedVersion>,
+) -> Option<Arc<LoadedVersion>> {
+    let mut version = Some(version);
+    let _ = CACHE.try_with(|cache| {
+        if let Ok(mut cache) = cache.try_borrow_mut() {
+            cache[way(slot)] = Some(CacheEntry {
+                slot,
+                publication,
+                version: version.take().expect("taken once"),
+            });
+        }
+    });
+    version
 }
 
 /// A handle to one plugin.
@@ -84,13 +243,11 @@ impl PluginHandle {
     /// The plugin reads and writes `ctx`'s values; errors it returns (and panics, which the
     /// SDK catches inside the plugin) come back as [`Error::Call`].
     pub fn execute(&self, ctx: &Context) -> Result<(), Error> {
-        // The guard keeps this version alive for the whole call; the call guard counts it
-        // as in flight, so an unload or upgrade waits for it.
-        let guard = self.slot.current.load();
-        let Some(version) = guard.as_deref() else {
+        // Counted in flight until it returns, so an unload or upgrade waits for it.
+        let Some(call) = self.slot.enter() else {
             return Err(self.not_active());
         };
-        let _in_flight = CallGuard::enter(&version.in_flight);
+        let version = call.version;
         let call = CallContext {
             ctx,
             plugin: &self.slot.name,

@@ -30,7 +30,7 @@ impl PluginManager {
             });
         };
         // Refuse new calls first; the plugin stays listed as unloading while it drains.
-        let old = slot.current.swap(None);
+        let old = slot.publish(None);
         slot.begin_retiring(old.as_ref(), PluginState::Unloading);
         let result = match old {
             Some(old) => self.retire(&slot, old),
@@ -65,10 +65,7 @@ impl PluginManager {
         }
         let result = run_on_unload(&slot.name, &old.loaded);
         remove_copy(&old.loaded);
-        slot.status
-            .lock()
-            .draining
-            .retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(&old)));
+        slot.prune_draining();
         result
     }
 
@@ -164,7 +161,7 @@ impl PluginManager {
                 FolderStamp::of(&self.base_dir.join(name), &new.loaded.library_in_folder());
         }
         // The swap: from here new calls run the new version.
-        let previous = slot.current.swap(Some(new));
+        let previous = slot.publish(Some(new));
         slot.begin_retiring(previous.as_ref(), PluginState::Active);
         let upgraded = Upgraded {
             name: name.to_owned(),

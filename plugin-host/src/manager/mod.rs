@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 
 use crate::discover::discover;
@@ -28,7 +28,7 @@ use crate::Error;
 
 use crate::cancel::AbortToken;
 pub use handle::PluginHandle;
-use handle::{Slot, SlotStatus};
+use handle::Slot;
 use install::{default_copy_parent, CopyDir, FolderStamp};
 pub use status::{
     Event, LoadOutcome, LoadReport, PluginState, PluginStatus, PluginSummary, Upgraded,
@@ -229,20 +229,13 @@ impl PluginManager {
         if let Some(slot) = self.plugins.load().get(name) {
             return slot.clone();
         }
-        let slot = Arc::new(Slot {
-            name: name.to_owned(),
-            current: ArcSwapOption::empty(),
-            status: Mutex::new(SlotStatus {
-                state: PluginState::Discovered,
-                draining: Vec::new(),
-            }),
-            retained: self
-                .retained
-                .lock()
-                .entry(name.to_owned())
-                .or_default()
-                .clone(),
-        });
+        let retained = self
+            .retained
+            .lock()
+            .entry(name.to_owned())
+            .or_default()
+            .clone();
+        let slot = Arc::new(Slot::new(name, retained));
         let mut next = HashMap::clone(&self.plugins.load());
         next.insert(name.to_owned(), slot.clone());
         self.plugins.store(Arc::new(next));
@@ -272,7 +265,7 @@ impl PluginManager {
         match self.load_version(name, dir, &slot) {
             Ok(version) => {
                 let v = version.loaded.manifest.version.to_string();
-                slot.current.store(Some(version));
+                slot.publish(Some(version));
                 slot.status.lock().state = PluginState::Active;
                 self.emit(Event::Loaded {
                     name: name.to_owned(),

@@ -57,7 +57,7 @@ impl InFlight {
         // Each stripe can wrap below zero when a call ends on another thread than it began
         // (it never does today), so sum with wrapping arithmetic.
         self.stripes.iter().fold(0usize, |sum, s| {
-            sum.wrapping_add(s.0.load(Ordering::Acquire))
+            sum.wrapping_add(s.0.load(Ordering::SeqCst))
         })
     }
 }
@@ -70,7 +70,8 @@ pub(super) struct CallGuard<'a> {
 impl<'a> CallGuard<'a> {
     pub(super) fn enter(in_flight: &'a InFlight) -> Self {
         let stripe = &in_flight.stripes[stripe_index()].0;
-        stripe.fetch_add(1, Ordering::Relaxed);
+        // SeqCst: see the call path in `handle.rs`.
+        stripe.fetch_add(1, Ordering::SeqCst);
         CallGuard { stripe }
     }
 }
