@@ -2,8 +2,8 @@
 //!
 //! - [`Value`] implements [`Serialize`] and [`Deserialize`], so it can be read from and written
 //!   to any serde format (JSON, ...).
-//! - [`to_value`] turns any `T: Serialize` into a [`Value`] directly, through
-//!   [`ValueSerializer`], without going through an intermediate format.
+//! - [`to_value`] turns any `T: Serialize` into a [`Value`] directly, without going through an
+//!   intermediate format.
 //! - [`from_value_ref`] turns a borrowed [`Value`] back into any `T: Deserialize`; `&str` and
 //!   `&[u8]` fields can borrow from the value. `&Value` implements [`Deserializer`].
 //!
@@ -409,11 +409,9 @@ impl<'de> Visitor<'de> for MapKeySeed {
 // Serializer: T -> Value
 // ---------------------------------------------------------------------------------------------
 
-/// A [`Serializer`] whose output is a [`Value`]; [`to_value`] is the usual way to use it.
-///
-/// See the [module documentation](self) for the mapping.
+/// The [`Serializer`] behind [`to_value`]; see the [module documentation](self) for the mapping.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ValueSerializer;
+struct ValueSerializer;
 
 fn int_out_of_range(v: impl fmt::Display) -> ValueError {
     ValueError::new(format!("integer {v} does not fit in an i64"))
@@ -623,7 +621,7 @@ impl Serializer for ValueSerializer {
 
 /// Builds a [`Value::List`] for a sequence, tuple or tuple struct (see [`ValueSerializer`]).
 #[derive(Debug)]
-pub struct ListSerializer {
+struct ListSerializer {
     items: Vec<Value>,
 }
 
@@ -683,7 +681,7 @@ impl ser::SerializeTupleStruct for ListSerializer {
 
 /// Builds `{variant: [fields...]}` for a tuple variant (see [`ValueSerializer`]).
 #[derive(Debug)]
-pub struct TupleVariantSerializer {
+struct TupleVariantSerializer {
     variant: &'static str,
     list: ListSerializer,
 }
@@ -704,7 +702,7 @@ impl ser::SerializeTupleVariant for TupleVariantSerializer {
 
 /// Builds a [`Value::Map`] for a map or struct (see [`ValueSerializer`]).
 #[derive(Debug)]
-pub struct MapSerializer {
+struct MapSerializer {
     entries: Vec<MapEntry>,
     next_key: Option<RString>,
 }
@@ -786,7 +784,7 @@ impl ser::SerializeStruct for MapSerializer {
 
 /// Builds `{variant: {fields...}}` for a struct variant (see [`ValueSerializer`]).
 #[derive(Debug)]
-pub struct StructVariantSerializer {
+struct StructVariantSerializer {
     variant: &'static str,
     map: MapSerializer,
 }
