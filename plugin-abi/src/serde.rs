@@ -69,7 +69,7 @@ use crate::value::{MapEntry, Value};
 /// assert!(to_value(&u64::MAX).is_err());
 /// ```
 pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value, ValueError> {
-    value.serialize(ValueSerializer)
+    value.serialize(ValueSerializer::default())
 }
 
 /// Converts a borrowed [`Value`] into any deserializable type; `&str` and `&[u8]` fields
@@ -411,7 +411,25 @@ impl<'de> Visitor<'de> for MapKeySeed {
 
 /// The [`Serializer`] behind [`to_value`]; see the [module documentation](self) for the mapping.
 #[derive(Debug, Clone, Copy, Default)]
-struct ValueSerializer;
+struct ValueSerializer {
+    /// Serializing a map key (see [`map_key`]) rather than a value.
+    map_key: bool,
+}
+
+impl ValueSerializer {
+    /// An integer of a type wider than `i64`. Out of range, it is an error in a value but its
+    /// decimal string in a map key, where any integer has a valid form.
+    fn wide_int<N>(self, v: N) -> Result<Value, ValueError>
+    where
+        N: Copy + fmt::Display + TryInto<i64>,
+    {
+        match v.try_into() {
+            Ok(i) => Ok(Value::Int(i)),
+            Err(_) if self.map_key => Ok(string_value(&v.to_string())),
+            Err(_) => Err(int_out_of_range(v)),
+        }
+    }
+}
 
 fn int_out_of_range(v: impl fmt::Display) -> ValueError {
     ValueError::new(format!("integer {v} does not fit in an i64"))
@@ -460,9 +478,7 @@ impl Serializer for ValueSerializer {
     }
 
     fn serialize_i128(self, v: i128) -> Result<Value, ValueError> {
-        i64::try_from(v)
-            .map(Value::Int)
-            .map_err(|_| int_out_of_range(v))
+        self.wide_int(v)
     }
 
     fn serialize_u8(self, v: u8) -> Result<Value, ValueError> {
@@ -478,15 +494,11 @@ impl Serializer for ValueSerializer {
     }
 
     fn serialize_u64(self, v: u64) -> Result<Value, ValueError> {
-        i64::try_from(v)
-            .map(Value::Int)
-            .map_err(|_| int_out_of_range(v))
+        self.wide_int(v)
     }
 
     fn serialize_u128(self, v: u128) -> Result<Value, ValueError> {
-        i64::try_from(v)
-            .map(Value::Int)
-            .map_err(|_| int_out_of_range(v))
+        self.wide_int(v)
     }
 
     fn serialize_f32(self, v: f32) -> Result<Value, ValueError> {
@@ -515,6 +527,10 @@ impl Serializer for ValueSerializer {
     }
 
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Value, ValueError> {
+        if self.map_key {
+            // `None` has no key form, so neither has `Some`.
+            return Err(key_must_be_string("option"));
+        }
         value.serialize(self)
     }
 
@@ -629,7 +645,7 @@ impl ListSerializer {
     fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ValueError> {
         let index = self.items.len();
         let v = value
-            .serialize(ValueSerializer)
+            .serialize(ValueSerializer::default())
             .map_err(|e| e.at_index(index))?;
         self.items.push(v);
         Ok(())
@@ -713,7 +729,7 @@ impl MapSerializer {
         key: RString,
         value: &T,
     ) -> Result<(), ValueError> {
-        match value.serialize(ValueSerializer) {
+        match value.serialize(ValueSerializer::default()) {
             Ok(value) => {
                 self.entries.push(MapEntry { key, value });
                 Ok(())
@@ -732,7 +748,7 @@ impl ser::SerializeMap for MapSerializer {
     type Error = ValueError;
 
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), ValueError> {
-        self.next_key = Some(key.serialize(MapKeySerializer)?);
+        self.next_key = Some(map_key(key)?);
         Ok(())
     }
 
@@ -749,7 +765,7 @@ impl ser::SerializeMap for MapSerializer {
         key: &K,
         value: &V,
     ) -> Result<(), ValueError> {
-        let key = key.serialize(MapKeySerializer)?;
+        let key = map_key(key)?;
         self.push_entry(key, value)
     }
 
@@ -768,7 +784,7 @@ impl ser::SerializeStruct for MapSerializer {
         value: &T,
     ) -> Result<(), ValueError> {
         let value = value
-            .serialize(ValueSerializer)
+            .serialize(ValueSerializer::default())
             .map_err(|e| e.at_key(key))?;
         self.entries.push(MapEntry {
             key: RString::from(key),
@@ -808,179 +824,20 @@ impl ser::SerializeStructVariant for StructVariantSerializer {
     }
 }
 
-/// Serializes a map key to a string.
-struct MapKeySerializer;
+/// Converts a map key: it is serialized like a value, then strings (which include chars and
+/// unit variants) are kept, and integers and bools take their string form, as in `serde_json`.
+/// Anything else is refused.
+fn map_key<K: Serialize + ?Sized>(key: &K) -> Result<RString, ValueError> {
+    match key.serialize(ValueSerializer { map_key: true })? {
+        Value::String(s) => Ok(s),
+        Value::Int(i) => Ok(RString::from(i.to_string())),
+        Value::Bool(b) => Ok(RString::from(if b { "true" } else { "false" })),
+        other => Err(key_must_be_string(other.type_name())),
+    }
+}
 
 fn key_must_be_string(found: &str) -> ValueError {
     ValueError::new(format!("map key must be a string, found {found}"))
-}
-
-impl Serializer for MapKeySerializer {
-    type Ok = RString;
-    type Error = ValueError;
-    type SerializeSeq = ser::Impossible<RString, ValueError>;
-    type SerializeTuple = ser::Impossible<RString, ValueError>;
-    type SerializeTupleStruct = ser::Impossible<RString, ValueError>;
-    type SerializeTupleVariant = ser::Impossible<RString, ValueError>;
-    type SerializeMap = ser::Impossible<RString, ValueError>;
-    type SerializeStruct = ser::Impossible<RString, ValueError>;
-    type SerializeStructVariant = ser::Impossible<RString, ValueError>;
-
-    fn serialize_bool(self, v: bool) -> Result<RString, ValueError> {
-        Ok(RString::from(if v { "true" } else { "false" }))
-    }
-
-    fn serialize_i8(self, v: i8) -> Result<RString, ValueError> {
-        Ok(RString::from(v.to_string()))
-    }
-
-    fn serialize_i16(self, v: i16) -> Result<RString, ValueError> {
-        Ok(RString::from(v.to_string()))
-    }
-
-    fn serialize_i32(self, v: i32) -> Result<RString, ValueError> {
-        Ok(RString::from(v.to_string()))
-    }
-
-    fn serialize_i64(self, v: i64) -> Result<RString, ValueError> {
-        Ok(RString::from(v.to_string()))
-    }
-
-    fn serialize_i128(self, v: i128) -> Result<RString, ValueError> {
-        Ok(RString::from(v.to_string()))
-    }
-
-    fn serialize_u8(self, v: u8) -> Result<RString, ValueError> {
-        Ok(RString::from(v.to_string()))
-    }
-
-    fn serialize_u16(self, v: u16) -> Result<RString, ValueError> {
-        Ok(RString::from(v.to_string()))
-    }
-
-    fn serialize_u32(self, v: u32) -> Result<RString, ValueError> {
-        Ok(RString::from(v.to_string()))
-    }
-
-    fn serialize_u64(self, v: u64) -> Result<RString, ValueError> {
-        Ok(RString::from(v.to_string()))
-    }
-
-    fn serialize_u128(self, v: u128) -> Result<RString, ValueError> {
-        Ok(RString::from(v.to_string()))
-    }
-
-    fn serialize_f32(self, _v: f32) -> Result<RString, ValueError> {
-        Err(key_must_be_string("float"))
-    }
-
-    fn serialize_f64(self, _v: f64) -> Result<RString, ValueError> {
-        Err(key_must_be_string("float"))
-    }
-
-    fn serialize_char(self, v: char) -> Result<RString, ValueError> {
-        Ok(RString::from(v.to_string()))
-    }
-
-    fn serialize_str(self, v: &str) -> Result<RString, ValueError> {
-        Ok(RString::from(v))
-    }
-
-    fn serialize_bytes(self, _v: &[u8]) -> Result<RString, ValueError> {
-        Err(key_must_be_string("bytes"))
-    }
-
-    fn serialize_none(self) -> Result<RString, ValueError> {
-        Err(key_must_be_string("none"))
-    }
-
-    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<RString, ValueError> {
-        Err(key_must_be_string("option"))
-    }
-
-    fn serialize_unit(self) -> Result<RString, ValueError> {
-        Err(key_must_be_string("unit"))
-    }
-
-    fn serialize_unit_struct(self, _name: &'static str) -> Result<RString, ValueError> {
-        Err(key_must_be_string("unit struct"))
-    }
-
-    /// Unit variants are keyed by their name, as `serde_json` does.
-    fn serialize_unit_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-    ) -> Result<RString, ValueError> {
-        Ok(RString::from(variant))
-    }
-
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        value: &T,
-    ) -> Result<RString, ValueError> {
-        value.serialize(self)
-    }
-
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _value: &T,
-    ) -> Result<RString, ValueError> {
-        Err(key_must_be_string("newtype variant"))
-    }
-
-    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, ValueError> {
-        Err(key_must_be_string("sequence"))
-    }
-
-    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, ValueError> {
-        Err(key_must_be_string("tuple"))
-    }
-
-    fn serialize_tuple_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleStruct, ValueError> {
-        Err(key_must_be_string("tuple struct"))
-    }
-
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleVariant, ValueError> {
-        Err(key_must_be_string("tuple variant"))
-    }
-
-    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, ValueError> {
-        Err(key_must_be_string("map"))
-    }
-
-    fn serialize_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStruct, ValueError> {
-        Err(key_must_be_string("struct"))
-    }
-
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStructVariant, ValueError> {
-        Err(key_must_be_string("struct variant"))
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
