@@ -9,10 +9,11 @@
 //!   [`Deserializer`](serde::Deserializer).
 //!
 //! The mapping follows `serde_json`: structs and maps become [`Value::Map`] (keys must be
-//! strings; integer, bool and char keys are converted to their string form), sequences and
-//! tuples become [`Value::List`], `()` / `None` / unit structs become [`Value::Null`], unit enum
-//! variants become their name as a [`Value::String`], and the other enum variants are
-//! externally tagged: a map with one entry `{variant: payload}`.
+//! strings; integer, bool, char and unit-variant keys are converted to their string form, any
+//! other key is an error), sequences and tuples become [`Value::List`], `()` / `None` / unit
+//! structs become [`Value::Null`], unit enum variants become their name as a
+//! [`Value::String`], and the other enum variants are externally tagged: a map with one entry
+//! `{variant: payload}`.
 //!
 //! # Examples
 //!
@@ -58,7 +59,8 @@ use crate::value::Value;
 /// Converts any serializable value into a [`Value`].
 ///
 /// Fails if a map key does not serialize to a string, integer, bool or char, or if an integer
-/// does not fit in an `i64`.
+/// value does not fit in an `i64` (integer map keys of any width are fine: they become
+/// strings).
 ///
 /// ```
 /// use plugin_abi::{serde::to_value, Value};
