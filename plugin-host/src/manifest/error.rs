@@ -37,10 +37,12 @@ pub enum ManifestError {
         line: usize,
         /// 1-based column of the problem (0 if unknown or at the very start).
         column: usize,
-        /// The field whose value has the wrong shape, such as `version`,
-        /// `source` or `http_services.routes[1]`, when the problem is inside
-        /// a field; `None` for problems with the document itself (syntax,
-        /// not an object, unknown, missing or duplicate top-level field).
+        /// Full JSON path of the value being read when the problem was found,
+        /// at any depth: the field of the wrong type (`http_services.routes[1].method`),
+        /// the unknown field itself (`source.extra`), or the object missing a field
+        /// or repeating one (`source`). `None` for problems with the document
+        /// itself (empty, not an object, trailing characters, a missing or
+        /// duplicate top-level field, broken syntax between top-level fields).
         field: Option<String>,
         /// What serde_json reported, without its position suffix; names the
         /// offending field where there is one (e.g. "unknown field `foo`").

@@ -57,12 +57,45 @@ pub(super) struct RawRequires {
     pub(super) host: String,
 }
 
-/// Reads manifest text (without byte-order mark) into its raw form.
+/// Reads manifest text (without byte-order mark) into its raw form. A data error names the
+/// full JSON path of the field it is in, at any depth (`http_services.routes[1].method`).
 pub(super) fn parse(text: &str, file: &Path) -> Result<RawManifest, ManifestError> {
-    serde_json::from_str(text).map_err(|err| syntax_error(file, text, &err))
+    let mut de = serde_json::Deserializer::from_str(text);
+    let raw = serde_path_to_error::deserialize(&mut de)
+        .map_err(|err| syntax_error(file, text, err.inner(), field_path(err.path())))?;
+    // Trailing characters come after the document, in no field.
+    de.end()
+        .map_err(|err| syntax_error(file, text, &err, None))?;
+    Ok(raw)
 }
 
-fn syntax_error(file: &Path, text: &str, err: &serde_json::Error) -> ManifestError {
+/// The path as written in messages (`http_services.routes[1].method`), cut before the
+/// first segment serde could not name (a key being read when the JSON broke); `None` for
+/// the document itself.
+fn field_path(path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut field = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => field += &format!("[{index}]"),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !field.is_empty() {
+                    field.push('.');
+                }
+                field.push_str(key);
+            }
+            Segment::Unknown => break,
+        }
+    }
+    (!field.is_empty()).then_some(field)
+}
+
+fn syntax_error(
+    file: &Path,
+    text: &str,
+    err: &serde_json::Error,
+    field: Option<String>,
+) -> ManifestError {
     let (line, column) = (err.line(), err.column());
     let full = err.to_string();
     let suffix = format!(" at line {line} column {column}");
@@ -88,67 +121,8 @@ fn syntax_error(file: &Path, text: &str, err: &serde_json::Error) -> ManifestErr
         file: file.to_path_buf(),
         line,
         column,
-        field: if is_data {
-            locate_data_error(text, &message)
-        } else {
-            None
-        },
+        field,
         message,
         hint: format!("{fix}; {REFERENCE}"),
-    }
-}
-
-/// Finds the field holding a data error that serde_json reported without a
-/// path, by deserializing each part of the document on its own and looking
-/// for the one part that fails with the same message. Gives `None` when the
-/// error is about the document itself or the field cannot be told for sure.
-fn locate_data_error(text: &str, message: &str) -> Option<String> {
-    use serde::de::DeserializeOwned;
-    use serde_json::Value;
-
-    /// Whether `value` fails to deserialize as `T` with exactly `message`.
-    fn fails_with<T: DeserializeOwned>(value: &Value, message: &str) -> bool {
-        T::deserialize(value).is_err_and(|err| err.to_string() == message)
-    }
-    /// The first element of the array `items` failing with `message`, as
-    /// `prefix[i]`.
-    fn element<T: DeserializeOwned>(
-        prefix: &str,
-        items: Option<&Value>,
-        message: &str,
-    ) -> Option<String> {
-        let items = items?.as_array()?;
-        let i = items
-            .iter()
-            .position(|item| fails_with::<T>(item, message))?;
-        Some(format!("{prefix}[{i}]"))
-    }
-
-    let document: Value = serde_json::from_str(text).ok()?;
-    let mut found = document.as_object()?.iter().filter_map(|(key, value)| {
-        let failed = match key.as_str() {
-            "name" | "version" => fails_with::<String>(value, message),
-            "description" | "home" | "sha256" => fails_with::<Option<String>>(value, message),
-            "maintainers" => fails_with::<Vec<String>>(value, message),
-            "source" => fails_with::<RawSource>(value, message),
-            "http_services" => fails_with::<Option<RawHttpServices>>(value, message),
-            "requires" => fails_with::<Option<RawRequires>>(value, message),
-            _ => false,
-        };
-        if !failed {
-            return None;
-        }
-        let inner = match key.as_str() {
-            "maintainers" => element::<String>("maintainers", Some(value), message),
-            "http_services" => {
-                element::<RawRoute>("http_services.routes", value.get("routes"), message)
-            }
-            _ => None,
-        };
-        Some(inner.unwrap_or_else(|| key.clone()))
-    });
-    match (found.next(), found.next()) {
-        (Some(field), None) => Some(field),
-        _ => None,
     }
 }

@@ -100,21 +100,25 @@ fn bad_manifests() -> Vec<(&'static str, String, Expect)> {
             without("/source/mode"),
             SyntaxIn("source"),
         ),
-        ("unknown top-level field", with("/foo", json!(1)), Syntax),
+        (
+            "unknown top-level field",
+            with("/foo", json!(1)),
+            SyntaxIn("foo"),
+        ),
         (
             "unknown field in source",
             with("/source/extra", json!("x")),
-            SyntaxIn("source"),
+            SyntaxIn("source.extra"),
         ),
         (
             "unknown field in route",
             with("/http_services/routes/0/x", json!(1)),
-            SyntaxIn("http_services.routes[0]"),
+            SyntaxIn("http_services.routes[0].x"),
         ),
         (
             "unknown field in requires",
             with("/requires/plugin", json!("1")),
-            SyntaxIn("requires"),
+            SyntaxIn("requires.plugin"),
         ),
         (
             "maintainer is a number",
@@ -124,7 +128,7 @@ fn bad_manifests() -> Vec<(&'static str, String, Expect)> {
         (
             "route method is a number",
             with("/http_services/routes/1/method", json!(1)),
-            SyntaxIn("http_services.routes[1]"),
+            SyntaxIn("http_services.routes[1].method"),
         ),
         (
             "route is not an object",
@@ -135,6 +139,52 @@ fn bad_manifests() -> Vec<(&'static str, String, Expect)> {
             "sha256 is a number",
             with("/sha256", json!(1)),
             SyntaxIn("sha256"),
+        ),
+        // Errors inside nested values name the full path, at any depth.
+        (
+            "route label is an array",
+            with("/http_services/routes/1/label", json!([])),
+            SyntaxIn("http_services.routes[1].label"),
+        ),
+        (
+            "route label is null",
+            with("/http_services/routes/0/label", Value::Null),
+            SyntaxIn("http_services.routes[0].label"),
+        ),
+        (
+            "route without method",
+            without("/http_services/routes/1/method"),
+            SyntaxIn("http_services.routes[1]"),
+        ),
+        (
+            "unknown field in second route",
+            with("/http_services/routes/1/methods", json!(["GET"])),
+            SyntaxIn("http_services.routes[1].methods"),
+        ),
+        (
+            "unknown field in http_services",
+            with("/http_services/port", json!(8080)),
+            SyntaxIn("http_services.port"),
+        ),
+        (
+            "routes is an object",
+            with("/http_services/routes", json!({})),
+            SyntaxIn("http_services.routes"),
+        ),
+        (
+            "file cut inside a route",
+            s(&VALID[..VALID.find("plugin.get").unwrap()]),
+            SyntaxIn("http_services.routes[0].label"),
+        ),
+        (
+            "requires.host is a number",
+            with("/requires/host", json!(2)),
+            SyntaxIn("requires.host"),
+        ),
+        (
+            "duplicate key in source",
+            s(r#"{"name":"a","version":"1.0.0","source":{"mode":"local_so","mode":"local_so"}}"#),
+            SyntaxIn("source"),
         ),
         ("duplicate key", s(r#"{"name":"a","name":"b"}"#), Syntax),
         (
@@ -151,7 +201,7 @@ fn bad_manifests() -> Vec<(&'static str, String, Expect)> {
         (
             "unknown source.mode",
             with("/source/mode", json!("dll")),
-            SyntaxIn("source"),
+            SyntaxIn("source.mode"),
         ),
         (
             "http_services without routes",
@@ -506,7 +556,19 @@ fn syntax_errors_explain_themselves() {
         ("[]", "expected a plugin.json object"),
         ("{}", "missing field `name`"),
         (&*with("/foo", json!(1)), "unknown field `foo`"),
-        (&*with("/source/x", json!(1)), "unknown field `x`"),
+        (
+            &*with("/source/x", json!(1)),
+            "unknown field `x`, expected `mode` or `path` (in `source.x`)",
+        ),
+        (
+            &*with("/http_services/routes/1/method", json!(1)),
+            "expected a string (in `http_services.routes[1].method`)",
+        ),
+        (
+            &*with("/http_services/routes/0/verb", json!("GET")),
+            "unknown field `verb`, expected one of `route`, `method`, `label` \
+             (in `http_services.routes[0].verb`)",
+        ),
         (
             &*with("/version", json!(1)),
             "expected a string (in `version`)",
