@@ -59,7 +59,6 @@ pub struct Manifest {
     /// [`Manifest::load`].
     pub name: String,
     /// Plugin version (strict SemVer 2).
-    #[serde(serialize_with = "serialize_display")]
     pub version: semver::Version,
     /// Free-form, human-readable description.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -199,17 +198,7 @@ impl fmt::Display for HttpMethod {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Requires {
     /// Host versions the plugin works with.
-    #[serde(serialize_with = "serialize_display")]
     pub host: semver::VersionReq,
-}
-
-/// Serializes a value as its `Display` string (as semver's own `serde`
-/// feature does), so this module does not depend on that feature.
-fn serialize_display<T: fmt::Display, S: serde::Serializer>(
-    value: &T,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(value)
 }
 
 // ---------------------------------------------------------------------------

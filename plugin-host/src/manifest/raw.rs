@@ -9,10 +9,16 @@ use super::{ManifestError, SourceMode};
 /// Where to read about the format, quoted in hints.
 const REFERENCE: &str = "see the plugin.json reference in README.md";
 
+/// `plugin.json` as read: the right shape, no rule checked yet.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a plugin.json object")]
 pub(super) struct RawManifest {
     pub(super) name: String,
+    // A string, not `semver::Version`, as is `RawRequires::host`: semver's own `Deserialize`
+    // fails with its parser's message alone ("unexpected character 'v' while parsing major
+    // version number"), as a syntax error without the value or the fix. Reading text here
+    // and parsing it in the validator keeps the `Invalid` error naming field, value, rule
+    // and fix. The model (`Manifest::version`, `Requires::host`) serializes through semver.
     pub(super) version: String,
     #[serde(default)]
     pub(super) description: Option<String>,
@@ -54,6 +60,7 @@ pub(super) struct RawRoute {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a `requires` object")]
 pub(super) struct RawRequires {
+    /// Parsed by the validator; see `RawManifest::version`.
     pub(super) host: String,
 }
 

@@ -614,6 +614,29 @@ fn invalid_messages_name_the_value_and_the_fix() {
         .to_string()
         .contains("GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"));
 
+    // Versions are read as text and parsed by the validator, so a loose one is refused
+    // with the field, the value as written, the rule and the fix.
+    for version in ["1", "v1.0.0", "01.0.0", "1.0.0 "] {
+        let err = parse(&with("/version", json!(version))).unwrap_err();
+        let shown = err.to_string();
+        assert!(matches!(err, ManifestError::Invalid { .. }), "{err:?}");
+        for needle in [
+            "invalid `version` value".to_string(),
+            format!("{version:?}"),
+            "not a strict SemVer 2 version".to_string(),
+            "three numbers without leading zeros".to_string(),
+        ] {
+            assert!(shown.contains(&needle), "{version:?}: {shown}");
+        }
+    }
+    let err = parse(&with("/requires/host", json!("~> 1.2"))).unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown
+            .contains("invalid `requires.host` value \"~> 1.2\": not a SemVer version requirement"),
+        "{shown}"
+    );
+
     let err = parse(&with("/name", json!("x".repeat(500)))).unwrap_err();
     let ManifestError::Invalid { value, .. } = &err else {
         panic!("{err:?}")
