@@ -780,51 +780,25 @@ fn http_method_spelling() {
     );
 }
 
-/// A unique folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "plugin-host-manifest-{tag}-{}-{nanos}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    /// Creates `<tmp>/<folder>/plugin.json` holding `text`; returns the folder.
-    fn plugin(&self, folder: &str, text: &str) -> PathBuf {
-        let dir = self.0.join(folder);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(MANIFEST_FILE), text).unwrap();
-        dir
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Creates `<tmp>/<folder>/plugin.json` holding `text`; returns the folder.
+fn plugin(tmp: &tempfile::TempDir, folder: &str, text: &str) -> PathBuf {
+    let dir = tmp.path().join(folder);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(MANIFEST_FILE), text).unwrap();
+    dir
 }
 
 #[test]
 fn load_reads_the_folder_and_checks_the_name() {
-    let tmp = TempDir::new("load");
+    let tmp = tempfile::tempdir().unwrap();
 
-    let dir = tmp.plugin("hello", VALID);
+    let dir = plugin(&tmp, "hello", VALID);
     let m = Manifest::load(&dir).unwrap();
     assert_eq!(m, parse(VALID).unwrap());
     // A trailing "/." still names the folder.
     assert_eq!(Manifest::load(&dir.join(".")).unwrap().name, "hello");
 
-    let dir = tmp.plugin("other", VALID);
+    let dir = plugin(&tmp, "other", VALID);
     let err = Manifest::load(&dir).unwrap_err();
     let file = dir.join(MANIFEST_FILE);
     match &err {
@@ -847,7 +821,7 @@ fn load_reads_the_folder_and_checks_the_name() {
     assert!(shown.contains(&file.display().to_string()), "{shown}");
     assert!(shown.contains("rename the folder"), "{shown}");
 
-    let dir = tmp.0.join("missing");
+    let dir = tmp.path().join("missing");
     std::fs::create_dir_all(&dir).unwrap();
     let err = Manifest::load(&dir).unwrap_err();
     let ManifestError::Read { file: f, source } = &err else {
@@ -862,14 +836,15 @@ fn load_reads_the_folder_and_checks_the_name() {
     assert!(shown.contains("create plugin.json"), "{shown}");
 
     // Errors from parsing carry the real path too.
-    let dir = tmp.plugin("broken", "{");
+    let dir = plugin(&tmp, "broken", "{");
     let err = Manifest::load(&dir).unwrap_err();
     assert!(matches!(err, ManifestError::Syntax { .. }), "{err:?}");
     assert!(err
         .to_string()
         .contains(&dir.join(MANIFEST_FILE).display().to_string()));
 
-    let dir = tmp.plugin(
+    let dir = plugin(
+        &tmp,
         "badver",
         &with("/name", json!("badver")).replace("0.1.0", "1"),
     );
