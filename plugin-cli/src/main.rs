@@ -13,7 +13,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 
-use plugin_host::{Context, Error, ErrorKind, PluginManager, PluginState, PluginSummary};
+use plugin_host::{
+    Context, Error, ErrorKind, PluginHandle, PluginManager, PluginState, PluginSummary,
+};
 
 /// Manage and call native plugins in a plugin directory.
 #[derive(Parser, Debug)]
@@ -166,7 +168,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Unload { name } => with_events(&manager, |m| {
             m.load_plugin(&name)?;
-            m.unload(&name)
+            m.unload(&name).map(drop)
         }),
         Command::Reload { name } => with_events(&manager, |m| {
             m.load_plugin(&name)?;
@@ -194,7 +196,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 ctx.set(key, &value)?;
             }
             manager.load_plugin(&name)?;
-            let result = manager.get(&name)?.execute(&ctx);
+            let handle = manager.get(&name)?;
+            let result = match timeout {
+                None => handle.execute(&ctx),
+                Some(timeout) => call_bounded(&handle, &ctx, timeout)?,
+            };
             let values: serde_json::Map<String, serde_json::Value> = ctx
                 .values()
                 .into_iter()
@@ -210,6 +216,42 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// How long a call may run past its deadline before plugctl gives up on it.
+const GRACE: Duration = Duration::from_secs(1);
+
+/// Runs the call on a thread of its own and waits for it until `timeout` plus [`GRACE`].
+///
+/// A plugin that ignores cancellation cannot be stopped in-process; plugctl then reports it
+/// and exits, which ends the call with the process.
+fn call_bounded(
+    handle: &PluginHandle,
+    ctx: &Context,
+    timeout: Duration,
+) -> Result<Result<(), Error>, Failure> {
+    let (done, finished) = std::sync::mpsc::channel();
+    let (handle, call_ctx) = (handle.clone(), ctx.clone());
+    std::thread::Builder::new()
+        .name(format!("call-{}", handle.name()))
+        .spawn(move || {
+            let _ = done.send(handle.execute(&call_ctx));
+        })
+        .map_err(|e| Failure {
+            cause: format!("cannot start a thread for the call: {e}"),
+            hint: "the system is out of threads or memory".to_owned(),
+        })?;
+    finished.recv_timeout(timeout + GRACE).map_err(|_| Failure {
+        cause: format!(
+            "the plugin did not stop: its call is still running {} after its {} deadline, \
+                 ignoring cancellation",
+            humantime::format_duration(GRACE),
+            humantime::format_duration(timeout),
+        ),
+        hint: "the plugin must check ctx.is_cancelled() or use ctx.wait_cancelled(); \
+                   plugctl exits, which ends the call"
+            .to_owned(),
+    })
 }
 
 /// Runs `action`, then prints the lifecycle events it caused, one JSON object per line.

@@ -40,12 +40,18 @@ fn transform(input: &Value) -> Value {
 fn one_kb_object() -> Value {
     let mut fields = Map::new();
     for i in 0..16 {
-        fields.insert(format!("name_{i:02}"), Value::from(format!("value number {i:02}")));
+        fields.insert(
+            format!("name_{i:02}"),
+            Value::from(format!("value number {i:02}")),
+        );
         fields.insert(format!("count_{i:02}"), Value::from(1000 + i));
     }
     let object = Value::Object(fields);
     let len = serde_json::to_string(&object).unwrap().len();
-    assert!((900..1200).contains(&len), "the input is {len} bytes of JSON");
+    assert!(
+        (900..1200).contains(&len),
+        "the input is {len} bytes of JSON"
+    );
     object
 }
 

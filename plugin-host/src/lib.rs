@@ -49,8 +49,8 @@ pub use context::Context;
 pub use error::Error;
 pub use load::sha256_file;
 pub use manager::{
-    Event, LoadOutcome, LoadReport, PluginHandle, PluginManager, PluginManagerBuilder, PluginState,
-    PluginStatus, PluginSummary, Upgraded,
+    Drain, Event, LoadOutcome, LoadReport, PluginHandle, PluginManager, PluginManagerBuilder,
+    PluginState, PluginStatus, PluginSummary, Upgraded,
 };
 pub use manifest::Manifest;
 pub use plugin_abi::{CancelReason, ErrorKind, Value};

@@ -284,3 +284,72 @@ fn watch_prints_events_as_folders_come_and_go() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Runs plugctl, killing it and failing the test if it has not exited within `bound`.
+fn plugctl_bounded(dir: &Path, args: &[&str], bound: std::time::Duration) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_plugctl"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("plugctl starts");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(bound) {
+        Ok(out) => out.expect("plugctl's output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("plugctl {args:?} did not exit within {bound:?}");
+        }
+    }
+}
+
+#[test]
+fn a_call_that_ignores_its_deadline_ends_plugctl_soon_after_it() {
+    let base = base_with(&["hostile"]);
+    let started = std::time::Instant::now();
+    let out = plugctl_bounded(
+        base.path(),
+        &["call", "hostile", "--label", "spin", "--timeout", "1s"],
+        std::time::Duration::from_secs(60),
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(took >= std::time::Duration::from_secs(1), "{took:?}");
+    let err = stderr(&out);
+    assert!(err.contains("error: the plugin did not stop"), "{err}");
+    assert!(err.contains("ignoring cancellation"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_plugin_that_crashes_takes_the_in_process_host_down_with_it() {
+    use std::os::unix::process::ExitStatusExt;
+    const SIGABRT: i32 = 6;
+    const SIGSEGV: i32 = 11;
+    let base = base_with(&["hostile"]);
+    let run = |label: &str| {
+        plugctl_bounded(
+            base.path(),
+            &["call", "hostile", "--label", label],
+            std::time::Duration::from_secs(60),
+        )
+    };
+    assert_eq!(run("abort").status.signal(), Some(SIGABRT));
+    assert_eq!(run("segfault").status.signal(), Some(SIGSEGV));
+    assert_eq!(run("exit").status.code(), Some(7));
+    let overflow = run("stack_overflow").status.signal();
+    assert!(
+        matches!(overflow, Some(SIGABRT | SIGSEGV)),
+        "stack overflow ended with {overflow:?}"
+    );
+    // A panic, by contrast, is contained: an error, and plugctl exits normally.
+    let panicked = run("panic");
+    assert_eq!(panicked.status.code(), Some(1));
+    assert!(stderr(&panicked).contains("panicked"), "{}", stderr(&panicked));
+}

@@ -49,6 +49,8 @@ pub(super) struct Slot {
     /// The publication number of `current` (see the module docs).
     publication: AtomicU64,
     pub(super) status: Mutex<SlotStatus>,
+    /// Serialises this plugin's lifecycle changes (load, upgrade, unload, enable, disable).
+    pub(super) lifecycle: Arc<Mutex<()>>,
     /// Libraries mapped for this plugin name since the manager started (never closed);
     /// shared with the manager, so the count survives an unload and a new load.
     pub(super) retained: Arc<AtomicUsize>,
@@ -60,6 +62,9 @@ pub(super) struct SlotStatus {
     /// until no call runs on it, which is what keeps it alive for those calls.
     pub(super) draining: Vec<Arc<LoadedVersion>>,
 }
+
+/// A slot's lifecycle lock, held.
+pub(super) type SlotGuard = parking_lot::ArcMutexGuard<parking_lot::RawMutex, ()>;
 
 /// The next publication number; see the module docs.
 static PUBLICATIONS: AtomicU64 = AtomicU64::new(1);
@@ -75,6 +80,7 @@ impl Slot {
             name: name.to_owned(),
             current: ArcSwapOption::empty(),
             publication: AtomicU64::new(next_publication()),
+            lifecycle: Arc::new(Mutex::new(())),
             status: Mutex::new(SlotStatus {
                 state: PluginState::Discovered,
                 draining: Vec::new(),
@@ -100,6 +106,12 @@ impl Slot {
         if let Some(old) = old {
             status.draining.push(old.clone());
         }
+    }
+
+    /// Whether the plugin was unloaded: the registry then treats the slot as absent (it
+    /// stays in the map only while an unload's stuck calls were still running).
+    pub(super) fn is_gone(&self) -> bool {
+        self.status.lock().state == PluginState::Unloaded && self.current.load().is_none()
     }
 
     /// Forgets the retired versions no call runs on any more.
@@ -153,11 +165,18 @@ impl Slot {
             .filter(|v| !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, v)))
             .map(|v| v.in_flight.total())
             .sum();
+        let stuck_calls = status
+            .draining
+            .iter()
+            .filter(|v| v.stuck.load(Ordering::Relaxed))
+            .map(|v| v.in_flight.total())
+            .sum();
         PluginStatus {
             name: self.name.clone(),
             state: status.state.clone(),
             active: current.as_deref().map(|v| PluginSummary::of(&v.loaded)),
             calls_in_flight: current.as_deref().map_or(0, |v| v.in_flight.total()) + draining,
+            stuck_calls,
             retained_libraries: self.retained.load(Ordering::Relaxed),
         }
     }

@@ -1,15 +1,49 @@
 //! Changing what runs: unload, reload, hot upgrade, enable, disable, and the watch hooks.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::handle::Slot;
 use super::install::{install_folder, FolderStamp};
-use super::status::{Event, PluginState, Upgraded};
+use super::status::{Drain, Event, PluginState, Upgraded};
 use super::version::{drain, remove_copy, run_on_unload, LoadedVersion};
-use super::PluginManager;
+use super::{Listeners, PluginManager};
 use crate::watch::{WatchOptions, WatchTarget, Watcher};
 use crate::Error;
+
+/// Waits on a thread of its own for the last call on a stuck version, then runs its
+/// `on_unload`, marks an unloaded plugin gone, and reports [`Event::Drained`].
+fn finish_when_drained(slot: Arc<Slot>, old: Arc<LoadedVersion>, listeners: Listeners) {
+    let name = slot.name.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("plugin-drain-{name}"))
+        .spawn(move || {
+            drain(&old, None);
+            let _lifecycle = slot.lifecycle.lock();
+            let result = run_on_unload(&slot.name, &old.loaded);
+            remove_copy(&old.loaded);
+            slot.prune_draining();
+            {
+                let mut status = slot.status.lock();
+                if status.state == PluginState::Unloading && slot.current.load().is_none() {
+                    status.state = PluginState::Unloaded;
+                }
+            }
+            listeners.emit(Event::Drained {
+                name: slot.name.clone(),
+                version: old.loaded.manifest.version.to_string(),
+                on_unload: result.err().map(|e| e.to_string()),
+            });
+        });
+    if let Err(err) = spawned {
+        // Without a thread, on_unload is skipped rather than run beside the stuck calls.
+        tracing::error!(
+            plugin = %name,
+            "cannot start a thread to wait for stuck calls ({err}); on_unload will not run"
+        );
+    }
+}
 
 impl PluginManager {
     /// Unloads the plugin `name`.
@@ -20,10 +54,8 @@ impl PluginManager {
     /// finish; then their contexts are cancelled and they are waited for (as long again).
     /// Then `on_unload` runs and the plugin leaves the registry. The library's code stays
     /// mapped: libraries are never closed (see the crate docs).
-    pub fn unload(&self, name: &str) -> Result<(), Error> {
-        let _write = self.write.lock();
-        let slot = self.plugins.load().get(name).cloned();
-        let Some(slot) = slot else {
+    pub fn unload(&self, name: &str) -> Result<Drain, Error> {
+        let Some((slot, _lifecycle)) = self.locked_slot(name, false) else {
             return Err(Error::NotFound {
                 plugin: name.to_owned(),
                 base_dir: self.base_dir.clone(),
@@ -32,22 +64,32 @@ impl PluginManager {
         // Refuse new calls first; the plugin stays listed as unloading while it drains.
         let old = slot.publish(None);
         slot.begin_retiring(old.as_ref(), PluginState::Unloading);
-        let result = match old {
+        let (drain, result) = match old {
             Some(old) => self.retire(&slot, old),
-            None => Ok(()),
+            None => (Drain::Clean, Ok(())),
         };
-        self.remove_slot(name);
-        slot.status.lock().state = PluginState::Unloaded;
+        if drain.is_clean() {
+            self.remove_slot(name, &slot);
+            slot.status.lock().state = PluginState::Unloaded;
+        }
+        // Otherwise the plugin stays listed as unloading, with its stuck calls, until the
+        // last of them returns.
         self.emit(Event::Unloaded {
             name: name.to_owned(),
         });
-        result
+        result.map(|()| drain)
     }
 
-    /// Drains a version that no longer receives calls, then runs its `on_unload`.
-    /// Call after [`Slot::begin_retiring`].
-    fn retire(&self, slot: &Slot, old: Arc<LoadedVersion>) -> Result<(), Error> {
-        if !drain(&old, self.drain_timeout) {
+    /// Drains a version that no longer receives calls, then runs its `on_unload`; call
+    /// after [`Slot::begin_retiring`].
+    ///
+    /// Calls get the drain timeout to return; then their contexts are cancelled and they get
+    /// as long again. Calls still running after that ignore cancellation: they are reported
+    /// (a [`Drain::Stuck`], an [`Event::Stuck`], the plugin's `stuck_calls`), and the
+    /// version's `on_unload` is deferred to a thread that waits for the last of them, so it
+    /// never runs while a call of that version still does.
+    fn retire(&self, slot: &Arc<Slot>, old: Arc<LoadedVersion>) -> (Drain, Result<(), Error>) {
+        if !drain(&old, Some(self.drain_timeout)) {
             tracing::warn!(
                 plugin = %slot.name,
                 in_flight = old.in_flight.total(),
@@ -55,18 +97,28 @@ impl PluginManager {
                 "calls still running after the drain timeout; cancelling them"
             );
             old.abort.abort();
-            if !drain(&old, self.drain_timeout) {
+            if !drain(&old, Some(self.drain_timeout)) {
+                let calls = old.in_flight.total();
+                old.stuck.store(true, Ordering::Relaxed);
                 tracing::error!(
                     plugin = %slot.name,
-                    in_flight = old.in_flight.total(),
-                    "calls ignored cancellation; running on_unload while they still run"
+                    version = %old.loaded.manifest.version,
+                    calls,
+                    "calls ignore cancellation; on_unload waits until they return"
                 );
+                self.emit(Event::Stuck {
+                    name: slot.name.clone(),
+                    version: old.loaded.manifest.version.to_string(),
+                    calls,
+                });
+                finish_when_drained(slot.clone(), old, self.listeners.clone());
+                return (Drain::Stuck { calls }, Ok(()));
             }
         }
         let result = run_on_unload(&slot.name, &old.loaded);
         remove_copy(&old.loaded);
         slot.prune_draining();
-        result
+        (Drain::Clean, result)
     }
 
     /// Reloads plugin `name` from its folder: a hot upgrade to whatever the folder holds now.
@@ -114,8 +166,7 @@ impl PluginManager {
         force: bool,
         install: bool,
     ) -> Result<Upgraded, Error> {
-        let _write = self.write.lock();
-        let slot = self.slot_or_insert(name);
+        let (slot, _lifecycle) = self.locked_slot(name, true).expect("inserted");
         if self.state_file.is_disabled(name) {
             return Err(Error::Disabled {
                 plugin: name.to_owned(),
@@ -163,16 +214,18 @@ impl PluginManager {
         // The swap: from here new calls run the new version.
         let previous = slot.publish(Some(new));
         slot.begin_retiring(previous.as_ref(), PluginState::Active);
+        let from = previous
+            .as_ref()
+            .map(|p| p.loaded.manifest.version.to_string());
+        let (drain, retired) = match previous {
+            Some(previous) => self.retire(&slot, previous),
+            None => (Drain::Clean, Ok(())),
+        };
         let upgraded = Upgraded {
             name: name.to_owned(),
-            from: previous
-                .as_ref()
-                .map(|p| p.loaded.manifest.version.to_string()),
+            from,
             to: to.to_string(),
-        };
-        let retired = match previous {
-            Some(previous) => self.retire(&slot, previous),
-            None => Ok(()),
+            drain,
         };
         match &upgraded.from {
             Some(from) => self.emit(Event::Upgraded {
@@ -200,12 +253,11 @@ impl PluginManager {
         self.state_file.set_disabled(name, true)?;
         if self.plugins.load().get(name).is_some() {
             match self.unload(name) {
-                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Ok(_) | Err(Error::NotFound { .. }) => {}
                 Err(err) => tracing::warn!(plugin = name, "{err}"),
             }
         }
-        let _write = self.write.lock();
-        let slot = self.slot_or_insert(name);
+        let (slot, _lifecycle) = self.locked_slot(name, true).expect("inserted");
         slot.status.lock().state = PluginState::Disabled;
         self.emit(Event::Disabled {
             name: name.to_owned(),
@@ -218,8 +270,7 @@ impl PluginManager {
         let dir = self.plugin_dir(name)?;
         self.state_file.set_disabled(name, false)?;
         {
-            let _write = self.write.lock();
-            let slot = self.slot_or_insert(name);
+            let (slot, _lifecycle) = self.locked_slot(name, true).expect("inserted");
             let mut status = slot.status.lock();
             if status.state == PluginState::Disabled {
                 status.state = PluginState::Discovered;

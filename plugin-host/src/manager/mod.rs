@@ -14,7 +14,7 @@ mod version;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
@@ -28,10 +28,10 @@ use crate::Error;
 
 use crate::cancel::AbortToken;
 pub use handle::PluginHandle;
-use handle::Slot;
+use handle::{Slot, SlotGuard};
 use install::{default_copy_parent, CopyDir, FolderStamp};
 pub use status::{
-    Event, LoadOutcome, LoadReport, PluginState, PluginStatus, PluginSummary, Upgraded,
+    Drain, Event, LoadOutcome, LoadReport, PluginState, PluginStatus, PluginSummary, Upgraded,
 };
 use version::{remove_copy, run_on_load, InFlight, LoadedVersion};
 
@@ -61,15 +61,34 @@ pub struct PluginManager {
     drain_timeout: Duration,
     /// Read on every `get`; replaced whole (copy on write) by writers.
     plugins: ArcSwap<HashMap<String, Arc<Slot>>>,
-    /// Serialises every change to the registry (load, upgrade, unload, enable, disable).
-    write: Mutex<()>,
-    listeners: RwLock<Vec<Listener>>,
+    /// Serialises changes to the map of slots (a name added or removed); held briefly.
+    /// Each plugin's lifecycle (load, upgrade, unload, enable, disable) is serialised by its
+    /// own slot's lock instead, so one plugin's drain never delays another plugin.
+    registry: Mutex<()>,
+    /// Shared with the threads that finish stuck versions, which report [`Event::Drained`].
+    listeners: Listeners,
     state_file: StateFile,
     /// Libraries mapped per plugin name (see [`PluginStatus::retained_libraries`]).
     retained: Mutex<HashMap<String, Arc<AtomicUsize>>>,
 }
 
 type Listener = Box<dyn Fn(&Event) + Send + Sync>;
+
+/// The lifecycle event listeners.
+#[derive(Clone, Default)]
+struct Listeners(Arc<RwLock<Vec<Listener>>>);
+
+impl Listeners {
+    fn emit(&self, event: Event) {
+        match &event {
+            Event::Failed { name, error } => tracing::warn!(plugin = %name, "{error}"),
+            other => tracing::info!(plugin = %other.plugin(), event = ?other, "plugin event"),
+        }
+        for listener in self.0.read().iter() {
+            listener(&event);
+        }
+    }
+}
 
 /// Configures a [`PluginManager`].
 #[derive(Debug, Clone)]
@@ -117,8 +136,8 @@ impl PluginManagerBuilder {
             },
             drain_timeout: self.drain_timeout,
             plugins: ArcSwap::from_pointee(HashMap::new()),
-            write: Mutex::new(()),
-            listeners: RwLock::new(Vec::new()),
+            registry: Mutex::new(()),
+            listeners: Listeners::default(),
             state_file,
             retained: Mutex::new(HashMap::new()),
         }
@@ -157,7 +176,7 @@ impl PluginManager {
     /// A listener must be quick and must not call back into the manager's loading methods
     /// (it runs while the manager holds its write lock).
     pub fn add_listener(&self, listener: impl Fn(&Event) + Send + Sync + 'static) {
-        self.listeners.write().push(Box::new(listener));
+        self.listeners.0.write().push(Box::new(listener));
     }
 
     /// A channel receiving every lifecycle event from now on.
@@ -170,13 +189,7 @@ impl PluginManager {
     }
 
     fn emit(&self, event: Event) {
-        match &event {
-            Event::Failed { name, error } => tracing::warn!(plugin = %name, "{error}"),
-            other => tracing::info!(plugin = %other.plugin(), event = ?other, "plugin event"),
-        }
-        for listener in self.listeners.read().iter() {
-            listener(&event);
-        }
+        self.listeners.emit(event);
     }
 
     /// Discovers every plugin folder and loads each one that is neither loaded nor disabled.
@@ -187,11 +200,8 @@ impl PluginManager {
         let mut report = LoadReport::default();
         let found = discover(&self.base_dir)?;
         // Record every folder first, so `list` shows the ones not reached yet as discovered.
-        {
-            let _write = self.write.lock();
-            for f in &found {
-                self.slot_or_insert(&f.name);
-            }
+        for f in &found {
+            self.slot_or_insert(&f.name);
         }
         for f in found {
             let result = match self.load_dir(&f.name, &f.dir) {
@@ -224,9 +234,10 @@ impl PluginManager {
         Ok(dir)
     }
 
-    /// The slot for `name`, inserted as discovered if new. Call with the write lock held.
+    /// The slot for `name`, inserted as discovered if new.
     fn slot_or_insert(&self, name: &str) -> Arc<Slot> {
-        if let Some(slot) = self.plugins.load().get(name) {
+        let _registry = self.registry.lock();
+        if let Some(slot) = self.plugins.load().get(name).filter(|s| !s.is_gone()) {
             return slot.clone();
         }
         let retained = self
@@ -242,15 +253,42 @@ impl PluginManager {
         slot
     }
 
-    fn remove_slot(&self, name: &str) {
-        let mut next = HashMap::clone(&self.plugins.load());
+    /// Removes `slot` from the registry, unless another slot has taken its name.
+    fn remove_slot(&self, name: &str, slot: &Arc<Slot>) {
+        let _registry = self.registry.lock();
+        let plugins = self.plugins.load();
+        if !plugins.get(name).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            return;
+        }
+        let mut next = HashMap::clone(&plugins);
         next.remove(name);
         self.plugins.store(Arc::new(next));
     }
 
+    /// The registry's slot for `name` (inserted if `insert` and new), with its lifecycle lock
+    /// held; `None` if there is none and `insert` is false.
+    fn locked_slot(&self, name: &str, insert: bool) -> Option<(Arc<Slot>, SlotGuard)> {
+        loop {
+            let slot = if insert {
+                self.slot_or_insert(name)
+            } else {
+                self.plugins.load().get(name).cloned()?
+            };
+            let guard = slot.lifecycle.lock_arc();
+            // An unload may have removed the slot while we waited for its lock.
+            if self
+                .plugins
+                .load()
+                .get(name)
+                .is_some_and(|s| Arc::ptr_eq(s, &slot))
+            {
+                return Some((slot, guard));
+            }
+        }
+    }
+
     fn load_dir(&self, name: &str, dir: &Path) -> Result<(), Error> {
-        let _write = self.write.lock();
-        let slot = self.slot_or_insert(name);
+        let (slot, _lifecycle) = self.locked_slot(name, true).expect("inserted");
         if slot.current.load().is_some() {
             return Err(Error::AlreadyLoaded {
                 plugin: name.to_owned(),
@@ -303,6 +341,7 @@ impl PluginManager {
             loaded,
             in_flight: InFlight::new(),
             abort: AbortToken::new(),
+            stuck: AtomicBool::new(false),
         });
         if let Err(err) = run_on_load(name, &version) {
             remove_copy(&version.loaded);
@@ -345,7 +384,7 @@ impl PluginManager {
     /// through them return [`Error::Unloaded`].
     pub fn get(&self, name: &str) -> Result<PluginHandle, Error> {
         let plugins = self.plugins.load();
-        let Some(slot) = plugins.get(name) else {
+        let Some(slot) = plugins.get(name).filter(|s| !s.is_gone()) else {
             return Err(Error::NotFound {
                 plugin: name.to_owned(),
                 base_dir: self.base_dir.clone(),
@@ -370,13 +409,18 @@ impl PluginManager {
         self.plugins
             .load()
             .get(name)
+            .filter(|slot| !slot.is_gone())
             .map(|slot| slot.status.lock().state.clone())
     }
 
     /// Every plugin the manager knows (discovered, active, disabled, failed), sorted by name.
     pub fn list(&self) -> Vec<PluginStatus> {
         let plugins = self.plugins.load();
-        let mut list: Vec<PluginStatus> = plugins.values().map(|slot| slot.status()).collect();
+        let mut list: Vec<PluginStatus> = plugins
+            .values()
+            .filter(|slot| !slot.is_gone())
+            .map(|slot| slot.status())
+            .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
     }

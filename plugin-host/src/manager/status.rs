@@ -41,6 +41,30 @@ impl PluginState {
     }
 }
 
+/// How the calls on a version that was unloaded or replaced ended.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "drain", rename_all = "snake_case")]
+pub enum Drain {
+    /// Every call returned (in time, or once its context was cancelled), and the old
+    /// version's `on_unload` ran.
+    Clean,
+    /// `calls` calls ignored cancellation and still run on the old code. They stay counted
+    /// in [`PluginStatus::stuck_calls`] (and `calls_in_flight`); the old version's
+    /// `on_unload` runs when the last of them returns.
+    Stuck {
+        /// How many calls still run.
+        calls: usize,
+    },
+}
+
+impl Drain {
+    /// Whether every call returned.
+    pub fn is_clean(&self) -> bool {
+        matches!(self, Drain::Clean)
+    }
+}
+
 /// Something that happened to a plugin, as seen by listeners
 /// ([`PluginManager::add_listener`](crate::PluginManager::add_listener), [`PluginManager::subscribe`](crate::PluginManager::subscribe)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -84,6 +108,25 @@ pub enum Event {
         /// The plugin.
         name: String,
     },
+    /// An unload or upgrade gave up waiting: calls on the old version ignored cancellation
+    /// and still run. Its `on_unload` runs when the last of them returns.
+    Stuck {
+        /// The plugin.
+        name: String,
+        /// The version the calls run on.
+        version: String,
+        /// How many calls still run.
+        calls: usize,
+    },
+    /// The last stuck call of a retired version returned, and its `on_unload` ran.
+    Drained {
+        /// The plugin.
+        name: String,
+        /// The retired version.
+        version: String,
+        /// The error of its `on_unload`, if it failed.
+        on_unload: Option<String>,
+    },
 }
 
 impl Event {
@@ -95,7 +138,9 @@ impl Event {
             | Event::Unloaded { name }
             | Event::Failed { name, .. }
             | Event::Enabled { name }
-            | Event::Disabled { name } => name,
+            | Event::Disabled { name }
+            | Event::Stuck { name, .. }
+            | Event::Drained { name, .. } => name,
         }
     }
 }
@@ -205,6 +250,9 @@ pub struct PluginStatus {
     pub active: Option<PluginSummary>,
     /// Calls running right now (on the active version and on versions still draining).
     pub calls_in_flight: usize,
+    /// Of those, the calls on versions whose drain gave up: they ignored cancellation and
+    /// hold the old code (see [`Drain::Stuck`]).
+    pub stuck_calls: usize,
     /// Libraries this plugin has mapped into the process since the manager started: they
     /// are never closed (see the crate docs).
     pub retained_libraries: usize,
@@ -219,4 +267,6 @@ pub struct Upgraded {
     pub from: Option<String>,
     /// The version now running.
     pub to: String,
+    /// How the calls on the version that was running ended.
+    pub drain: Drain,
 }

@@ -1,6 +1,6 @@
 //! One loaded version of a plugin: its library, its calls in flight, its drain and hooks.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -24,6 +24,8 @@ pub(crate) struct LoadedVersion {
     pub(super) in_flight: InFlight,
     /// Set when a drain times out: calls still running see their context cancelled.
     pub(crate) abort: AbortToken,
+    /// Set when its drain gave up: its remaining calls ignore cancellation.
+    pub(super) stuck: AtomicBool,
 }
 
 /// Calls in flight on one version, counted in per-thread stripes so that two threads
@@ -82,11 +84,13 @@ impl Drop for CallGuard<'_> {
     }
 }
 
-pub(super) fn drain(version: &LoadedVersion, timeout: Duration) -> bool {
-    let give_up = Instant::now() + timeout;
+/// Waits until no call runs on `version`; false if `timeout` passed first (no timeout:
+/// waits as long as it takes).
+pub(super) fn drain(version: &LoadedVersion, timeout: Option<Duration>) -> bool {
+    let give_up = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut pause = Duration::from_micros(20);
     while version.in_flight.total() != 0 {
-        if Instant::now() >= give_up {
+        if give_up.is_some_and(|g| Instant::now() >= g) {
             return false;
         }
         // A bounded back-off: drains are rare and short, and calls carry no per-call

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::util::next_event;
-use plugin_host::{Context, Error, ErrorKind, Event, PluginManager, PluginState};
+use plugin_host::{Context, Drain, Error, ErrorKind, Event, PluginManager, PluginState};
 use plugin_test_support::{fixtures, install_folder, versioned_variant};
 
 /// Calls `versioned` and returns the versions it saw at the start and the end of the call.
@@ -261,7 +261,7 @@ fn unload_waits_for_a_call_in_flight() {
             ..
         })
     ));
-    unloading.join().unwrap().unwrap();
+    assert_eq!(unloading.join().unwrap().unwrap(), Drain::Clean);
     // The unload returned only after the call finished all its steps.
     assert_eq!(ctx.get::<u64>("steps").unwrap(), Some(20));
     worker.join().unwrap().unwrap();
@@ -273,7 +273,7 @@ fn unload_cancels_a_call_that_outlives_the_drain_timeout() {
     let (_base, m) = slow_manager(Duration::from_millis(50));
     let (ctx, worker) = start_slow_call(&m, None);
     let handle = m.get("slow").unwrap();
-    m.unload("slow").unwrap();
+    assert_eq!(m.unload("slow").unwrap(), Drain::Clean);
     let err = worker.join().unwrap().unwrap_err();
     assert_eq!(err.plugin_error_kind(), Some(ErrorKind::Cancelled), "{err}");
     assert!(ctx.is_cancelled());

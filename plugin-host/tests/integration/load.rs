@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use plugin_host::{Context, Error, ErrorKind, PluginManager};
+use plugin_host::{Context, Drain, Error, ErrorKind, PluginManager};
 use plugin_test_support::fixtures;
 
 fn manager(base: &Path) -> PluginManager {
@@ -102,7 +102,7 @@ fn counter_keeps_state_and_on_load_resets_it() {
         h.execute(&ctx).unwrap();
         assert_eq!(ctx.get::<i64>("count").unwrap(), Some(expected));
     }
-    m.unload("counter").unwrap();
+    assert_eq!(m.unload("counter").unwrap(), Drain::Clean);
     assert!(matches!(
         h.execute(&Context::background()),
         Err(Error::Unloaded { .. })

@@ -1,6 +1,7 @@
 //! plugin-host's integration tests, through the public API only: one test binary, a module
 //! per area.
 
+mod hostile;
 mod lifecycle;
 mod load;
 mod util;

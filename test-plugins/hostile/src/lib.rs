@@ -1,0 +1,68 @@
+//! Test fixture: a plugin that misbehaves on purpose. The call's label picks how:
+//!
+//! - `hang`: ignores cancellation and runs until the host sets the value `release` to
+//!   `true` on the context (tests release it, so nothing outlives them);
+//! - `spin`: ignores cancellation and never returns (only for a child process);
+//! - `abort`, `segfault`, `exit` (status 7), `stack_overflow`, `panic`: what they say.
+//!
+//! It records `started` = `true` in the context as soon as a call begins, so a test can wait
+//! for the call to be running instead of sleeping. A `hang` call that is released records
+//! `unloaded_during_call`: whether this library's `on_unload` ran while the call still ran.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use plugin_sdk::{export_plugin, Context, PluginError};
+
+fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
+    ctx.set("started", &true)?;
+    let label = ctx.label().unwrap_or_default();
+    match label.as_str() {
+        "hang" => {
+            while ctx.get::<bool>("release")? != Some(true) {
+                // Not `wait_cancelled`: this plugin ignores cancellation on purpose.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            ctx.set("unloaded_during_call", &UNLOADED.load(Ordering::SeqCst))?;
+            Ok(())
+        }
+        "spin" => loop {
+            std::hint::spin_loop();
+            std::thread::yield_now();
+        },
+        "abort" => std::process::abort(),
+        "segfault" => {
+            let null = std::hint::black_box(std::ptr::null_mut::<u64>());
+            // SAFETY: not safe at all: this writes through a null pointer on purpose, to
+            // crash the process the way a buggy plugin would.
+            unsafe { null.write_volatile(1) };
+            Ok(())
+        }
+        "exit" => std::process::exit(7),
+        "stack_overflow" => {
+            recurse(std::hint::black_box(1));
+            Ok(())
+        }
+        "panic" => panic!("hostile plugin panics on purpose"),
+        other => Err(PluginError::invalid_input(format!(
+            "unknown label `{other}`: use hang, spin, abort, segfault, exit, stack_overflow or panic"
+        ))),
+    }
+}
+
+/// Recurses without end, with a frame the optimiser cannot remove.
+#[expect(unconditional_recursion, reason = "it overflows the stack on purpose")]
+fn recurse(n: u64) -> u64 {
+    let frame = std::hint::black_box([n; 64]);
+    recurse(frame[n as usize % 64] + 1) + frame[0]
+}
+
+/// Set by `on_unload`.
+static UNLOADED: AtomicBool = AtomicBool::new(false);
+
+fn on_unload() -> Result<(), PluginError> {
+    UNLOADED.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+export_plugin! { execute: execute, on_unload: on_unload }
