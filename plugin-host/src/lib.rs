@@ -42,6 +42,7 @@ mod error;
 mod load;
 mod manager;
 pub mod manifest;
+mod small_file;
 mod state_file;
 pub mod watch;
 

@@ -351,5 +351,41 @@ fn a_plugin_that_crashes_takes_the_in_process_host_down_with_it() {
     // A panic, by contrast, is contained: an error, and plugctl exits normally.
     let panicked = run("panic");
     assert_eq!(panicked.status.code(), Some(1));
-    assert!(stderr(&panicked).contains("panicked"), "{}", stderr(&panicked));
+    assert!(
+        stderr(&panicked).contains("panicked"),
+        "{}",
+        stderr(&panicked)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn list_returns_at_once_beside_fifos_and_devices() {
+    let base = base_with(&["hello"]);
+    for (name, kind) in [("a-fifo", "fifo"), ("zero", "zero"), ("z-fifo", "fifo")] {
+        let dir = base.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        let manifest = dir.join("plugin.json");
+        if kind == "fifo" {
+            assert!(Command::new("mkfifo")
+                .arg(&manifest)
+                .status()
+                .unwrap()
+                .success());
+        } else {
+            std::os::unix::fs::symlink("/dev/zero", &manifest).unwrap();
+        }
+    }
+    let out = plugctl_bounded(base.path(), &["list"], std::time::Duration::from_secs(10));
+    let text = stdout(&out);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+    };
+    assert!(line("hello").contains("active"), "{text}");
+    for name in ["a-fifo", "zero", "z-fifo"] {
+        assert!(line(name).contains("failed"), "{text}");
+    }
+    assert!(text.contains("FIFO"), "{text}");
 }

@@ -22,6 +22,32 @@ pub enum ManifestError {
         source: std::io::Error,
     },
 
+    /// `plugin.json` is not a regular file (a FIFO, a device, a directory...). The host
+    /// refuses it without reading it, so it can neither block nor flood the host.
+    #[error(
+        "{}: plugin.json is {kind}, not a regular file; replace it with a regular file",
+        file.display()
+    )]
+    NotAFile {
+        /// Path of the manifest file.
+        file: PathBuf,
+        /// What it is instead, e.g. "a FIFO (named pipe)".
+        kind: &'static str,
+    },
+
+    /// `plugin.json` is larger than [`MAX_MANIFEST_BYTES`](crate::manifest::MAX_MANIFEST_BYTES).
+    #[error(
+        "{}: plugin.json is larger than {cap} bytes, the most the host reads; a manifest \
+         is a few hundred bytes: check that this is the right file",
+        file.display()
+    )]
+    TooLarge {
+        /// Path of the manifest file.
+        file: PathBuf,
+        /// The cap, in bytes.
+        cap: u64,
+    },
+
     /// The text is not a JSON object of the expected shape: empty, not JSON,
     /// not an object, trailing characters, an unknown or duplicate field, a
     /// missing required field, or a value of the wrong type.
@@ -113,7 +139,9 @@ impl ManifestError {
             ManifestError::Syntax { field, .. } => field.as_deref(),
             ManifestError::NameMismatch { .. } => Some("name"),
             ManifestError::NotLocal { .. } => Some("source.mode"),
-            ManifestError::Read { .. } => None,
+            ManifestError::Read { .. }
+            | ManifestError::NotAFile { .. }
+            | ManifestError::TooLarge { .. } => None,
         }
     }
 
@@ -127,6 +155,8 @@ impl ManifestError {
     pub fn file(&self) -> &Path {
         match self {
             ManifestError::Read { file, .. }
+            | ManifestError::NotAFile { file, .. }
+            | ManifestError::TooLarge { file, .. }
             | ManifestError::Syntax { file, .. }
             | ManifestError::Invalid { file, .. }
             | ManifestError::NameMismatch { file, .. }

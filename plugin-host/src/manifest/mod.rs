@@ -41,8 +41,14 @@ use serde::{Deserialize, Serialize};
 pub use error::ManifestError;
 use validate::Validator;
 
+use crate::small_file::{read_capped, SmallFileError};
+
 /// File name of the manifest inside a plugin folder.
 pub const MANIFEST_FILE: &str = "plugin.json";
+
+/// The most bytes of `plugin.json` the host reads (256 KiB); a larger file is refused with
+/// [`ManifestError::TooLarge`].
+pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024;
 
 /// Maximum length, in characters, of a plugin name or an HTTP driver name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -241,9 +247,23 @@ impl Manifest {
     /// As [`Manifest::load`].
     pub fn load_as(plugin_dir: &Path, expected: &str) -> Result<Manifest, ManifestError> {
         let file = plugin_dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Read {
+        let bytes = read_capped(&file, MAX_MANIFEST_BYTES).map_err(|err| match err {
+            SmallFileError::Io(source) => ManifestError::Read {
+                file: file.clone(),
+                source,
+            },
+            SmallFileError::NotAFile { kind } => ManifestError::NotAFile {
+                file: file.clone(),
+                kind,
+            },
+            SmallFileError::TooLarge { cap } => ManifestError::TooLarge {
+                file: file.clone(),
+                cap,
+            },
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| ManifestError::Read {
             file: file.clone(),
-            source,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?;
         let manifest = Manifest::parse(&text, &file)?;
         if manifest.name != expected {

@@ -2,6 +2,7 @@
 //! per area.
 
 mod hostile;
+mod hostile_files;
 mod lifecycle;
 mod load;
 mod util;

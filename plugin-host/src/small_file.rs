@@ -1,0 +1,138 @@
+//! Reading the small files the host did not write (`plugin.json`, the state file): only a
+//! regular file is read, opening never blocks, and no more than a cap is read.
+//!
+//! Opening a FIFO for reading blocks until a writer comes, and `/dev/zero` never ends, so a
+//! plain `read_to_string` lets one hostile file hang or exhaust the host. Here the file is
+//! opened without blocking (`O_NONBLOCK` on Unix, which changes nothing for a regular file),
+//! its type is checked on the opened descriptor (so a file swapped after a check by path
+//! cannot slip through), and at most `cap` bytes are accepted.
+
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::path::Path;
+
+/// Why a small file was not read.
+#[derive(Debug)]
+pub(crate) enum SmallFileError {
+    /// Opening or reading failed.
+    Io(io::Error),
+    /// The path is not a regular file; `kind` says what it is ("a FIFO", "a directory", ...).
+    NotAFile { kind: &'static str },
+    /// The file is larger than `cap` bytes.
+    TooLarge { cap: u64 },
+}
+
+/// Reads the regular file at `path` (symlinks followed), refusing anything else, and
+/// anything longer than `cap` bytes.
+pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, SmallFileError> {
+    let mut options = File::options();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path).map_err(SmallFileError::Io)?;
+    let meta = file.metadata().map_err(SmallFileError::Io)?;
+    if !meta.is_file() {
+        return Err(SmallFileError::NotAFile {
+            kind: describe(&meta),
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len().min(cap) as usize);
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(SmallFileError::Io)?;
+    if bytes.len() as u64 > cap {
+        return Err(SmallFileError::TooLarge { cap });
+    }
+    Ok(bytes)
+}
+
+/// What kind of file `meta` describes, for an error message.
+pub(crate) fn describe(meta: &Metadata) -> &'static str {
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        return "a directory";
+    }
+    if kind.is_symlink() {
+        return "a symbolic link";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if kind.is_char_device() {
+            return "a character device";
+        }
+        if kind.is_block_device() {
+            return "a block device";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    if kind.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_file_up_to_the_cap_and_refuses_one_byte_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"12345").unwrap();
+        assert_eq!(read_capped(&path, 5).unwrap(), b"12345");
+        assert!(matches!(
+            read_capped(&path, 4),
+            Err(SmallFileError::TooLarge { cap: 4 })
+        ));
+    }
+
+    #[test]
+    fn refuses_a_directory_and_reports_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            read_capped(dir.path(), 10),
+            Err(SmallFileError::NotAFile {
+                kind: "a directory"
+            })
+        ));
+        assert!(matches!(
+            read_capped(&dir.path().join("missing"), 10),
+            Err(SmallFileError::Io(e)) if e.kind() == io::ErrorKind::NotFound
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_a_fifo_without_blocking_and_a_device_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        // Read on another thread, so a regression fails here instead of hanging.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(matches!(
+                read_capped(&fifo, 10),
+                Err(SmallFileError::NotAFile {
+                    kind: "a FIFO (named pipe)"
+                })
+            ));
+        });
+        let refused = rx.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(refused, Ok(true), "a FIFO must be refused at once");
+        assert!(matches!(
+            read_capped(Path::new("/dev/zero"), 10),
+            Err(SmallFileError::NotAFile {
+                kind: "a character device"
+            })
+        ));
+    }
+}
