@@ -175,13 +175,20 @@ pub mod __private {
         .leak_into_prefix()
     }
 
-    /// Calls a user function with a typed context, catching panics.
+    /// Calls a user function with a typed context, catching panics; a panic is also logged
+    /// through the context into the host's `tracing`.
     pub fn call_with_context(
         ctx: ContextRef<'_>,
         f: fn(&Context<'_>) -> Result<(), PluginError>,
     ) -> RResult<(), PluginError> {
         let ctx = Context::from_raw(ctx);
-        guard(|| f(&ctx))
+        let result = guard(|| f(&ctx));
+        if let RResult::RErr(err) = &result {
+            if err.kind == ErrorKind::Panicked {
+                ctx.error(err.message.as_str());
+            }
+        }
+        result
     }
 
     /// Calls a user function without a context, catching panics.
@@ -190,6 +197,8 @@ pub mod __private {
     }
 
     fn guard(f: impl FnOnce() -> Result<(), PluginError>) -> RResult<(), PluginError> {
+        panic_hook::install();
+        let _guarded = panic_hook::Guarded::enter();
         match catch_unwind(AssertUnwindSafe(f)) {
             Ok(result) => result.into(),
             Err(payload) => {
@@ -210,6 +219,65 @@ pub mod __private {
         } else {
             "a panic payload that is not a string".to_owned()
         };
-        format!("the plugin panicked: {detail}")
+        match panic_hook::take_location() {
+            Some(at) => format!("the plugin panicked at {at}: {detail}"),
+            None => format!("the plugin panicked: {detail}"),
+        }
+    }
+
+    /// The plugin's own panic hook. Each plugin library has its own copy of std, whose
+    /// default hook prints every panic (and, with `RUST_BACKTRACE`, a backtrace) to stderr,
+    /// behind the host's back. This hook, installed once per library, keeps quiet about
+    /// panics inside a guarded call (they become the returned error, with their location,
+    /// and a log record in the host) and hands every other panic (on a thread the plugin
+    /// started itself) to the hook it replaced.
+    mod panic_hook {
+        use std::cell::Cell;
+        use std::panic::PanicHookInfo;
+        use std::sync::Once;
+
+        thread_local! {
+            /// Guarded calls running on this thread (nested hooks are possible).
+            static DEPTH: Cell<usize> = const { Cell::new(0) };
+            /// Where the last guarded panic on this thread happened.
+            static LOCATION: Cell<Option<String>> = const { Cell::new(None) };
+        }
+
+        /// Installs the hook, once per library.
+        pub(super) fn install() {
+            static INSTALL: Once = Once::new();
+            INSTALL.call_once(|| {
+                let previous = std::panic::take_hook();
+                std::panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
+                    if DEPTH.try_with(Cell::get).unwrap_or(0) > 0 {
+                        let at = info.location().map(ToString::to_string);
+                        let _ = LOCATION.try_with(|l| l.set(at));
+                    } else {
+                        previous(info);
+                    }
+                }));
+            });
+        }
+
+        /// The location of the last guarded panic on this thread, taken.
+        pub(super) fn take_location() -> Option<String> {
+            LOCATION.try_with(Cell::take).ok().flatten()
+        }
+
+        /// Marks this thread as inside a guarded call for as long as it lives.
+        pub(super) struct Guarded(());
+
+        impl Guarded {
+            pub(super) fn enter() -> Self {
+                let _ = DEPTH.try_with(|d| d.set(d.get() + 1));
+                Guarded(())
+            }
+        }
+
+        impl Drop for Guarded {
+            fn drop(&mut self) {
+                let _ = DEPTH.try_with(|d| d.set(d.get().saturating_sub(1)));
+            }
+        }
     }
 }

@@ -389,3 +389,31 @@ fn list_returns_at_once_beside_fifos_and_devices() {
     }
     assert!(text.contains("FIFO"), "{text}");
 }
+
+#[test]
+fn a_plugin_panic_reaches_the_host_log_and_error_not_raw_stderr() {
+    let base = base_with(&["panic-execute"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_plugctl"))
+        .arg("--dir")
+        .arg(base.path())
+        .args(["call", "panic-execute"])
+        .env_remove("RUST_LOG")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("plugctl runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    // Nothing from the plugin's own std: no default panic message, no backtrace.
+    assert!(!err.contains("thread '"), "{err}");
+    assert!(!err.contains("stack backtrace"), "{err}");
+    // The message and its location are in the returned error, and in the host's log.
+    let location = "panicked at test-plugins/panic-execute/src/lib.rs:";
+    let error_line = err.lines().find(|l| l.starts_with("error: ")).unwrap();
+    assert!(error_line.contains(location), "{err}");
+    let logged = err
+        .lines()
+        .find(|l| l.contains("ERROR") && l.contains("plugins"))
+        .unwrap_or_else(|| panic!("no log record of the panic in: {err}"));
+    assert!(logged.contains(location), "{logged}");
+    assert!(logged.contains("panic-execute"), "{logged}");
+}
