@@ -360,6 +360,41 @@ mod tests {
     }
 
     #[test]
+    fn a_live_context_is_not_cancelled_and_keeps_its_deadline() {
+        let ctx = Context::background();
+        assert!(!ctx.is_cancelled());
+        assert_eq!(ctx.deadline(), None);
+        let before = Instant::now();
+        let timed = Context::with_timeout(Duration::from_secs(60));
+        assert!(!timed.is_cancelled());
+        let deadline = timed.deadline().expect("a deadline");
+        assert!(deadline >= before + Duration::from_secs(60));
+        assert!(deadline <= Instant::now() + Duration::from_secs(60));
+        timed.cancel();
+        assert!(timed.is_cancelled());
+    }
+
+    #[test]
+    fn raw_values_can_be_read_listed_and_removed() {
+        let ctx = Context::background();
+        ctx.set_value("b", Value::Int(2));
+        ctx.set_value("a", Value::Bool(true));
+        assert_eq!(ctx.get_value("b"), Some(Value::Int(2)));
+        assert_eq!(ctx.get_value("missing"), None);
+        assert_eq!(ctx.keys(), ["a", "b"]);
+        assert_eq!(
+            ctx.values(),
+            [
+                ("a".to_owned(), Value::Bool(true)),
+                ("b".to_owned(), Value::Int(2))
+            ]
+        );
+        assert_eq!(ctx.remove("b"), Some(Value::Int(2)));
+        assert_eq!(ctx.remove("b"), None);
+        assert_eq!(ctx.keys(), ["a"]);
+    }
+
+    #[test]
     fn typed_values_round_trip() {
         #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
         struct Hello {

@@ -5,7 +5,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use plugin_host::{Context, Drain, Event, PluginManager, PluginState};
+use plugin_host::{Context, Drain, ErrorKind, Event, PluginManager, PluginState};
 use plugin_test_support::fixtures;
 
 use crate::util::{next_event, EVENT_TIMEOUT};
@@ -147,4 +147,20 @@ fn one_plugins_drain_does_not_delay_another_plugins_lifecycle() {
     ctx.set("release", &true).unwrap();
     call.join().unwrap().unwrap();
     assert_eq!(unloading.join().unwrap().unwrap(), Drain::Clean);
+}
+
+#[test]
+fn a_drain_that_times_out_cancels_a_call_that_only_polls_is_cancelled() {
+    let (_base, m) = manager_with(&["hostile"], Duration::from_millis(50));
+    let ctx = Context::background().with_label("poll");
+    let call = {
+        let (h, ctx) = (m.get("hostile").unwrap(), ctx.clone());
+        std::thread::spawn(move || h.execute(&ctx))
+    };
+    wait_for(|| ctx.get::<bool>("started").unwrap() == Some(true));
+    // The caller's context is never cancelled: only the drain's abort can stop the call.
+    assert_eq!(m.unload("hostile").unwrap(), Drain::Clean);
+    let err = call.join().unwrap().unwrap_err();
+    assert_eq!(err.plugin_error_kind(), Some(ErrorKind::Cancelled), "{err}");
+    assert!(!ctx.is_cancelled());
 }

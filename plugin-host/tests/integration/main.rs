@@ -5,5 +5,6 @@ mod hostile;
 mod hostile_files;
 mod lifecycle;
 mod load;
+mod logging;
 mod util;
 mod watch;

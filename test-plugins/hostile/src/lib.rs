@@ -3,6 +3,8 @@
 //! - `hang`: ignores cancellation and runs until the host sets the value `release` to
 //!   `true` on the context (tests release it, so nothing outlives them);
 //! - `spin`: ignores cancellation and never returns (only for a child process);
+//! - `poll`: runs until `ctx.is_cancelled()` turns true (it never waits, so only the
+//!   cancellation state it polls can stop it), then returns a `cancelled` error;
 //! - `abort`, `segfault`, `exit` (status 7), `stack_overflow`, `panic`: what they say.
 //!
 //! It records `started` = `true` in the context as soon as a call begins, so a test can wait
@@ -25,6 +27,12 @@ fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
             }
             ctx.set("unloaded_during_call", &UNLOADED.load(Ordering::SeqCst))?;
             Ok(())
+        }
+        "poll" => {
+            while !ctx.is_cancelled() {
+                std::thread::yield_now();
+            }
+            ctx.check_cancelled()
         }
         "spin" => loop {
             std::hint::spin_loop();
