@@ -3,5 +3,6 @@
 
 mod lifecycle;
 mod load;
+mod state_file;
 mod util;
 mod watch;
