@@ -1,8 +1,14 @@
-//! Tests of the state file: persistence, the corrupt-file policy and the size cap. A FIFO or
-//! a device as the state file is tested through the public API, in a child process, in
-//! `tests/integration/state_file.rs`.
+//! Tests of the state file: persistence, the corrupt-file policy, the size cap, the lock and
+//! the replacement. A FIFO or a device as the state file is tested through the public API,
+//! in a child process, in `tests/integration/state_file.rs`.
+
+use std::sync::mpsc;
+use std::time::Duration;
 
 use super::*;
+
+/// The longest a test waits for the writers it started.
+const WRITERS_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[test]
 fn persists_and_survives_a_new_instance() {
@@ -69,4 +75,75 @@ fn a_directory_in_place_of_the_file_is_refused_by_name() {
         "{err}"
     );
     assert!(base.path().join(STATE_FILE).is_dir());
+}
+
+#[test]
+fn concurrent_writers_lose_no_update() {
+    const WRITERS: usize = 16;
+    let base = tempfile::tempdir().unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(WRITERS));
+    let (tx, rx) = mpsc::channel();
+    for i in 0..WRITERS {
+        let (base, barrier, tx) = (base.path().to_owned(), barrier.clone(), tx.clone());
+        std::thread::spawn(move || {
+            // An instance each, as separate processes would have: only the lock file
+            // serialises them.
+            let file = StateFile::new(&base);
+            barrier.wait();
+            let _ = tx.send(file.set_disabled(&format!("p{i}"), true));
+        });
+    }
+    for _ in 0..WRITERS {
+        rx.recv_timeout(WRITERS_TIMEOUT)
+            .expect("every writer finishes in time")
+            .unwrap();
+    }
+    let file = StateFile::new(base.path());
+    let missing: Vec<_> = (0..WRITERS)
+        .map(|i| format!("p{i}"))
+        .filter(|name| !file.is_disabled(name))
+        .collect();
+    assert!(missing.is_empty(), "lost updates: {missing:?}");
+    // Nothing is left behind but the state file and its lock file.
+    let mut names: Vec<_> = std::fs::read_dir(base.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [STATE_FILE, LOCK_FILE]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_planted_as_the_lock_file_is_not_followed() {
+    let base = tempfile::tempdir().unwrap();
+    let victim = base.path().join("victim");
+    std::os::unix::fs::symlink(&victim, base.path().join(LOCK_FILE)).unwrap();
+    let file = StateFile::new(base.path());
+    let err = file.set_disabled("hello", true).unwrap_err();
+    assert!(
+        matches!(err, Error::StateFile { action: "lock", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert!(!victim.exists(), "the link's target was not created");
+    assert!(!base.path().join(STATE_FILE).exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn the_written_file_has_the_permissions_of_an_ordinary_write() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let base = tempfile::tempdir().unwrap();
+    StateFile::new(base.path())
+        .set_disabled("hello", true)
+        .unwrap();
+    let ordinary = base.path().join("ordinary");
+    std::fs::write(&ordinary, "").unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode(&base.path().join(STATE_FILE)),
+        mode(&ordinary),
+        "readable by whom the umask allows, not only the writing user"
+    );
 }
