@@ -299,7 +299,7 @@ pub enum Error {
         path.display()
     )]
     StateFile {
-        /// "read" or "write".
+        /// "read", "write", or "lock" (then `path` is the lock file beside the state file).
         action: &'static str,
         /// The state file.
         path: PathBuf,

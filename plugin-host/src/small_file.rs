@@ -11,6 +11,23 @@ use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::path::Path;
 
+impl SmallFileError {
+    /// The error as an `io::Error` saying what is wrong with the file.
+    pub(crate) fn into_io(self) -> io::Error {
+        match self {
+            SmallFileError::Io(e) => e,
+            SmallFileError::NotAFile { kind } => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("it is {kind}, not a regular file"),
+            ),
+            SmallFileError::TooLarge { cap } => io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("it is larger than {cap} bytes, the most the host reads of it"),
+            ),
+        }
+    }
+}
+
 /// Why a small file was not read.
 #[derive(Debug)]
 pub(crate) enum SmallFileError {
@@ -25,6 +42,14 @@ pub(crate) enum SmallFileError {
 /// Reads the regular file at `path` (symlinks followed), refusing anything else, and
 /// anything longer than `cap` bytes.
 pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, SmallFileError> {
+    // Look before opening: opening a device may have effects of its own.
+    let by_path = std::fs::metadata(path).map_err(SmallFileError::Io)?;
+    if !by_path.is_file() {
+        return Err(SmallFileError::NotAFile {
+            kind: describe(&by_path),
+        });
+    }
+    // Should a FIFO have replaced the file since, opening it does not wait for a writer.
     let mut options = File::options();
     options.read(true);
     #[cfg(unix)]

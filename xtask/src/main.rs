@@ -10,7 +10,7 @@
 mod tidy;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _, Result};
 use plugin_test_support::{build, install, plugin_crates, workspace_root};
@@ -70,8 +70,7 @@ fn run(args: Vec<String>) -> Result<()> {
 /// Builds the samples and lays them out under `out`; returns their names.
 fn build_samples(release: bool, out: &Path) -> Result<Vec<String>> {
     let samples = plugin_crates("sample-plugins").context("cannot list sample-plugins/")?;
-    let lib_dir =
-        build(&samples, release, &workspace_root().join("target")).map_err(anyhow::Error::msg)?;
+    let lib_dir = build(&samples, release, &target_dir()?).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut names = Vec::new();
     for sample in &samples {
@@ -86,6 +85,50 @@ fn build_samples(release: bool, out: &Path) -> Result<Vec<String>> {
         names.push(sample.name.clone());
     }
     Ok(names)
+}
+
+/// The workspace's target directory, as Cargo resolves it (`CARGO_TARGET_DIR`,
+/// `build.target-dir`, or `target/`).
+fn target_dir() -> Result<PathBuf> {
+    let output = cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo metadata")?;
+    if !output.status.success() {
+        bail!("cargo metadata failed: {}", output.status);
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("cargo metadata printed no JSON")?;
+    metadata["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata gave no `target_directory`")
+}
+
+/// Builds plugctl and returns its path as Cargo reports it, wherever the target directory is
+/// and whatever the platform names executables.
+fn build_plugctl() -> Result<PathBuf> {
+    let output = cargo()
+        .args(["build", "--quiet", "-p", "plugin-cli", "--bin", "plugctl"])
+        .arg("--message-format=json")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo build")?;
+    if !output.status.success() {
+        bail!("building plugctl failed: {}", output.status);
+    }
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] == "compiler-artifact" && message["target"]["name"] == "plugctl" {
+            if let Some(exe) = message["executable"].as_str() {
+                return Ok(exe.into());
+            }
+        }
+    }
+    bail!("cargo built plugin-cli but reported no `plugctl` executable")
 }
 
 fn cargo() -> Command {
@@ -108,11 +151,7 @@ fn check(cmd: &mut Command) -> Result<()> {
 fn demo() -> Result<()> {
     let out = workspace_root().join("plugins");
     let samples = build_samples(false, &out)?;
-    check(cargo().args(["build", "--quiet", "-p", "plugin-cli"]))?;
-    let plugctl = workspace_root()
-        .join("target")
-        .join("debug")
-        .join(format!("plugctl{}", std::env::consts::EXE_SUFFIX));
+    let plugctl = build_plugctl()?;
 
     println!("\n$ plugctl --dir {} list", out.display());
     check(Command::new(&plugctl).arg("--dir").arg(&out).arg("list"))?;

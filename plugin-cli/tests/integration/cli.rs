@@ -417,3 +417,72 @@ fn a_plugin_panic_reaches_the_host_log_and_error_not_raw_stderr() {
     assert!(logged.contains(location), "{logged}");
     assert!(logged.contains("panic-execute"), "{logged}");
 }
+
+#[test]
+fn concurrent_disables_from_many_processes_all_persist() {
+    const PROCESSES: usize = 30;
+    let base = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..PROCESSES).map(|i| format!("p{i:02}")).collect();
+    // `disable` only needs the plugin folder to exist; it loads nothing.
+    for name in &names {
+        std::fs::create_dir(base.path().join(name)).unwrap();
+    }
+    let mut children: Vec<_> = names
+        .iter()
+        .map(|name| {
+            Command::new(env!("CARGO_BIN_EXE_plugctl"))
+                .arg("--dir")
+                .arg(base.path())
+                .args(["disable", name])
+                .env_remove("RUST_LOG")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("plugctl starts")
+        })
+        .collect();
+    // Each child's pipes reach end of file when it exits: that is what is waited for.
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (i, child) in children.iter_mut().enumerate() {
+        use std::io::Read as _;
+        let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = out.read_to_string(&mut text);
+            let _ = err.read_to_string(&mut text);
+            let _ = tx.send((i, text));
+        });
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut outputs = vec![None; PROCESSES];
+    for _ in 0..PROCESSES {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((i, text)) => outputs[i] = Some(text),
+            Err(_) => {
+                for child in &mut children {
+                    let _ = child.kill();
+                }
+                break;
+            }
+        }
+    }
+    for (i, child) in children.iter_mut().enumerate() {
+        let status = child.wait().unwrap();
+        let output = outputs[i]
+            .as_deref()
+            .unwrap_or_else(|| panic!("`plugctl disable {}` did not finish in time", names[i]));
+        assert!(status.success(), "disable {}: {status}\n{output}", names[i]);
+    }
+    let text = std::fs::read_to_string(base.path().join(plugin_host::STATE_FILE)).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let disabled: Vec<&str> = state["disabled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(disabled, names, "every disable persisted");
+}

@@ -6,5 +6,6 @@ mod hostile_files;
 mod lifecycle;
 mod load;
 mod logging;
+mod state_file;
 mod util;
 mod watch;
