@@ -38,6 +38,7 @@
 mod context;
 pub mod discover;
 mod error;
+mod library;
 mod load;
 pub mod manifest;
 mod registry;
@@ -46,7 +47,7 @@ pub mod watch;
 
 pub use context::Context;
 pub use error::Error;
-pub use load::sha256_file;
+pub use library::sha256_file;
 pub use manifest::Manifest;
 pub use plugin_abi::{CancelReason, ErrorKind, Value};
 pub use registry::{

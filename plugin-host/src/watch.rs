@@ -74,8 +74,8 @@
 //! lost events, every folder is looked at again.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::{File, Metadata};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::fs::Metadata;
+use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,7 +88,10 @@ use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{PollWatcher, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, DebouncedEvent, Debouncer, RecommendedCache};
 
+use crate::library::{library_status, FileStamp, Status};
 use crate::manifest::{Manifest, MANIFEST_FILE};
+
+pub use crate::library::library_complete;
 
 /// What the watcher drives. `PluginManager` implements it.
 ///
@@ -463,34 +466,6 @@ impl Drop for Watcher {
     }
 }
 
-/// The state of one file, as far as "did it change" is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileStamp {
-    len: u64,
-    modified: Option<SystemTime>,
-    #[cfg(unix)]
-    unix: (u64, u64, u32, i64, i64),
-}
-
-impl FileStamp {
-    fn of(meta: &Metadata) -> FileStamp {
-        #[cfg(unix)]
-        use std::os::unix::fs::MetadataExt;
-        FileStamp {
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            #[cfg(unix)]
-            unix: (
-                meta.dev(),
-                meta.ino(),
-                meta.mode(),
-                meta.ctime(),
-                meta.ctime_nsec(),
-            ),
-        }
-    }
-}
-
 /// The state of a plugin folder's files when the watcher acted on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
@@ -771,7 +746,7 @@ impl<T: WatchTarget> Worker<T> {
         if let Some(left) = unsettled_for(&manifest_meta, self.settle) {
             return waiting(format!("{MANIFEST_FILE} was modified just now"), Some(left));
         }
-        let manifest = Some(FileStamp::of(&manifest_meta));
+        let manifest = Some(FileStamp::from_metadata(&manifest_meta));
         let broken = |manifest| {
             Readiness::Ready(Stamp {
                 manifest,
@@ -805,7 +780,7 @@ impl<T: WatchTarget> Worker<T> {
                     library: library
                         .symlink_metadata()
                         .ok()
-                        .map(|link| (library.clone(), FileStamp::of(&link))),
+                        .map(|link| (library.clone(), FileStamp::from_metadata(&link))),
                 })
             }
         };
@@ -815,7 +790,7 @@ impl<T: WatchTarget> Worker<T> {
                 Some(left),
             );
         }
-        let library_stamp = FileStamp::of(&library_meta);
+        let library_stamp = FileStamp::from_metadata(&library_meta);
         match library_status(library) {
             Ok(Status::Complete) => Readiness::Ready(Stamp {
                 manifest,
@@ -874,620 +849,19 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(no message)")
 }
 
-// ---------------------------------------------------------------------------
-// Library completeness
-// ---------------------------------------------------------------------------
-
-/// Whether the library at `path` is complete, judged from its own headers: the file is at
-/// least as long as every byte range its ELF, Mach-O (thin or fat) or PE headers declare.
-///
-/// A file too short to hold its own headers (including an empty file, or one shorter than
-/// 4 bytes) is incomplete. A file of at least 4 bytes that starts with no known magic, or
-/// whose headers are malformed beyond judging, counts as complete: the loader rejects it
-/// with a clear error. See the [module documentation](self) for the exact rule. Never
-/// panics, whatever the file holds.
-///
-/// # Errors
-///
-/// The I/O error from opening or reading the file.
-pub fn library_complete(path: &Path) -> io::Result<bool> {
-    library_status(path).map(|status| status == Status::Complete)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Complete,
-    Incomplete { len: u64, needed: u64 },
-}
-
-fn library_status(path: &Path) -> io::Result<Status> {
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
-    status_of(&mut file, len)
-}
-
-fn status_of<R: Read + Seek>(source: &mut R, len: u64) -> io::Result<Status> {
-    match required_len(&mut Bytes { source, len }) {
-        Ok(needed) if len < needed => Ok(Status::Incomplete { len, needed }),
-        Ok(_) | Err(Stop::Malformed) => Ok(Status::Complete),
-        // Also when the file shrank while being read (`needed` may then be <= `len`).
-        Err(Stop::Short(needed)) => Ok(Status::Incomplete { len, needed }),
-        Err(Stop::Io(err)) => Err(err),
-    }
-}
-
-/// Why parsing stopped early.
-enum Stop {
-    /// The file must hold at least this many bytes for parsing to go on.
-    Short(u64),
-    /// The headers make no sense (an overflowing offset, an unknown class): not judged.
-    Malformed,
-    Io(io::Error),
-}
-
-type Parse<T> = Result<T, Stop>;
-
-/// Largest header table read whole; larger ones only count by their end.
-const MAX_TABLE: u64 = 16 << 20;
-
-/// Random access to the first `len` bytes of a file.
-struct Bytes<'a, R> {
-    source: &'a mut R,
-    len: u64,
-}
-
-impl<R: Read + Seek> Bytes<'_, R> {
-    /// The `n` bytes at `offset`, or `Short` if the file ends before them.
-    fn read(&mut self, offset: u64, n: u64) -> Parse<Vec<u8>> {
-        let end = add(offset, n)?;
-        if end > self.len {
-            return Err(Stop::Short(end));
-        }
-        let mut buf = vec![0; usize::try_from(n).map_err(|_| Stop::Malformed)?];
-        self.source
-            .seek(SeekFrom::Start(offset))
-            .map_err(Stop::Io)?;
-        match self.source.read_exact(&mut buf) {
-            Ok(()) => Ok(buf),
-            // The file shrank since its length was read: being rewritten.
-            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => Err(Stop::Short(end)),
-            Err(err) => Err(Stop::Io(err)),
-        }
-    }
-
-    /// Requires the table at `offset` of `count` entries of `size` bytes; returns it, unless
-    /// it is larger than [`MAX_TABLE`] (then only its presence is checked).
-    fn table(&mut self, offset: u64, count: u64, size: u64) -> Parse<(u64, Option<Vec<u8>>)> {
-        let bytes = mul(count, size)?;
-        let end = add(offset, bytes)?;
-        if end > self.len {
-            return Err(Stop::Short(end));
-        }
-        if bytes > MAX_TABLE {
-            return Ok((end, None));
-        }
-        Ok((end, Some(self.read(offset, bytes)?)))
-    }
-}
-
-fn add(a: u64, b: u64) -> Parse<u64> {
-    a.checked_add(b).ok_or(Stop::Malformed)
-}
-
-fn mul(a: u64, b: u64) -> Parse<u64> {
-    a.checked_mul(b).ok_or(Stop::Malformed)
-}
-
-/// Reads integers of one byte order out of a header buffer.
-#[derive(Clone, Copy)]
-struct Endian {
-    big: bool,
-}
-
-impl Endian {
-    fn field<const N: usize>(self, buf: &[u8], at: usize) -> Parse<[u8; N]> {
-        let bytes: [u8; N] = buf
-            .get(at..at.checked_add(N).ok_or(Stop::Malformed)?)
-            .and_then(|slice| slice.try_into().ok())
-            .ok_or(Stop::Malformed)?;
-        Ok(bytes)
-    }
-
-    fn u16(self, buf: &[u8], at: usize) -> Parse<u64> {
-        let b = self.field::<2>(buf, at)?;
-        Ok(u64::from(if self.big {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        }))
-    }
-
-    fn u32(self, buf: &[u8], at: usize) -> Parse<u64> {
-        let b = self.field::<4>(buf, at)?;
-        Ok(u64::from(if self.big {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        }))
-    }
-
-    fn u64(self, buf: &[u8], at: usize) -> Parse<u64> {
-        let b = self.field::<8>(buf, at)?;
-        Ok(if self.big {
-            u64::from_be_bytes(b)
-        } else {
-            u64::from_le_bytes(b)
-        })
-    }
-
-    /// A 32-bit field for 32-bit formats, a 64-bit one otherwise.
-    fn word(self, wide: bool, buf: &[u8], at: usize) -> Parse<u64> {
-        if wide {
-            self.u64(buf, at)
-        } else {
-            self.u32(buf, at)
-        }
-    }
-}
-
-const LE: Endian = Endian { big: false };
-const BE: Endian = Endian { big: true };
-
-/// The length the file's headers declare.
-fn required_len<R: Read + Seek>(bytes: &mut Bytes<'_, R>) -> Parse<u64> {
-    let magic = bytes.read(0, 4)?;
-    match magic[..] {
-        [0x7f, b'E', b'L', b'F'] => elf(bytes),
-        [0xcf, 0xfa, 0xed, 0xfe] => mach_o(bytes, LE, true),
-        [0xfe, 0xed, 0xfa, 0xcf] => mach_o(bytes, BE, true),
-        [0xce, 0xfa, 0xed, 0xfe] => mach_o(bytes, LE, false),
-        [0xfe, 0xed, 0xfa, 0xce] => mach_o(bytes, BE, false),
-        [0xca, 0xfe, 0xba, 0xbe] => fat(bytes, false),
-        [0xca, 0xfe, 0xba, 0xbf] => fat(bytes, true),
-        [b'M', b'Z', ..] => pe(bytes),
-        _ => Err(Stop::Malformed),
-    }
-}
-
-fn elf<R: Read + Seek>(bytes: &mut Bytes<'_, R>) -> Parse<u64> {
-    let ident = bytes.read(0, 16)?;
-    let wide = match ident[4] {
-        1 => false,
-        2 => true,
-        _ => return Err(Stop::Malformed),
-    };
-    let e = match ident[5] {
-        1 => LE,
-        2 => BE,
-        _ => return Err(Stop::Malformed),
-    };
-    // Sizes of the file header, a program header and a section header.
-    let (header_len, ph_len, sh_len) = if wide { (64, 56, 64) } else { (52, 32, 40) };
-    let h = bytes.read(0, header_len)?;
-    let (phoff, shoff, fields) = if wide {
-        (e.u64(&h, 0x20)?, e.u64(&h, 0x28)?, 0x36)
-    } else {
-        (e.u32(&h, 0x1c)?, e.u32(&h, 0x20)?, 0x2a)
-    };
-    let phentsize = e.u16(&h, fields)?;
-    let mut phnum = e.u16(&h, fields + 2)?;
-    let shentsize = e.u16(&h, fields + 4)?;
-    let mut shnum = e.u16(&h, fields + 6)?;
-    let mut end = header_len;
-
-    // Extended numbering: counts too large for the header live in section header 0.
-    const PN_XNUM: u64 = 0xffff;
-    if shoff != 0 && (shnum == 0 || phnum == PN_XNUM) {
-        if shentsize < sh_len {
-            return Err(Stop::Malformed);
-        }
-        let sh0 = bytes.read(shoff, sh_len)?;
-        if shnum == 0 {
-            shnum = e.word(wide, &sh0, if wide { 0x20 } else { 0x14 })?;
-        }
-        if phnum == PN_XNUM {
-            phnum = e.u32(&sh0, if wide { 0x2c } else { 0x1c })?;
-        }
-    }
-
-    if phnum > 0 {
-        if phentsize < ph_len {
-            return Err(Stop::Malformed);
-        }
-        let (table_end, table) = bytes.table(phoff, phnum, phentsize)?;
-        end = end.max(table_end);
-        if let Some(table) = table {
-            let entry = usize::try_from(phentsize).map_err(|_| Stop::Malformed)?;
-            for ph in table.chunks_exact(entry) {
-                const PT_NULL: u64 = 0;
-                if e.u32(ph, 0)? == PT_NULL {
-                    continue;
-                }
-                let (offset, filesz) = if wide {
-                    (e.u64(ph, 0x08)?, e.u64(ph, 0x20)?)
-                } else {
-                    (e.u32(ph, 0x04)?, e.u32(ph, 0x10)?)
-                };
-                end = end.max(add(offset, filesz)?);
-            }
-        }
-    }
-    if shoff != 0 && shnum > 0 {
-        if shentsize < sh_len {
-            return Err(Stop::Malformed);
-        }
-        end = end.max(add(shoff, mul(shnum, shentsize)?)?);
-    }
-    Ok(end)
-}
-
-fn mach_o<R: Read + Seek>(bytes: &mut Bytes<'_, R>, e: Endian, wide: bool) -> Parse<u64> {
-    let header_len = if wide { 32 } else { 28 };
-    let h = bytes.read(0, header_len)?;
-    let ncmds = e.u32(&h, 16)?;
-    let sizeofcmds = e.u32(&h, 20)?;
-    let (mut end, commands) = bytes.table(header_len, 1, sizeofcmds)?;
-    let Some(commands) = commands else {
-        return Ok(end);
-    };
-    const LC_SEGMENT: u64 = 0x1;
-    const LC_SEGMENT_64: u64 = 0x19;
-    let mut at = 0usize;
-    for _ in 0..ncmds {
-        let cmd = e.u32(&commands, at)?;
-        let cmdsize = usize::try_from(e.u32(&commands, at + 4)?).map_err(|_| Stop::Malformed)?;
-        if cmdsize < 8 {
-            return Err(Stop::Malformed);
-        }
-        let (fileoff, filesize) = match cmd {
-            LC_SEGMENT_64 if cmdsize >= 72 => {
-                (e.u64(&commands, at + 40)?, e.u64(&commands, at + 48)?)
-            }
-            LC_SEGMENT if cmdsize >= 56 => (e.u32(&commands, at + 32)?, e.u32(&commands, at + 36)?),
-            _ => (0, 0),
-        };
-        end = end.max(add(fileoff, filesize)?);
-        at = at.checked_add(cmdsize).ok_or(Stop::Malformed)?;
-    }
-    Ok(end)
-}
-
-fn fat<R: Read + Seek>(bytes: &mut Bytes<'_, R>, wide: bool) -> Parse<u64> {
-    let h = bytes.read(0, 8)?;
-    let count = BE.u32(&h, 4)?;
-    // Java class files share the magic; their "count" (the class file version) is 45 or
-    // more, while universal binaries hold a handful of architectures.
-    if count == 0 || count > 30 {
-        return Err(Stop::Malformed);
-    }
-    let size = if wide { 32 } else { 20 };
-    let (mut end, table) = bytes.table(8, count, size)?;
-    let table = table.ok_or(Stop::Malformed)?;
-    let entry = usize::try_from(size).map_err(|_| Stop::Malformed)?;
-    for arch in table.chunks_exact(entry) {
-        let (offset, len) = if wide {
-            (BE.u64(arch, 8)?, BE.u64(arch, 16)?)
-        } else {
-            (BE.u32(arch, 8)?, BE.u32(arch, 12)?)
-        };
-        end = end.max(add(offset, len)?);
-    }
-    Ok(end)
-}
-
-fn pe<R: Read + Seek>(bytes: &mut Bytes<'_, R>) -> Parse<u64> {
-    let dos = bytes.read(0, 64)?;
-    let pe_at = LE.u32(&dos, 0x3c)?;
-    // The signature and the COFF file header.
-    let coff = bytes.read(pe_at, 24)?;
-    if coff[..4] != *b"PE\0\0" {
-        // An MS-DOS program, not a library.
-        return Err(Stop::Malformed);
-    }
-    let sections = LE.u16(&coff, 6)?;
-    let optional_len = LE.u16(&coff, 20)?;
-    let optional_at = add(pe_at, 24)?;
-    let optional = bytes.read(optional_at, optional_len)?;
-    let (mut end, table) = bytes.table(add(optional_at, optional_len)?, sections, 40)?;
-    let table = table.ok_or(Stop::Malformed)?;
-    for section in table.chunks_exact(40) {
-        let raw_len = LE.u32(section, 16)?;
-        let raw_at = LE.u32(section, 20)?;
-        if raw_len > 0 {
-            end = end.max(add(raw_at, raw_len)?);
-        }
-    }
-    // The certificate table (data directory 4) holds a file offset, past the sections.
-    let directories = match LE.u16(&optional, 0) {
-        Ok(0x10b) => Some(96),
-        Ok(0x20b) => Some(112),
-        _ => None,
-    };
-    if let Some(at) = directories {
-        const SECURITY: usize = 4;
-        let count = LE.u32(&optional, at - 4).unwrap_or(0);
-        let entry = at + SECURITY * 8;
-        if count > SECURITY as u64 {
-            if let (Ok(cert_at), Ok(cert_len)) =
-                (LE.u32(&optional, entry), LE.u32(&optional, entry + 4))
-            {
-                if cert_len > 0 {
-                    end = end.max(add(cert_at, cert_len)?);
-                }
-            }
-        }
-    }
-    Ok(end)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use std::collections::HashSet;
-    use std::io::{Cursor, Write};
+    use std::fs::File;
+    use std::io::{Seek, Write};
     use std::sync::{Mutex, OnceLock};
 
-    // -----------------------------------------------------------------------
-    // library_complete
-    // -----------------------------------------------------------------------
-
-    /// This test binary: a real ELF (Mach-O, PE) file.
+    /// This test binary: a real, complete ELF (Mach-O, PE) file, standing in for a library.
     fn exe_bytes() -> &'static [u8] {
         static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
         BYTES.get_or_init(|| std::fs::read(std::env::current_exe().unwrap()).unwrap())
-    }
-
-    fn complete(bytes: &[u8]) -> bool {
-        let len = bytes.len() as u64;
-        status_of(&mut Cursor::new(bytes), len).unwrap() == Status::Complete
-    }
-
-    #[test]
-    fn real_binary_is_complete_only_whole() {
-        let exe = exe_bytes();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lib.so");
-        std::fs::write(&path, exe).unwrap();
-        assert!(library_complete(&path).unwrap());
-        for cut in [4, 16, 63, exe.len() / 2, exe.len() - 1] {
-            std::fs::write(&path, &exe[..cut]).unwrap();
-            assert!(
-                !library_complete(&path).unwrap(),
-                "cut at {cut} of {}",
-                exe.len()
-            );
-        }
-        std::fs::write(&path, "").unwrap();
-        assert!(!library_complete(&path).unwrap(), "empty");
-        std::fs::write(&path, "abcd").unwrap();
-        assert!(library_complete(&path).unwrap(), "4 bytes, no magic");
-        std::fs::write(&path, "abc").unwrap();
-        assert!(!library_complete(&path).unwrap(), "3 bytes");
-        let missing = library_complete(&dir.path().join("missing.so")).unwrap_err();
-        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
-    }
-
-    fn put(buf: &mut Vec<u8>, at: usize, value: &[u8]) {
-        if buf.len() < at + value.len() {
-            buf.resize(at + value.len(), 0);
-        }
-        buf[at..at + value.len()].copy_from_slice(value);
-    }
-
-    /// Asserts the bytes are complete from exactly `needed` bytes on.
-    #[track_caller]
-    fn assert_needs(bytes: &[u8], needed: usize) {
-        let mut file = bytes.to_vec();
-        file.resize(needed.max(file.len()), 0);
-        assert!(
-            complete(&file[..needed]),
-            "{needed} bytes should be complete"
-        );
-        assert!(
-            !complete(&file[..needed - 1]),
-            "{} bytes should not",
-            needed - 1
-        );
-        assert!(
-            complete(&[&file[..], &[0; 100]].concat()),
-            "longer is complete too"
-        );
-    }
-
-    fn elf64_le() -> Vec<u8> {
-        let mut h = Vec::new();
-        put(&mut h, 0, b"\x7fELF\x02\x01\x01");
-        put(&mut h, 0x20, &64u64.to_le_bytes()); // e_phoff
-        put(&mut h, 0x28, &300u64.to_le_bytes()); // e_shoff
-        put(&mut h, 0x36, &56u16.to_le_bytes()); // e_phentsize
-        put(&mut h, 0x38, &2u16.to_le_bytes()); // e_phnum
-        put(&mut h, 0x3a, &64u16.to_le_bytes()); // e_shentsize
-        put(&mut h, 0x3c, &2u16.to_le_bytes()); // e_shnum
-                                                // Program header 1: PT_LOAD, p_offset 0, p_filesz 200.
-        put(&mut h, 64, &1u32.to_le_bytes());
-        put(&mut h, 64 + 0x20, &200u64.to_le_bytes());
-        // Program header 2: PT_NULL with a silly size, ignored.
-        put(&mut h, 120 + 0x08, &5000u64.to_le_bytes());
-        put(&mut h, 120 + 0x20, &5000u64.to_le_bytes());
-        h
-    }
-
-    #[test]
-    fn elf_needs_section_table_and_segments() {
-        // Section headers end at 300 + 2 * 64.
-        assert_needs(&elf64_le(), 428);
-
-        // Segment data past the section header table.
-        let mut h = elf64_le();
-        put(&mut h, 64 + 0x08, &400u64.to_le_bytes());
-        assert_needs(&h, 600);
-
-        // Extended numbering: e_shnum 0, the count in section header 0's sh_size.
-        let mut h = elf64_le();
-        put(&mut h, 0x3c, &0u16.to_le_bytes());
-        put(&mut h, 300 + 0x20, &3u64.to_le_bytes());
-        assert_needs(&h, 300 + 3 * 64);
-
-        // 32-bit big-endian.
-        let mut h = Vec::new();
-        put(&mut h, 0, b"\x7fELF\x01\x02\x01");
-        put(&mut h, 0x1c, &52u32.to_be_bytes()); // e_phoff
-        put(&mut h, 0x20, &100u32.to_be_bytes()); // e_shoff
-        put(&mut h, 0x2a, &32u16.to_be_bytes()); // e_phentsize
-        put(&mut h, 0x2c, &1u16.to_be_bytes()); // e_phnum
-        put(&mut h, 0x2e, &40u16.to_be_bytes()); // e_shentsize
-        put(&mut h, 0x30, &4u16.to_be_bytes()); // e_shnum
-        put(&mut h, 52, &1u32.to_be_bytes()); // PT_LOAD
-        put(&mut h, 52 + 0x04, &1000u32.to_be_bytes()); // p_offset
-        put(&mut h, 52 + 0x10, &24u32.to_be_bytes()); // p_filesz
-        assert_needs(&h, 1024);
-
-        // Too short for the header itself.
-        assert!(!complete(&elf64_le()[..40]));
-    }
-
-    #[test]
-    fn mach_o_needs_every_segment() {
-        let mut h = Vec::new();
-        put(&mut h, 0, &0xfeed_facf_u32.to_le_bytes());
-        put(&mut h, 16, &2u32.to_le_bytes()); // ncmds
-        put(&mut h, 20, &144u32.to_le_bytes()); // sizeofcmds
-        for (i, (fileoff, filesize)) in [(0u64, 4096u64), (4096, 100)].into_iter().enumerate() {
-            let at = 32 + i * 72;
-            put(&mut h, at, &0x19u32.to_le_bytes()); // LC_SEGMENT_64
-            put(&mut h, at + 4, &72u32.to_le_bytes());
-            put(&mut h, at + 40, &fileoff.to_le_bytes());
-            put(&mut h, at + 48, &filesize.to_le_bytes());
-        }
-        assert_needs(&h, 4196);
-
-        // 32-bit, big-endian.
-        let mut h = Vec::new();
-        put(&mut h, 0, &0xfeed_face_u32.to_be_bytes());
-        put(&mut h, 16, &1u32.to_be_bytes());
-        put(&mut h, 20, &56u32.to_be_bytes());
-        put(&mut h, 28, &0x1u32.to_be_bytes()); // LC_SEGMENT
-        put(&mut h, 32, &56u32.to_be_bytes());
-        put(&mut h, 28 + 32, &512u32.to_be_bytes());
-        put(&mut h, 28 + 36, &88u32.to_be_bytes());
-        assert_needs(&h, 600);
-
-        // Load commands cut off.
-        assert!(!complete(&h[..40]));
-    }
-
-    #[test]
-    fn fat_mach_o_needs_every_slice() {
-        let mut h = Vec::new();
-        put(&mut h, 0, &0xcafe_babe_u32.to_be_bytes());
-        put(&mut h, 4, &2u32.to_be_bytes());
-        put(&mut h, 8 + 8, &4096u32.to_be_bytes());
-        put(&mut h, 8 + 12, &100u32.to_be_bytes());
-        put(&mut h, 28 + 8, &8192u32.to_be_bytes());
-        put(&mut h, 28 + 12, &50u32.to_be_bytes());
-        assert_needs(&h, 8242);
-
-        // A Java class file (same magic, version 52) is not a universal binary.
-        let class = [0xca, 0xfe, 0xba, 0xbe, 0, 0, 0, 52, 0, 0];
-        assert!(complete(&class));
-    }
-
-    #[test]
-    fn pe_needs_sections_and_certificates() {
-        let mut h = Vec::new();
-        put(&mut h, 0, b"MZ");
-        put(&mut h, 0x3c, &0x80u32.to_le_bytes()); // e_lfanew
-        put(&mut h, 0x80, b"PE\0\0");
-        put(&mut h, 0x80 + 6, &2u16.to_le_bytes()); // NumberOfSections
-        put(&mut h, 0x80 + 20, &240u16.to_le_bytes()); // SizeOfOptionalHeader
-        let optional = 0x80 + 24;
-        put(&mut h, optional, &0x20bu16.to_le_bytes()); // PE32+
-        put(&mut h, optional + 108, &16u32.to_le_bytes()); // NumberOfRvaAndSizes
-        let sections = optional + 240;
-        for (i, (at, len)) in [(0x400u32, 0x200u32), (0x600, 0x200)]
-            .into_iter()
-            .enumerate()
-        {
-            put(&mut h, sections + i * 40 + 16, &len.to_le_bytes());
-            put(&mut h, sections + i * 40 + 20, &at.to_le_bytes());
-        }
-        assert_needs(&h, 0x800);
-
-        // An Authenticode signature after the sections.
-        put(&mut h, optional + 112 + 32, &0x900u32.to_le_bytes());
-        put(&mut h, optional + 112 + 36, &0x80u32.to_le_bytes());
-        assert_needs(&h, 0x980);
-
-        // An MS-DOS program is not a library: complete once its header is there.
-        let mut dos = h.clone();
-        put(&mut dos, 0x80, b"XX");
-        assert!(complete(&dos[..0x100]));
-        // The PE header not there yet.
-        assert!(!complete(&h[..0x90]));
-    }
-
-    #[test]
-    fn unknown_or_malformed_files_count_as_complete() {
-        assert!(complete(b"\0\0\0\0"));
-        assert!(complete(b"#!/bin/sh\n"));
-        assert!(!complete(b""));
-        assert!(!complete(b"\x7fEL"));
-        // An unknown ELF class.
-        let mut h = elf64_le();
-        h[4] = 3;
-        assert!(complete(&h));
-        // Offsets that overflow.
-        let mut h = elf64_le();
-        h.resize(428, 0);
-        put(&mut h, 0x28, &(u64::MAX - 10).to_le_bytes());
-        assert!(complete(&h));
-        // An offset far beyond the file, but possible: incomplete.
-        let mut h = elf64_le();
-        h.resize(428, 0);
-        put(&mut h, 0x28, &(1u64 << 40).to_le_bytes());
-        assert!(!complete(&h));
-    }
-
-    #[test]
-    fn garbage_never_panics() {
-        // A small deterministic generator (xorshift), to mutate real and made-up headers.
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let exe = &exe_bytes()[..exe_bytes().len().min(8192)];
-        let seeds: [Vec<u8>; 3] = [elf64_le(), exe.to_vec(), {
-            let mut h = b"MZ".to_vec();
-            h.resize(0x200, 0);
-            put(&mut h, 0x3c, &0x40u32.to_le_bytes());
-            put(&mut h, 0x40, b"PE\0\0");
-            h
-        }];
-        let magics: [&[u8]; 7] = [
-            b"\xcf\xfa\xed\xfe",
-            b"\xfe\xed\xfa\xcf",
-            b"\xce\xfa\xed\xfe",
-            b"\xca\xfe\xba\xbe",
-            b"\xca\xfe\xba\xbf",
-            b"MZ",
-            b"\x7fELF",
-        ];
-        for round in 0..3000 {
-            let mut bytes = seeds[round % seeds.len()].clone();
-            if round % 2 == 0 {
-                put(&mut bytes, 0, magics[round % magics.len()]);
-            }
-            for _ in 0..(next() % 16) {
-                let at = (next() % bytes.len() as u64) as usize;
-                bytes[at] = next() as u8;
-            }
-            let cut = (next() % (bytes.len() as u64 + 1)) as usize;
-            let _ = complete(&bytes[..cut]);
-        }
     }
 
     // -----------------------------------------------------------------------
