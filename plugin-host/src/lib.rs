@@ -2,7 +2,8 @@
 //!
 //! A plugin is a folder holding a `plugin.json` and a shared library built with
 //! `plugin-sdk`. A [`PluginManager`] looks at every folder under a base directory, checks
-//! each plugin (manifest, host version, file, ABI, identity, in that order), loads it from a
+//! each plugin (manifest, host version, file, format, identity, in that order, all from the
+//! files alone; then the ABI layout, which needs the library mapped), loads it from a
 //! private copy of its library, and calls it with a [`Context`].
 //!
 //! # Examples

@@ -7,13 +7,16 @@
 //!    file is a regular file not writable by group or others, of at most 512 MiB; it is
 //!    read once into memory, and those bytes match `sha256` if the manifest gives one.
 //! 3. The same bytes, not mapped: a shared library for this OS and this machine's
-//!    architecture that exports the root-module symbol.
+//!    architecture that exports the root-module symbol; the identity record `export_plugin!`
+//!    writes into its own link section equals the manifest's name and version, with the ABI
+//!    version of this host and an SDK version compatible with it.
 //! 4. Those bytes are written to a private, unique path and loaded from there: `dlopen`
 //!    maps the library and runs its constructors; then abi_stable's header, version and
-//!    layout checks run.
-//! 5. The identity the library reports (`info()`) equals the manifest's.
+//!    layout checks run (the only checks that need the library mapped).
+//! 5. The identity the library's `info()` reports is checked against the manifest again.
 //!
-//! No code of the plugin runs before step 4: steps 1 to 3 only read files.
+//! No code of the plugin runs before every check of steps 1 to 3 passed: they only read
+//! files. A library refused at step 4 or 5 has been mapped, and its constructors have run.
 
 use std::fs::File;
 use std::io::Write;
@@ -22,7 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use plugin_abi::abi_stable::library::{lib_header_from_path, LibraryError};
-use plugin_abi::{PluginInfo, PluginModRef, ABI_VERSION};
+use plugin_abi::identity::Identity;
+use plugin_abi::PluginModRef;
 
 use crate::library;
 use crate::manifest::{Manifest, SourceMode, MANIFEST_FILE};
@@ -90,22 +94,33 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded
     }
 
     // 3. The same bytes, not mapped: a shared library for this OS and machine that exports
-    // the root module.
-    library::check_format(&bytes).map_err(|reason| Error::NotAPlugin {
+    // the root module, and whose identity record equals the manifest's.
+    let file = library::check_format(&bytes).map_err(|reason| Error::NotAPlugin {
         plugin: name.to_owned(),
         path: library.clone(),
         reason,
     })?;
+    let identity = library::read_identity(name, &library, &file)?;
+    library::check_identity(name, &manifest, &library, &identity)?;
 
     // 4. A private copy of those bytes (the bytes checked are the bytes mapped), then
     // abi_stable's checks, which map it: from here on the library's constructors have run.
     let copy = private_copy(name, &manifest, &bytes, &config.copy_dir)?;
+    drop(file);
     drop(bytes);
     let module = open_module(name, &library, &copy)?;
 
-    // 5. The identity baked into the library.
+    // 5. The identity the code reports, checked again: it is the record's unless the record
+    // was not written by `export_plugin!`, and checking it costs one call.
     let info = (module.info())();
-    let sdk_version = check_identity(name, &manifest, &library, &info)?;
+    let reported = Identity {
+        abi_version: info.abi_version,
+        name: info.name.as_str(),
+        version: info.version.as_str(),
+        sdk_version: info.sdk_version.as_str(),
+    };
+    library::check_identity(name, &manifest, &library, &reported)?;
+    let sdk_version = reported.sdk_version.to_owned();
 
     Ok(Loaded {
         manifest,
@@ -210,53 +225,4 @@ fn one_line(text: &str) -> String {
         s.push_str(" ...");
     }
     s
-}
-
-fn check_identity(
-    name: &str,
-    manifest: &Manifest,
-    library: &Path,
-    info: &PluginInfo,
-) -> Result<String, Error> {
-    let mismatch = |field, expected: String, found: &str| Error::IdentityMismatch {
-        plugin: name.to_owned(),
-        path: library.to_path_buf(),
-        field,
-        expected,
-        found: found.to_owned(),
-    };
-    if info.abi_version != ABI_VERSION {
-        return Err(Error::AbiMismatch {
-            plugin: name.to_owned(),
-            path: library.to_path_buf(),
-            reason: format!(
-                "the library uses plugin ABI version {}, this host uses {ABI_VERSION}",
-                info.abi_version
-            ),
-        });
-    }
-    if info.name.as_str() != manifest.name {
-        return Err(mismatch("name", manifest.name.clone(), info.name.as_str()));
-    }
-    if info.version.as_str() != manifest.version.to_string() {
-        return Err(mismatch(
-            "version",
-            manifest.version.to_string(),
-            info.version.as_str(),
-        ));
-    }
-    let sdk = info.sdk_version.as_str();
-    let compatible = semver::Version::parse(sdk)
-        .ok()
-        .is_some_and(|v| sdk_requirement().matches(&v));
-    if !compatible {
-        return Err(mismatch("sdk_version", sdk_requirement().to_string(), sdk));
-    }
-    Ok(sdk.to_owned())
-}
-
-/// The `plugin-sdk` versions this host accepts: caret-compatible with its `plugin-abi`.
-fn sdk_requirement() -> semver::VersionReq {
-    semver::VersionReq::parse(&format!("^{}", crate::ABI_CRATE_VERSION))
-        .expect("a crate version is a valid caret requirement")
 }

@@ -296,6 +296,48 @@ fn a_library_for_another_machine_or_an_executable_is_refused_before_loading() {
     );
 }
 
+/// Replaces every occurrence of `from` in `bytes` with `to` (of the same length).
+fn replace_all(bytes: &mut [u8], from: &[u8], to: &[u8]) -> usize {
+    assert_eq!(from.len(), to.len());
+    let mut count = 0;
+    let mut at = 0;
+    while let Some(found) = bytes[at..].windows(from.len()).position(|w| w == from) {
+        bytes[at + found..at + found + to.len()].copy_from_slice(to);
+        at += found + to.len();
+        count += 1;
+    }
+    count
+}
+
+#[cfg(all(unix, not(target_vendor = "apple")))]
+#[test]
+fn a_library_without_a_readable_identity_section_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hello");
+    edit_library(&dir, "hello", |bytes| {
+        assert_eq!(replace_all(bytes, b"PLUGIDNT", b"PLUGIDNX"), 1);
+    });
+    let err = manager(base.path()).load_plugin("hello").unwrap_err();
+    assert!(matches!(err, Error::NotAPlugin { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("its identity section `.plugin_identity` is malformed"),
+        "{err}"
+    );
+
+    let dir = fixtures().install(base.path(), "hello");
+    edit_library(&dir, "hello", |bytes| {
+        assert!(replace_all(bytes, b".plugin_identity\0", b".plugin_idXXXXXX\0") >= 1);
+    });
+    let err = manager(base.path()).load_plugin("hello").unwrap_err();
+    assert!(matches!(err, Error::NotAPlugin { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("it has no `.plugin_identity` section"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_library_larger_than_the_cap_is_not_read() {
     let base = tempfile::tempdir().unwrap();

@@ -11,6 +11,10 @@
 //! 4. [`checksum::verify`]: the manifest's `sha256`, if it has one.
 //! 5. [`check_format`]: a shared library for this OS and machine that exports the root
 //!    module.
+//! 6. [`read_identity`] and [`check_identity`]: the identity record `export_plugin!` writes
+//!    into a link section of its own equals the manifest's name and version, with an SDK
+//!    compatible with this host. The loader checks the identity the mapped library's
+//!    `info()` reports with [`check_identity`] too.
 //!
 //! The watcher uses [`library_complete`] (is a file being written still missing bytes its
 //! headers declare?) and [`FileStamp`] (did a file change since?).
@@ -19,6 +23,7 @@ pub(crate) mod checksum;
 mod complete;
 mod file;
 mod format;
+mod identity;
 mod stamp;
 
 pub use checksum::sha256_file;
@@ -26,4 +31,5 @@ pub use complete::library_complete;
 pub(crate) use complete::{library_status, Status};
 pub(crate) use file::{find_library, open_checked, read_capped};
 pub(crate) use format::check_format;
+pub(crate) use identity::{check_identity, read_identity};
 pub(crate) use stamp::FileStamp;
