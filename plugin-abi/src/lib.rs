@@ -9,6 +9,8 @@
 //! - [`HostContext`]: the context object the host implements and the plugin calls back into.
 //! - [`Value`]: the values stored in a context.
 //! - [`PluginError`] / [`ErrorKind`]: what a plugin call returns on failure.
+//! - [`identity`]: the plugin's identity as bytes in a link section, which a host reads from
+//!   the library file before mapping it.
 //!
 //! Plugin authors do not use this crate directly: `plugin-sdk` wraps it. Hosts use it through
 //! `plugin-host`.
@@ -35,6 +37,7 @@
 )]
 
 mod error;
+pub mod identity;
 #[cfg(feature = "serde")]
 pub mod serde;
 mod value;
@@ -91,8 +94,10 @@ pub enum LogLevel {
 
 /// The identity baked into a plugin library at build time.
 ///
-/// The host compares `name` and `version` with the plugin's `plugin.json`, and `abi_version`
-/// with [`ABI_VERSION`], before it runs any other plugin code.
+/// `plugin-sdk` also writes these values into the library's identity section
+/// ([`identity`]), which the host compares with the plugin's `plugin.json` (and
+/// `abi_version` with [`ABI_VERSION`]) before it maps the library. Once the library is
+/// mapped, the host checks what `info()` returns the same way, before any other call.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PluginInfo {

@@ -2,7 +2,8 @@
 //!
 //! A plugin is a folder holding a `plugin.json` and a shared library built with
 //! `plugin-sdk`. A [`PluginManager`] looks at every folder under a base directory, checks
-//! each plugin (manifest, host version, file, ABI, identity, in that order), loads it from a
+//! each plugin (manifest, host version, file, format, identity, in that order, all from the
+//! files alone; then the ABI layout, which needs the library mapped), loads it from a
 //! private copy of its library, and calls it with a [`Context`].
 //!
 //! # Examples
@@ -39,6 +40,7 @@ mod cancel;
 mod context;
 pub mod discover;
 mod error;
+mod library;
 mod load;
 mod manager;
 pub mod manifest;
@@ -48,7 +50,7 @@ pub mod watch;
 
 pub use context::Context;
 pub use error::Error;
-pub use load::sha256_file;
+pub use library::sha256_file;
 pub use manager::{
     Drain, Event, LoadOutcome, LoadReport, PluginHandle, PluginManager, PluginManagerBuilder,
     PluginState, PluginStatus, PluginSummary, Upgraded,

@@ -1,25 +1,34 @@
 //! Loading one plugin folder: the checks of DESIGN.md's order, the private copy, and the
 //! `abi_stable` load.
 //!
-//! 1. `plugin.json` parses and validates; `requires.host` matches.
-//! 2. The library path stays inside the folder, is a regular file not writable by group or
-//!    others, and matches `sha256` if the manifest gives one.
-//! 3. The library is copied to a private, unique path and loaded from there; abi_stable's
-//!    header, version and layout checks run.
-//! 4. The identity baked into the library equals the manifest's.
+//! 1. `plugin.json` parses and validates; `requires.host` matches; `source` names a local
+//!    library.
+//! 2. The library file ([`crate::library`]): its path stays inside the folder; the opened
+//!    file is a regular file not writable by group or others, of at most 512 MiB; it is
+//!    read once into memory, and those bytes match `sha256` if the manifest gives one.
+//! 3. The same bytes, not mapped: a shared library for this OS and this machine's
+//!    architecture that exports the root-module symbol; the identity record `export_plugin!`
+//!    writes into its own link section equals the manifest's name and version, with the ABI
+//!    version of this host and an SDK version compatible with it.
+//! 4. Those bytes are written to a private, unique path and loaded from there: `dlopen`
+//!    maps the library and runs its constructors; then abi_stable's header, version and
+//!    layout checks run (the only checks that need the library mapped).
+//! 5. The identity the library's `info()` reports is checked against the manifest again.
 //!
-//! No plugin code runs before step 3 (`dlopen` runs the library's constructors).
+//! No code of the plugin runs before every check of steps 1 to 3 passed: they only read
+//! files. A library refused at step 4 or 5 has been mapped, and its constructors have run.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use plugin_abi::abi_stable::library::{lib_header_from_path, LibraryError};
-use plugin_abi::{PluginInfo, PluginModRef, ABI_VERSION};
-use sha2::{Digest, Sha256};
+use plugin_abi::identity::Identity;
+use plugin_abi::PluginModRef;
 
+use crate::library;
 use crate::manifest::{Manifest, SourceMode, MANIFEST_FILE};
 use crate::Error;
 
@@ -51,7 +60,7 @@ impl Loaded {
     }
 }
 
-/// Runs checks 1 to 4 on the plugin folder `dir` named `name`.
+/// Runs checks 1 to 5 on the plugin folder `dir` named `name`.
 pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded, Error> {
     // 1. The manifest and the host version. The plugin's name is its folder's name in the
     // base directory; an upgrade may come from a folder named otherwise.
@@ -75,40 +84,43 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded
         });
     }
 
-    // 2. The library file.
-    let library = find_library(name, dir, &manifest, &manifest_file)?;
-    let mut source = open_checked(name, dir, &library)?;
-    let contents = match &manifest.sha256 {
-        None => Contents::File(&mut source),
-        Some(expected) => {
-            let mut bytes = Vec::new();
-            source.read_to_end(&mut bytes).map_err(|source| Error::Io {
-                plugin: name.to_owned(),
-                action: "read the library",
-                path: library.clone(),
-                source,
-            })?;
-            let actual = hex(&Sha256::digest(&bytes));
-            if !actual.eq_ignore_ascii_case(expected) {
-                return Err(Error::ChecksumMismatch {
-                    plugin: name.to_owned(),
-                    path: library,
-                    expected: expected.clone(),
-                    actual,
-                });
-            }
-            Contents::Bytes(bytes)
-        }
-    };
+    // 2. The library file: where it is, what it is, its size; then its bytes, read once,
+    // and their checksum.
+    let library = library::find_library(name, dir, &manifest, &manifest_file)?;
+    let file = library::open_checked(name, dir, &library)?;
+    let bytes = library::read_capped(name, &library, file)?;
+    if let Some(expected) = &manifest.sha256 {
+        library::checksum::verify(name, &library, &bytes, expected)?;
+    }
 
-    // 3. A private copy, then abi_stable's checks. With `sha256`, the bytes hashed are the
-    // bytes written, so a file swapped between the check and the copy cannot slip through.
-    let copy = private_copy(name, &manifest, contents, &config.copy_dir)?;
+    // 3. The same bytes, not mapped: a shared library for this OS and machine that exports
+    // the root module, and whose identity record equals the manifest's.
+    let file = library::check_format(&bytes).map_err(|reason| Error::NotAPlugin {
+        plugin: name.to_owned(),
+        path: library.clone(),
+        reason,
+    })?;
+    let identity = library::read_identity(name, &library, &file)?;
+    library::check_identity(name, &manifest, &library, &identity)?;
+
+    // 4. A private copy of those bytes (the bytes checked are the bytes mapped), then
+    // abi_stable's checks, which map it: from here on the library's constructors have run.
+    let copy = private_copy(name, &manifest, &bytes, &config.copy_dir)?;
+    drop(file);
+    drop(bytes);
     let module = open_module(name, &library, &copy)?;
 
-    // 4. The identity baked into the library.
+    // 5. The identity the code reports, checked again: it is the record's unless the record
+    // was not written by `export_plugin!`, and checking it costs one call.
     let info = (module.info())();
-    let sdk_version = check_identity(name, &manifest, &library, &info)?;
+    let reported = Identity {
+        abi_version: info.abi_version,
+        name: info.name.as_str(),
+        version: info.version.as_str(),
+        sdk_version: info.sdk_version.as_str(),
+    };
+    library::check_identity(name, &manifest, &library, &reported)?;
+    let sdk_version = reported.sdk_version.to_owned();
 
     Ok(Loaded {
         manifest,
@@ -121,85 +133,6 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded
     })
 }
 
-fn find_library(
-    name: &str,
-    dir: &Path,
-    manifest: &Manifest,
-    manifest_file: &Path,
-) -> Result<PathBuf, Error> {
-    let candidates = manifest.library_candidates(dir)?;
-    candidates
-        .iter()
-        .find(|p| p.symlink_metadata().is_ok())
-        .cloned()
-        .ok_or_else(|| Error::LibraryMissing {
-            plugin: name.to_owned(),
-            manifest: manifest_file.to_path_buf(),
-            dir: dir.to_path_buf(),
-            candidates,
-        })
-}
-
-/// Opens the library after checking that it resolves inside the plugin folder; then checks
-/// the opened file itself (a regular file, not writable by group or others), so the checks
-/// apply to the very bytes that are copied.
-fn open_checked(name: &str, dir: &Path, library: &Path) -> Result<File, Error> {
-    let io = |action, path: &Path| Error::io(name, action, path);
-    let real_dir = dir
-        .canonicalize()
-        .map_err(io("resolve the plugin folder", dir))?;
-    let resolved = library
-        .canonicalize()
-        .map_err(io("resolve the library path", library))?;
-    if !resolved.starts_with(&real_dir) {
-        return Err(Error::LibraryOutsideFolder {
-            plugin: name.to_owned(),
-            path: library.to_path_buf(),
-            resolved,
-            dir: real_dir,
-        });
-    }
-    let not_file = || Error::LibraryNotFile {
-        plugin: name.to_owned(),
-        path: library.to_path_buf(),
-    };
-    // Check the path before opening it (opening a FIFO would block), then the open file.
-    let by_path = resolved
-        .metadata()
-        .map_err(io("read the metadata of", &resolved))?;
-    if !by_path.is_file() {
-        return Err(not_file());
-    }
-    let file = File::open(&resolved).map_err(io("open the library", &resolved))?;
-    let meta = file
-        .metadata()
-        .map_err(io("read the metadata of", &resolved))?;
-    if !meta.is_file() {
-        return Err(not_file());
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o022 != 0 {
-            return Err(Error::LibraryPermissions {
-                plugin: name.to_owned(),
-                path: library.to_path_buf(),
-                mode,
-            });
-        }
-    }
-    Ok(file)
-}
-
-/// What to write into the private copy.
-enum Contents<'a> {
-    /// The library, already read (and hashed).
-    Bytes(Vec<u8>),
-    /// The library, still to be read.
-    File(&'a mut File),
-}
-
 /// Writes the library to a new file at a path no other load uses: `<copy_dir>/<name>-<version>-
 /// <pid>-<sequence>.<ext>`. `dlopen` caches libraries by path (and inode), so a unique path
 /// is what makes an upgrade load the new code, and a private file is what keeps a library
@@ -207,7 +140,7 @@ enum Contents<'a> {
 fn private_copy(
     name: &str,
     manifest: &Manifest,
-    contents: Contents<'_>,
+    bytes: &[u8],
     copy_dir: &Path,
 ) -> Result<PathBuf, Error> {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -234,12 +167,8 @@ fn private_copy(
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(io("create the private copy", &path)(e)),
         };
-        match contents {
-            Contents::Bytes(bytes) => file.write_all(&bytes),
-            // `io::copy` between files uses `copy_file_range` on Linux: no user-space buffer.
-            Contents::File(source) => std::io::copy(source, &mut file).map(drop),
-        }
-        .map_err(io("write the private copy", &path))?;
+        file.write_all(bytes)
+            .map_err(io("write the private copy", &path))?;
         return Ok(path);
     }
 }
@@ -296,76 +225,4 @@ fn one_line(text: &str) -> String {
         s.push_str(" ...");
     }
     s
-}
-
-fn check_identity(
-    name: &str,
-    manifest: &Manifest,
-    library: &Path,
-    info: &PluginInfo,
-) -> Result<String, Error> {
-    let mismatch = |field, expected: String, found: &str| Error::IdentityMismatch {
-        plugin: name.to_owned(),
-        path: library.to_path_buf(),
-        field,
-        expected,
-        found: found.to_owned(),
-    };
-    if info.abi_version != ABI_VERSION {
-        return Err(Error::AbiMismatch {
-            plugin: name.to_owned(),
-            path: library.to_path_buf(),
-            reason: format!(
-                "the library uses plugin ABI version {}, this host uses {ABI_VERSION}",
-                info.abi_version
-            ),
-        });
-    }
-    if info.name.as_str() != manifest.name {
-        return Err(mismatch("name", manifest.name.clone(), info.name.as_str()));
-    }
-    if info.version.as_str() != manifest.version.to_string() {
-        return Err(mismatch(
-            "version",
-            manifest.version.to_string(),
-            info.version.as_str(),
-        ));
-    }
-    let sdk = info.sdk_version.as_str();
-    let compatible = semver::Version::parse(sdk)
-        .ok()
-        .is_some_and(|v| sdk_requirement().matches(&v));
-    if !compatible {
-        return Err(mismatch("sdk_version", sdk_requirement().to_string(), sdk));
-    }
-    Ok(sdk.to_owned())
-}
-
-/// The `plugin-sdk` versions this host accepts: caret-compatible with its `plugin-abi`.
-fn sdk_requirement() -> semver::VersionReq {
-    semver::VersionReq::parse(&format!("^{}", crate::ABI_CRATE_VERSION))
-        .expect("a crate version is a valid caret requirement")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// The SHA-256 of a file, as lowercase hex (what `sha256` in `plugin.json` holds).
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
 }

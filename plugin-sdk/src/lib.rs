@@ -60,7 +60,10 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// `execute` and `on_load` have the signature `fn(&Context<'_>) -> Result<(), PluginError>`;
 /// `on_unload` is `fn() -> Result<(), PluginError>`. The plugin's name and version are taken
 /// from its `Cargo.toml` (`CARGO_PKG_NAME`, `CARGO_PKG_VERSION`) at build time and must equal
-/// those in its `plugin.json`.
+/// those in its `plugin.json`. They are written twice: returned by the root module's
+/// `info()`, and, with the SDK and ABI versions, as an identity record in a link section of
+/// its own (`plugin_abi::identity`), which the host reads from the file before it maps the
+/// library.
 ///
 /// Use it once per library, at the crate root.
 #[macro_export]
@@ -75,6 +78,22 @@ macro_rules! export_plugin {
         $crate::export_plugin! { execute: $execute }
     };
     (execute: $execute:path $(, on_load: $on_load:path)? $(, on_unload: $on_unload:path)? $(,)?) => {
+        // The identity record (`plugin_abi::identity`), in a section of its own, so the host
+        // can read it from the file before mapping the library. `#[used]` keeps it through
+        // optimisation and linking although no code refers to it.
+        const _: () = {
+            const NAME: &str = ::core::env!("CARGO_PKG_NAME");
+            const VERSION: &str = ::core::env!("CARGO_PKG_VERSION");
+            #[used]
+            #[cfg_attr(target_vendor = "apple", link_section = "__DATA,__plugin_ident")]
+            #[cfg_attr(windows, link_section = ".plgid")]
+            #[cfg_attr(
+                not(any(target_vendor = "apple", windows)),
+                link_section = ".plugin_identity"
+            )]
+            static PLUGIN_IDENTITY: [u8; $crate::__private::identity_len(NAME, VERSION)] =
+                $crate::__private::identity(NAME, VERSION);
+        };
         #[doc(hidden)]
         #[allow(non_upper_case_globals, unreachable_pub)]
         #[no_mangle]
@@ -148,6 +167,16 @@ pub mod __private {
     pub type OnLoadFn = extern "C" fn(ContextRef<'_>) -> RResult<(), PluginError>;
     /// The FFI signature of `on_unload`.
     pub type OnUnloadFn = extern "C" fn() -> RResult<(), PluginError>;
+
+    /// The length of the identity record of this plugin.
+    pub const fn identity_len(name: &str, version: &str) -> usize {
+        plugin_abi::identity::encoded_len(name, version, crate::SDK_VERSION)
+    }
+
+    /// The identity record of this plugin: the values [`plugin_info`] returns.
+    pub const fn identity<const N: usize>(name: &str, version: &str) -> [u8; N] {
+        plugin_abi::identity::encode(name, version, crate::SDK_VERSION, plugin_abi::ABI_VERSION)
+    }
 
     /// Builds the plugin's identity.
     pub fn plugin_info(name: &'static str, version: &'static str) -> PluginInfo {

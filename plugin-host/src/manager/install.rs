@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::library::FileStamp;
 use crate::Error;
 
 pub(super) enum CopyDir {
@@ -35,28 +36,6 @@ pub(super) fn default_copy_parent() -> PathBuf {
 pub(super) struct FolderStamp {
     manifest: FileStamp,
     library: FileStamp,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileStamp {
-    len: u64,
-    modified: Option<std::time::SystemTime>,
-    inode: u64,
-}
-
-impl FileStamp {
-    fn of(path: &Path) -> Option<Self> {
-        let meta = std::fs::metadata(path).ok()?;
-        #[cfg(unix)]
-        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-        #[cfg(not(unix))]
-        let inode = 0;
-        Some(FileStamp {
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            inode,
-        })
-    }
 }
 
 impl FolderStamp {

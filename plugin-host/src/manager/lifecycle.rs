@@ -334,7 +334,10 @@ impl WatchTarget for PluginManager {
     }
 
     fn watch_reload(&self, name: &str) {
-        let unchanged = self.plugins.load().get(name).is_some_and(|slot| {
+        // Under the plugin's lock: an upgrade installs its files and records their stamps
+        // before it releases it, so the watcher never sees its install half done.
+        let locked = self.locked_slot(name, false);
+        let unchanged = locked.as_ref().is_some_and(|(slot, _lifecycle)| {
             slot.current.load().as_deref().is_some_and(|v| {
                 let files = v.files.lock();
                 files.is_some()
@@ -342,6 +345,7 @@ impl WatchTarget for PluginManager {
                         == FolderStamp::of(&self.base_dir.join(name), &v.loaded.library_in_folder())
             })
         });
+        drop(locked);
         if unchanged {
             tracing::debug!(
                 plugin = name,

@@ -160,13 +160,26 @@ fn a_broken_new_version_leaves_the_old_one_serving() {
     m.load_plugin("versioned").unwrap();
     assert!(matches!(next_event(&events), Event::Loaded { .. }));
 
-    // Wrong ABI: a library with another root-module layout, under this plugin's name.
+    // Wrong ABI: a library with another root-module layout, under this plugin's name. Its
+    // identity record is rewritten to say `versioned` 2.0.0 (the same lengths as
+    // `wrong-abi` 0.1.0), so that every check on the file passes and only the layout
+    // check, once the library is mapped, refuses it.
     let wrong = tempfile::tempdir().unwrap();
     let wrong_dir = wrong.path().join("versioned");
     std::fs::create_dir(&wrong_dir).unwrap();
-    std::fs::copy(
-        fixtures().library("wrong-abi"),
+    let mut library = std::fs::read(fixtures().library("wrong-abi")).unwrap();
+    let (from, to) = (
+        b"\x09\0wrong-abi\x05\x000.1.0",
+        b"\x09\0versioned\x05\x002.0.0",
+    );
+    let at = library
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("wrong-abi's identity record");
+    library[at..at + to.len()].copy_from_slice(to);
+    std::fs::write(
         wrong_dir.join(fixtures().plugin("wrong-abi").library_file_name()),
+        library,
     )
     .unwrap();
     std::fs::write(

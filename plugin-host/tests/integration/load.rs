@@ -229,6 +229,13 @@ fn bad_libraries_fail_alone_with_typed_errors() {
 
     let err = report.error("not-a-plugin").unwrap();
     assert!(matches!(err, Error::NotAPlugin { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "does not export `{}`",
+            plugin_abi::ROOT_MODULE_SYMBOL
+        )),
+        "{err}"
+    );
 
     for (name, err) in report.failed() {
         assert_eq!(err.plugin(), Some(name));
@@ -250,6 +257,114 @@ fn a_file_that_is_not_a_library_is_not_a_plugin() {
     std::fs::write(&lib, b"definitely not ELF").unwrap();
     let err = manager(base.path()).load_plugin("hello").unwrap_err();
     assert!(matches!(err, Error::NotAPlugin { .. }), "{err}");
+    assert!(err.to_string().contains("not a shared library"), "{err}");
+}
+
+/// Rewrites the library of the installed plugin `name` in `dir` with `edit` applied to its
+/// bytes.
+fn edit_library(dir: &Path, name: &str, edit: impl FnOnce(&mut Vec<u8>)) {
+    let lib = dir.join(fixtures().plugin(name).library_file_name());
+    let mut bytes = std::fs::read(&lib).unwrap();
+    edit(&mut bytes);
+    std::fs::remove_file(&lib).unwrap();
+    std::fs::write(&lib, bytes).unwrap();
+}
+
+/// ELF's `e_type` and `e_machine`, in the file's byte order.
+#[cfg(all(unix, not(target_vendor = "apple")))]
+fn put_elf_u16(bytes: &mut [u8], at: usize, value: u16) {
+    let value = if bytes[5] == 2 {
+        value.to_be_bytes()
+    } else {
+        value.to_le_bytes()
+    };
+    bytes[at..at + 2].copy_from_slice(&value);
+}
+
+#[cfg(all(unix, not(target_vendor = "apple")))]
+#[test]
+fn a_library_for_another_machine_or_an_executable_is_refused_before_loading() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hello");
+    let (machine, name) = if std::env::consts::ARCH == "aarch64" {
+        (62, "x86_64")
+    } else {
+        (183, "aarch64")
+    };
+    edit_library(&dir, "hello", |bytes| put_elf_u16(bytes, 18, machine));
+    let err = manager(base.path()).load_plugin("hello").unwrap_err();
+    assert!(matches!(err, Error::NotAPlugin { .. }), "{err}");
+    let expected = format!("built for {name}, this host is {}", std::env::consts::ARCH);
+    assert!(err.to_string().contains(&expected), "{err}");
+
+    let dir = fixtures().install(base.path(), "hello");
+    const ET_EXEC: u16 = 2;
+    edit_library(&dir, "hello", |bytes| put_elf_u16(bytes, 16, ET_EXEC));
+    let err = manager(base.path()).load_plugin("hello").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("(an ELF executable, not a shared library)"),
+        "{err}"
+    );
+}
+
+/// Replaces every occurrence of `from` in `bytes` with `to` (of the same length).
+fn replace_all(bytes: &mut [u8], from: &[u8], to: &[u8]) -> usize {
+    assert_eq!(from.len(), to.len());
+    let mut count = 0;
+    let mut at = 0;
+    while let Some(found) = bytes[at..].windows(from.len()).position(|w| w == from) {
+        bytes[at + found..at + found + to.len()].copy_from_slice(to);
+        at += found + to.len();
+        count += 1;
+    }
+    count
+}
+
+#[cfg(all(unix, not(target_vendor = "apple")))]
+#[test]
+fn a_library_without_a_readable_identity_section_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hello");
+    edit_library(&dir, "hello", |bytes| {
+        assert_eq!(replace_all(bytes, b"PLUGIDNT", b"PLUGIDNX"), 1);
+    });
+    let err = manager(base.path()).load_plugin("hello").unwrap_err();
+    assert!(matches!(err, Error::NotAPlugin { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("its identity section `.plugin_identity` is malformed"),
+        "{err}"
+    );
+
+    let dir = fixtures().install(base.path(), "hello");
+    edit_library(&dir, "hello", |bytes| {
+        assert!(replace_all(bytes, b".plugin_identity\0", b".plugin_idXXXXXX\0") >= 1);
+    });
+    let err = manager(base.path()).load_plugin("hello").unwrap_err();
+    assert!(matches!(err, Error::NotAPlugin { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("it has no `.plugin_identity` section"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_library_larger_than_the_cap_is_not_read() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hello");
+    let lib = dir.join(fixtures().plugin("hello").library_file_name());
+    // Sparse: no disk space, and the loader must not read it.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lib)
+        .unwrap()
+        .set_len((512 << 20) + 1)
+        .unwrap();
+    let err = manager(base.path()).load_plugin("hello").unwrap_err();
+    assert!(matches!(err, Error::NotAPlugin { .. }), "{err}");
+    assert!(err.to_string().contains("more than the 512 MiB"), "{err}");
 }
 
 #[test]

@@ -1,0 +1,117 @@
+//! Finding the library file and opening it: inside its folder, a regular file, safe mode,
+//! bounded size.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::manifest::Manifest;
+use crate::Error;
+
+/// The largest library the loader reads: 512 MiB. Plugin libraries are a few MiB (tens
+/// with debug information); the cap keeps a huge or growing file from exhausting memory,
+/// since the whole library is read into memory to be checked, hashed and copied.
+pub(crate) const MAX_LIBRARY_LEN: u64 = 512 << 20;
+
+/// The first of the manifest's library candidates that exists (as any kind of entry).
+pub(crate) fn find_library(
+    name: &str,
+    dir: &Path,
+    manifest: &Manifest,
+    manifest_file: &Path,
+) -> Result<PathBuf, Error> {
+    let candidates = manifest.library_candidates(dir)?;
+    candidates
+        .iter()
+        .find(|p| p.symlink_metadata().is_ok())
+        .cloned()
+        .ok_or_else(|| Error::LibraryMissing {
+            plugin: name.to_owned(),
+            manifest: manifest_file.to_path_buf(),
+            dir: dir.to_path_buf(),
+            candidates,
+        })
+}
+
+/// Opens the library after checking that it resolves inside the plugin folder; then checks
+/// the opened file itself (a regular file, not writable by group or others), so the checks
+/// apply to the very bytes that are read.
+pub(crate) fn open_checked(name: &str, dir: &Path, library: &Path) -> Result<File, Error> {
+    let io = |action, path: &Path| Error::io(name, action, path);
+    let real_dir = dir
+        .canonicalize()
+        .map_err(io("resolve the plugin folder", dir))?;
+    let resolved = library
+        .canonicalize()
+        .map_err(io("resolve the library path", library))?;
+    if !resolved.starts_with(&real_dir) {
+        return Err(Error::LibraryOutsideFolder {
+            plugin: name.to_owned(),
+            path: library.to_path_buf(),
+            resolved,
+            dir: real_dir,
+        });
+    }
+    let not_file = || Error::LibraryNotFile {
+        plugin: name.to_owned(),
+        path: library.to_path_buf(),
+    };
+    // Check the path before opening it (opening a FIFO would block), then the open file.
+    let by_path = resolved
+        .metadata()
+        .map_err(io("read the metadata of", &resolved))?;
+    if !by_path.is_file() {
+        return Err(not_file());
+    }
+    let file = File::open(&resolved).map_err(io("open the library", &resolved))?;
+    let meta = file
+        .metadata()
+        .map_err(io("read the metadata of", &resolved))?;
+    if !meta.is_file() {
+        return Err(not_file());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(Error::LibraryPermissions {
+                plugin: name.to_owned(),
+                path: library.to_path_buf(),
+                mode,
+            });
+        }
+    }
+    Ok(file)
+}
+
+/// Reads the whole opened library into memory, at most [`MAX_LIBRARY_LEN`] bytes: a larger
+/// file (or one that grows past the cap while being read) is not a plugin.
+pub(crate) fn read_capped(name: &str, library: &Path, file: File) -> Result<Vec<u8>, Error> {
+    let too_large = |len: u64| Error::NotAPlugin {
+        plugin: name.to_owned(),
+        path: library.to_path_buf(),
+        reason: format!(
+            "it is {len} bytes long, more than the {} MiB a plugin library may be",
+            MAX_LIBRARY_LEN >> 20
+        ),
+    };
+    let io = |source| Error::Io {
+        plugin: name.to_owned(),
+        action: "read the library",
+        path: library.to_path_buf(),
+        source,
+    };
+    let len = file.metadata().map_err(io)?.len();
+    if len > MAX_LIBRARY_LEN {
+        return Err(too_large(len));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(MAX_LIBRARY_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_LIBRARY_LEN {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
