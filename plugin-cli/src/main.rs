@@ -25,6 +25,11 @@ struct Cli {
     #[arg(long, global = true, default_value = "plugins", value_name = "DIR")]
     dir: PathBuf,
 
+    /// For development only: accept plugin folders that group or others can write, and
+    /// libraries owned by another user.
+    #[arg(long, global = true)]
+    insecure_permissions: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -141,7 +146,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    let manager = PluginManager::new(&cli.dir);
+    let manager = PluginManager::builder(&cli.dir)
+        .insecure_permissions(cli.insecure_permissions)
+        .build();
     if !cli.dir.is_dir() {
         return Err(Error::BaseDir {
             path: cli.dir.clone(),

@@ -333,6 +333,56 @@ pub enum Error {
         /// The conversion error.
         source: plugin_abi::serde::ValueError,
     },
+
+    /// The base directory or the plugin folder can be written by group or others: whoever
+    /// can write it can swap the library between the host's checks and a later load.
+    #[error(
+        "plugin `{plugin}`: the {what} {} is writable by group or others (mode {mode:o}), so anyone could replace the plugin's files; run `chmod go-w {}` (for development only, the manager's `insecure_permissions(true)` or `plugctl --insecure-permissions` skips this check)",
+        path.display(), path.display()
+    )]
+    FolderPermissions {
+        /// The plugin folder name.
+        plugin: String,
+        /// What the path is: "base directory" or "plugin folder".
+        what: &'static str,
+        /// The folder.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+
+    /// The library belongs to a user other than the host's user or root.
+    #[error(
+        "plugin `{plugin}`: library {} belongs to user {owner}, not to the host's user ({host}) or root, so that user could change the code this host runs; run `chown {host} {}` (for development only, the manager's `insecure_permissions(true)` or `plugctl --insecure-permissions` skips this check)",
+        path.display(), path.display()
+    )]
+    LibraryOwner {
+        /// The plugin folder name.
+        plugin: String,
+        /// The library path.
+        path: PathBuf,
+        /// The uid owning the library.
+        owner: u32,
+        /// The uid the host runs as.
+        host: u32,
+    },
+
+    /// The plugin folder is a symbolic link (or under one) leading outside the base
+    /// directory.
+    #[error(
+        "plugin `{plugin}`: the plugin folder {} resolves to {}, outside the base directory {}; move the plugin into the base directory, or let the manager follow such links with `allow_folders_outside_base(true)`",
+        dir.display(), resolved.display(), base_dir.display()
+    )]
+    FolderOutsideBase {
+        /// The plugin folder name.
+        plugin: String,
+        /// The folder under the base directory.
+        dir: PathBuf,
+        /// Where it resolves to.
+        resolved: PathBuf,
+        /// The base directory, resolved.
+        base_dir: PathBuf,
+    },
 }
 
 impl Error {
@@ -364,6 +414,9 @@ impl Error {
             | Error::NotActive { plugin, .. }
             | Error::Disabled { plugin }
             | Error::Downgrade { plugin, .. }
+            | Error::FolderPermissions { plugin, .. }
+            | Error::LibraryOwner { plugin, .. }
+            | Error::FolderOutsideBase { plugin, .. }
             | Error::Unloaded { plugin } => Some(plugin),
         }
     }

@@ -1,10 +1,13 @@
-//! Loading one plugin folder: the checks of DESIGN.md's order, the private copy, and the
+//! Loading one plugin folder: every check in order, the private copy, and the
 //! `abi_stable` load.
 //!
+//! 0. The plugin folder resolves inside the base directory (unless the host allows folders
+//!    elsewhere), and neither it nor the base directory is writable by group or others.
 //! 1. `plugin.json` parses and validates; `requires.host` matches; `source` names a local
 //!    library.
 //! 2. The library file ([`crate::library`]): its path stays inside the folder; the opened
-//!    file is a regular file not writable by group or others, of at most 512 MiB; it is
+//!    file is a regular file not writable by group or others, owned by the host's user or
+//!    root (these permission checks can be turned off for development), of at most 512 MiB; it is
 //!    read once into memory, and those bytes match `sha256` if the manifest gives one.
 //! 3. The same bytes, not mapped: a shared library for this OS and this machine's
 //!    architecture that exports the root-module symbol; the identity record `export_plugin!`
@@ -15,7 +18,7 @@
 //!    layout checks run (the only checks that need the library mapped).
 //! 5. The identity the library's `info()` reports is checked against the manifest again.
 //!
-//! No code of the plugin runs before every check of steps 1 to 3 passed: they only read
+//! No code of the plugin runs before every check of steps 0 to 3 passed: they only read
 //! files. A library refused at step 4 or 5 has been mapped, and its constructors have run.
 
 use std::fs::File;
@@ -37,6 +40,9 @@ use crate::Error;
 pub(crate) struct LoadConfig {
     pub(crate) host_version: semver::Version,
     pub(crate) copy_dir: PathBuf,
+    /// The base directory, when the folder loaded lies in it (not for an upgrade's source).
+    pub(crate) base_dir: Option<PathBuf>,
+    pub(crate) folders: library::FolderPolicy,
 }
 
 /// A library that passed every check and whose root module is ready to call.
@@ -62,6 +68,9 @@ impl Loaded {
 
 /// Runs checks 1 to 5 on the plugin folder `dir` named `name`.
 pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded, Error> {
+    // 0. The folder: in the base directory, and writable by its owner only.
+    library::check_folder(name, dir, config.base_dir.as_deref(), config.folders)?;
+
     // 1. The manifest and the host version. The plugin's name is its folder's name in the
     // base directory; an upgrade may come from a folder named otherwise.
     let manifest = Manifest::load_as(dir, name)?;
@@ -87,7 +96,7 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded
     // 2. The library file: where it is, what it is, its size; then its bytes, read once,
     // and their checksum.
     let library = library::find_library(name, dir, &manifest, &manifest_file)?;
-    let file = library::open_checked(name, dir, &library)?;
+    let file = library::open_checked(name, dir, &library, config.folders)?;
     let bytes = library::read_capped(name, &library, file)?;
     if let Some(expected) = &manifest.sha256 {
         library::checksum::verify(name, &library, &bytes, expected)?;

@@ -13,6 +13,87 @@ use crate::Error;
 /// since the whole library is read into memory to be checked, hashed and copied.
 pub(crate) const MAX_LIBRARY_LEN: u64 = 512 << 20;
 
+/// Which of the folder and owner checks a load makes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FolderPolicy {
+    /// Skip the folder-mode and library-owner checks (development only).
+    pub(crate) insecure_permissions: bool,
+    /// Accept a plugin folder that resolves outside the base directory.
+    pub(crate) allow_outside_base: bool,
+}
+
+/// Checks the folder a plugin is loaded from: when it lies in the base directory
+/// (`base_dir`), that it resolves inside it; and that neither it nor the base directory can
+/// be written by group or others. A folder elsewhere (an upgrade's source) gets the mode
+/// check only.
+pub(crate) fn check_folder(
+    name: &str,
+    dir: &Path,
+    base_dir: Option<&Path>,
+    policy: FolderPolicy,
+) -> Result<(), Error> {
+    let io = |action, path: &Path| Error::io(name, action, path);
+    let real_dir = dir
+        .canonicalize()
+        .map_err(io("resolve the plugin folder", dir))?;
+    let real_base = match base_dir {
+        Some(base) => Some(
+            base.canonicalize()
+                .map_err(io("resolve the base directory", base))?,
+        ),
+        None => None,
+    };
+    if let Some(real_base) = &real_base {
+        if !policy.allow_outside_base && real_dir.parent() != Some(real_base.as_path()) {
+            return Err(Error::FolderOutsideBase {
+                plugin: name.to_owned(),
+                dir: dir.to_path_buf(),
+                resolved: real_dir,
+                base_dir: real_base.clone(),
+            });
+        }
+    }
+    if policy.insecure_permissions {
+        return Ok(());
+    }
+    let folders = real_base
+        .iter()
+        .map(|b| ("base directory", b))
+        .chain([("plugin folder", &real_dir)]);
+    for (what, path) in folders {
+        let meta = path.metadata().map_err(io("read the metadata of", path))?;
+        if let Some(mode) = writable_by_others(&meta) {
+            return Err(Error::FolderPermissions {
+                plugin: name.to_owned(),
+                what,
+                path: path.clone(),
+                mode,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The permission bits, if group or others can write the file or folder.
+#[cfg(unix)]
+fn writable_by_others(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o7777;
+    (mode & 0o022 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn writable_by_others(_meta: &std::fs::Metadata) -> Option<u32> {
+    None
+}
+
+/// The uid this process runs as.
+#[cfg(unix)]
+fn host_uid() -> u32 {
+    // SAFETY: `geteuid` takes no arguments, touches no memory of ours and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// The first of the manifest's library candidates that exists (as any kind of entry).
 pub(crate) fn find_library(
     name: &str,
@@ -36,7 +117,12 @@ pub(crate) fn find_library(
 /// Opens the library after checking that it resolves inside the plugin folder; then checks
 /// the opened file itself (a regular file, not writable by group or others), so the checks
 /// apply to the very bytes that are read.
-pub(crate) fn open_checked(name: &str, dir: &Path, library: &Path) -> Result<File, Error> {
+pub(crate) fn open_checked(
+    name: &str,
+    dir: &Path,
+    library: &Path,
+    policy: FolderPolicy,
+) -> Result<File, Error> {
     let io = |action, path: &Path| Error::io(name, action, path);
     let real_dir = dir
         .canonicalize()
@@ -63,7 +149,14 @@ pub(crate) fn open_checked(name: &str, dir: &Path, library: &Path) -> Result<Fil
     if !by_path.is_file() {
         return Err(not_file());
     }
-    let file = File::open(&resolved).map_err(io("open the library", &resolved))?;
+    // Should a FIFO have replaced the file since, opening it does not wait for a writer.
+    let mut options = File::options();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options
+        .open(&resolved)
+        .map_err(io("open the library", &resolved))?;
     let meta = file
         .metadata()
         .map_err(io("read the metadata of", &resolved))?;
@@ -79,6 +172,15 @@ pub(crate) fn open_checked(name: &str, dir: &Path, library: &Path) -> Result<Fil
                 plugin: name.to_owned(),
                 path: library.to_path_buf(),
                 mode,
+            });
+        }
+        let (owner, host) = (std::os::unix::fs::MetadataExt::uid(&meta), host_uid());
+        if !policy.insecure_permissions && owner != host && owner != 0 {
+            return Err(Error::LibraryOwner {
+                plugin: name.to_owned(),
+                path: library.to_path_buf(),
+                owner,
+                host,
             });
         }
     }

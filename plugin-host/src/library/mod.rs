@@ -29,7 +29,7 @@ mod stamp;
 pub use checksum::sha256_file;
 pub use complete::library_complete;
 pub(crate) use complete::{library_status, Status};
-pub(crate) use file::{find_library, open_checked, read_capped};
+pub(crate) use file::{check_folder, find_library, open_checked, read_capped, FolderPolicy};
 pub(crate) use format::check_format;
 pub(crate) use identity::{check_identity, read_identity};
 pub(crate) use stamp::FileStamp;

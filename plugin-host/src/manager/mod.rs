@@ -22,6 +22,7 @@ use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 
 use crate::discover::discover;
+use crate::library::FolderPolicy;
 use crate::load::{load, LoadConfig};
 use crate::state_file::StateFile;
 use crate::Error;
@@ -59,6 +60,7 @@ pub struct PluginManager {
     host_version: semver::Version,
     copy_dir: CopyDir,
     drain_timeout: Duration,
+    folders: FolderPolicy,
     /// Read on every `get`; replaced whole (copy on write) by writers.
     plugins: ArcSwap<HashMap<String, Arc<Slot>>>,
     /// Serialises changes to the map of slots (a name added or removed); held briefly.
@@ -97,6 +99,7 @@ pub struct PluginManagerBuilder {
     host_version: semver::Version,
     copy_dir: Option<PathBuf>,
     drain_timeout: Duration,
+    folders: FolderPolicy,
 }
 
 impl PluginManagerBuilder {
@@ -123,6 +126,24 @@ impl PluginManagerBuilder {
         self
     }
 
+    /// **For development only.** Skips the checks that the base directory and each plugin
+    /// folder are writable by their owner only, and that each library belongs to the host's
+    /// user or root. Whoever can write a plugin's folder can replace its library, so with
+    /// these checks off the library's own mode protects little. Off by default.
+    pub fn insecure_permissions(mut self, insecure: bool) -> Self {
+        self.folders.insecure_permissions = insecure;
+        self
+    }
+
+    /// Accepts plugin folders that resolve (through symbolic links) outside the base
+    /// directory, such as `plugins/hello -> /opt/hello`. Off by default: such a folder is
+    /// refused with [`Error::FolderOutsideBase`], so the base directory is the one place to
+    /// audit.
+    pub fn allow_folders_outside_base(mut self, allow: bool) -> Self {
+        self.folders.allow_outside_base = allow;
+        self
+    }
+
     /// Builds the manager. Nothing is loaded until [`PluginManager::load_plugins`] or
     /// [`PluginManager::load_plugin`] is called.
     pub fn build(self) -> PluginManager {
@@ -135,6 +156,7 @@ impl PluginManagerBuilder {
                 None => CopyDir::Temp(OnceLock::new()),
             },
             drain_timeout: self.drain_timeout,
+            folders: self.folders,
             plugins: ArcSwap::from_pointee(HashMap::new()),
             registry: Mutex::new(()),
             listeners: Listeners::default(),
@@ -158,6 +180,7 @@ impl PluginManager {
                 .expect("the crate version is valid semver"),
             copy_dir: None,
             drain_timeout: Duration::from_secs(30),
+            folders: FolderPolicy::default(),
         }
     }
 
@@ -332,6 +355,10 @@ impl PluginManager {
         let config = LoadConfig {
             host_version: self.host_version.clone(),
             copy_dir: self.copy_dir_for(name)?,
+            // The base directory's own folder for this name gets the containment check; an
+            // upgrade's source folder elsewhere gets the permission checks only.
+            base_dir: (dir == self.base_dir.join(name)).then(|| self.base_dir.clone()),
+            folders: self.folders,
         };
         let loaded = load(name, dir, &config)?;
         // From here the library is mapped for good.

@@ -6,6 +6,8 @@ mod hostile_files;
 mod lifecycle;
 mod load;
 mod logging;
+#[cfg(unix)]
+mod permissions;
 mod state_file;
 mod util;
 mod watch;
