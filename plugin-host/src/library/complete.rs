@@ -51,7 +51,19 @@ pub(crate) enum Status {
 
 /// [`library_complete`], with the lengths when the file is incomplete.
 pub(crate) fn library_status(path: &Path) -> io::Result<Status> {
-    let file = File::open(path)?;
+    // Opened without blocking, should the path be a FIFO, and judged only if it is a
+    // regular file.
+    let mut options = File::options();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
     // Reads only the headers and tables it is asked for, not the whole file.
     let cache = ReadCache::new(Reader {
         file,

@@ -149,3 +149,59 @@ fn an_upgrade_through_the_api_is_not_repeated_by_the_watcher() {
     );
     assert_eq!(m.get("versioned").unwrap().status().retained_libraries, 2);
 }
+
+#[cfg(unix)]
+#[test]
+fn fifos_dropped_into_a_watched_directory_block_nothing() {
+    let base = tempfile::tempdir().unwrap();
+    let (_m, events, watcher) = watched(base.path());
+    let mkfifo = |path: &std::path::Path| {
+        let made = std::process::Command::new("mkfifo").arg(path).status();
+        assert!(made.unwrap().success());
+    };
+    // A FIFO where plugin.json belongs, and a FIFO where the library belongs.
+    let staging = tempfile::tempdir().unwrap();
+    let fifo_manifest = staging.path().join("fifo-manifest");
+    std::fs::create_dir(&fifo_manifest).unwrap();
+    mkfifo(&fifo_manifest.join("plugin.json"));
+    std::fs::rename(&fifo_manifest, base.path().join("fifo-manifest")).unwrap();
+    let fifo_library = staging.path().join("hello");
+    std::fs::create_dir(&fifo_library).unwrap();
+    std::fs::copy(
+        fixtures().plugin("hello").dir.join("plugin.json"),
+        fifo_library.join("plugin.json"),
+    )
+    .unwrap();
+    mkfifo(&fifo_library.join(plugin_test_support::library_file_name("hello")));
+    std::fs::rename(&fifo_library, base.path().join("hello")).unwrap();
+
+    let mut failed = Vec::new();
+    while failed.len() < 2 {
+        match next_event(&events) {
+            Event::Failed { name, error } => failed.push((name, error)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    failed.sort();
+    assert_eq!(failed[0].0, "fifo-manifest");
+    assert!(failed[0].1.contains("FIFO"), "{}", failed[0].1);
+    assert_eq!(failed[1].0, "hello");
+    assert!(
+        failed[1].1.contains("not a regular file"),
+        "{}",
+        failed[1].1
+    );
+
+    // The worker still serves: a good plugin dropped in after them loads.
+    fixtures().install(base.path(), "counter");
+    assert!(matches!(next_event(&events), Event::Loaded { name, .. } if name == "counter"));
+
+    // And the watcher stops when dropped.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(watcher);
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(crate::util::EVENT_TIMEOUT)
+        .expect("dropping the watcher returns");
+}
