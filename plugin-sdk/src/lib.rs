@@ -226,8 +226,7 @@ pub mod __private {
     }
 
     fn guard(f: impl FnOnce() -> Result<(), PluginError>) -> RResult<(), PluginError> {
-        panic_hook::install();
-        let _guarded = panic_hook::Guarded::enter();
+        panic_hook::enter();
         match catch_unwind(AssertUnwindSafe(f)) {
             Ok(result) => result.into(),
             Err(payload) => {
@@ -256,29 +255,45 @@ pub mod __private {
 
     /// The plugin's own panic hook. Each plugin library has its own copy of std, whose
     /// default hook prints every panic (and, with `RUST_BACKTRACE`, a backtrace) to stderr,
-    /// behind the host's back. This hook, installed once per library, keeps quiet about
-    /// panics inside a guarded call (they become the returned error, with their location,
-    /// and a log record in the host) and hands every other panic (on a thread the plugin
-    /// started itself) to the hook it replaced.
+    /// behind the host's back. This hook, installed by the first guarded call, keeps quiet
+    /// about panics on threads that call into the plugin from the host (every plugin
+    /// function such a thread runs is guarded: the panic becomes the returned error, with
+    /// its location, and a log record in the host), and hands every other panic (on a
+    /// thread the plugin started itself) to the hook it replaced.
+    ///
+    /// A thread is marked the first time it enters a guarded call, not on every call, so
+    /// the call path pays one thread-local read.
     mod panic_hook {
         use std::cell::Cell;
         use std::panic::PanicHookInfo;
         use std::sync::Once;
 
         thread_local! {
-            /// Guarded calls running on this thread (nested hooks are possible).
-            static DEPTH: Cell<usize> = const { Cell::new(0) };
-            /// Where the last guarded panic on this thread happened.
+            /// Whether this thread is a host thread calling into the plugin.
+            static HOST_THREAD: Cell<bool> = const { Cell::new(false) };
+            /// Where the last panic on this host thread happened.
             static LOCATION: Cell<Option<String>> = const { Cell::new(None) };
         }
 
-        /// Installs the hook, once per library.
-        pub(super) fn install() {
+        /// Marks this thread as one the host calls the plugin from; installs the hook on
+        /// the library's first call.
+        #[inline]
+        pub(super) fn enter() {
+            let _ = HOST_THREAD.try_with(|marked| {
+                if !marked.get() {
+                    marked.set(true);
+                    install();
+                }
+            });
+        }
+
+        #[cold]
+        fn install() {
             static INSTALL: Once = Once::new();
             INSTALL.call_once(|| {
                 let previous = std::panic::take_hook();
                 std::panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
-                    if DEPTH.try_with(Cell::get).unwrap_or(0) > 0 {
+                    if HOST_THREAD.try_with(Cell::get).unwrap_or(false) {
                         let at = info.location().map(ToString::to_string);
                         let _ = LOCATION.try_with(|l| l.set(at));
                     } else {
@@ -288,25 +303,9 @@ pub mod __private {
             });
         }
 
-        /// The location of the last guarded panic on this thread, taken.
+        /// The location of the last panic on this thread, taken.
         pub(super) fn take_location() -> Option<String> {
             LOCATION.try_with(Cell::take).ok().flatten()
-        }
-
-        /// Marks this thread as inside a guarded call for as long as it lives.
-        pub(super) struct Guarded(());
-
-        impl Guarded {
-            pub(super) fn enter() -> Self {
-                let _ = DEPTH.try_with(|d| d.set(d.get() + 1));
-                Guarded(())
-            }
-        }
-
-        impl Drop for Guarded {
-            fn drop(&mut self) {
-                let _ = DEPTH.try_with(|d| d.set(d.get().saturating_sub(1)));
-            }
         }
     }
 }

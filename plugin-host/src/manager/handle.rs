@@ -24,7 +24,7 @@
 //! slot's `draining` list, which keeps a version until no call runs on it). The thread's
 //! cache holds it too, but only until that thread replaces the entry.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -123,27 +123,28 @@ impl Slot {
     }
 
     /// Marks a call in flight on the current version; `None` if no version is active.
+    #[inline]
     fn enter(&self) -> Option<Call<'_>> {
         loop {
             let publication = self.publication.load(Ordering::SeqCst);
-            let (version, keep) = match cached(self, publication) {
-                Some(version) => (version, None),
+            let (hit, keep) = match cached(self, publication) {
+                Some(hit) => (hit, None),
                 None => {
                     let version = self.current.load_full()?;
-                    let ptr = Arc::as_ptr(&version);
+                    let hit = Hit::of(self, publication, &version);
                     // Cached when the thread still has its cache; otherwise the call keeps
                     // its own reference.
-                    let keep = remember(self, publication, version);
-                    (ptr, keep)
+                    let keep = remember(hit, version);
+                    (hit, keep)
                 }
             };
-            // SAFETY: `version` points to a live `LoadedVersion`: the thread's cache entry
-            // (which only this thread replaces, and not before this line) or `keep` holds a
-            // strong reference. Once the mark below is validated, `current` or `draining`
-            // also holds one for as long as the call runs (see the module docs), so the
-            // reference may outlive the cache entry.
-            let version: &LoadedVersion = unsafe { &*version };
-            let guard = CallGuard::enter(&version.in_flight);
+            // SAFETY: `hit.version` points to a live `LoadedVersion` and `hit.stripe` into
+            // it: the thread's cache holds a strong reference to it (and only this thread
+            // replaces it, not before this line), or `keep` does. Once the mark below is
+            // validated, `current` or `draining` also holds one for as long as the call
+            // runs (see the module docs), so the references may outlive the cache entry.
+            let (version, stripe) = unsafe { (&*hit.version, &*hit.stripe) };
+            let guard = CallGuard::on(stripe);
             if self.publication.load(Ordering::SeqCst) == publication {
                 return Some(Call {
                     version,
@@ -193,50 +194,81 @@ struct Call<'a> {
 /// How many slots each thread caches a version for.
 const CACHE_WAYS: usize = 4;
 
-struct CacheEntry {
+/// What a call needs from the cache: the version, and this thread's stripe of its
+/// in-flight counter, for one publication of one slot. Plain pointers, valid while the
+/// cache's `held` entry of the same way holds the version.
+#[derive(Clone, Copy)]
+struct Hit {
     slot: *const Slot,
     publication: u64,
-    version: Arc<LoadedVersion>,
+    version: *const LoadedVersion,
+    stripe: *const AtomicUsize,
+}
+
+const EMPTY: Hit = Hit {
+    slot: std::ptr::null(),
+    publication: 0,
+    version: std::ptr::null(),
+    stripe: std::ptr::null(),
+};
+
+impl Hit {
+    fn of(slot: &Slot, publication: u64, version: &Arc<LoadedVersion>) -> Hit {
+        Hit {
+            slot,
+            publication,
+            version: Arc::as_ptr(version),
+            stripe: version.in_flight.stripe(),
+        }
+    }
+}
+
+/// One thread's cache. `hits[w]` is read on every call; `held[w]` holds the version
+/// `hits[w]` points to, and changes only when the entry is replaced.
+struct Cache {
+    hits: [Cell<Hit>; CACHE_WAYS],
+    held: RefCell<[Option<Arc<LoadedVersion>>; CACHE_WAYS]>,
 }
 
 thread_local! {
-    static CACHE: RefCell<[Option<CacheEntry>; CACHE_WAYS]> =
-        const { RefCell::new([const { None }; CACHE_WAYS]) };
+    static CACHE: Cache = const {
+        Cache {
+            hits: [const { Cell::new(EMPTY) }; CACHE_WAYS],
+            held: RefCell::new([const { None }; CACHE_WAYS]),
+        }
+    };
 }
 
-fn way(slot: &Slot) -> usize {
+fn way(slot: *const Slot) -> usize {
     // Slots are heap allocations at least 64 bytes apart.
-    (std::ptr::from_ref(slot) as usize >> 6) % CACHE_WAYS
+    (slot as usize >> 6) % CACHE_WAYS
 }
 
-/// The version this thread cached for `slot` at `publication`, if any.
-fn cached(slot: &Slot, publication: u64) -> Option<*const LoadedVersion> {
+/// What this thread cached for `slot` at `publication`, if anything.
+#[inline]
+fn cached(slot: &Slot, publication: u64) -> Option<Hit> {
+    let slot: *const Slot = slot;
     CACHE
         .try_with(|cache| {
-            let cache = cache.try_borrow().ok()?;
-            let entry = cache[way(slot)].as_ref()?;
-            (std::ptr::eq(entry.slot, slot) && entry.publication == publication)
-                .then_some(Arc::as_ptr(&entry.version))
+            let hit = cache.hits[way(slot)].get();
+            (std::ptr::eq(hit.slot, slot) && hit.publication == publication).then_some(hit)
         })
         .ok()
         .flatten()
 }
 
-/// Caches `version` for `slot` at `publication`; gives it back if this thread's cache is
-/// gone or busy.
-fn remember(
-    slot: &Slot,
-    publication: u64,
-    version: Arc<LoadedVersion>,
-) -> Option<Arc<LoadedVersion>> {
+/// Caches `hit` with the version it points to; gives the version back if this thread's
+/// cache is gone (the thread is exiting) or busy.
+#[cold]
+fn remember(hit: Hit, version: Arc<LoadedVersion>) -> Option<Arc<LoadedVersion>> {
     let mut version = Some(version);
     let _ = CACHE.try_with(|cache| {
-        if let Ok(mut cache) = cache.try_borrow_mut() {
-            cache[way(slot)] = Some(CacheEntry {
-                slot,
-                publication,
-                version: version.take().expect("taken once"),
-            });
+        let w = way(hit.slot);
+        if let Ok(mut held) = cache.held.try_borrow_mut() {
+            // Forget the old pointers before the reference that keeps them valid goes.
+            cache.hits[w].set(EMPTY);
+            held[w] = version.take();
+            cache.hits[w].set(hit);
         }
     });
     version

@@ -55,6 +55,11 @@ impl InFlight {
         }
     }
 
+    /// This thread's stripe.
+    pub(super) fn stripe(&self) -> &AtomicUsize {
+        &self.stripes[stripe_index()].0
+    }
+
     pub(super) fn total(&self) -> usize {
         // Each stripe can wrap below zero when a call ends on another thread than it began
         // (it never does today), so sum with wrapping arithmetic.
@@ -70,8 +75,15 @@ pub(super) struct CallGuard<'a> {
 }
 
 impl<'a> CallGuard<'a> {
+    /// Marks a call on this thread's stripe of `in_flight`.
+    #[cfg(test)]
     pub(super) fn enter(in_flight: &'a InFlight) -> Self {
-        let stripe = &in_flight.stripes[stripe_index()].0;
+        Self::on(in_flight.stripe())
+    }
+
+    /// Marks a call on `stripe`, a stripe of a version's in-flight counter.
+    #[inline]
+    pub(super) fn on(stripe: &'a AtomicUsize) -> Self {
         // SeqCst: see the call path in `handle.rs`.
         stripe.fetch_add(1, Ordering::SeqCst);
         CallGuard { stripe }
