@@ -68,3 +68,8 @@ pub const ABI_CRATE_VERSION: &str = plugin_abi::CRATE_VERSION;
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+/// docs/lifecycle.md's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/lifecycle.md")]
+struct LifecycleDoctests;

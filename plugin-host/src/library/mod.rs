@@ -1,11 +1,13 @@
 //! Every check made on a plugin library's file before it is mapped, and file completeness.
 //!
-//! The loader runs them in this order on one folder's library (DESIGN.md's checks 2 and
-//! 3), and maps nothing before all of them passed:
+//! The loader runs them in this order on one folder (steps 0, 2 and 3 of `load.rs`), and
+//! maps nothing before all of them passed:
 //!
+//! 0. [`check_folder`]: the folder resolves inside the base directory, and neither it nor
+//!    the base directory is writable by group or others.
 //! 1. [`find_library`]: the first of the manifest's candidate paths that exists.
 //! 2. [`open_checked`]: the path resolves inside the plugin folder; the opened file is a
-//!    regular file, not writable by group or others.
+//!    regular file, not writable by group or others, owned by the host's user or root.
 //! 3. [`read_capped`]: the whole file, read once into memory, at most
 //!    [`MAX_LIBRARY_LEN`](file::MAX_LIBRARY_LEN) bytes. Every later check, and the private copy, use these bytes.
 //! 4. [`checksum::verify`]: the manifest's `sha256`, if it has one.
