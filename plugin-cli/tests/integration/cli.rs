@@ -360,34 +360,64 @@ fn a_plugin_that_crashes_takes_the_in_process_host_down_with_it() {
 
 #[cfg(unix)]
 #[test]
-fn list_returns_at_once_beside_fifos_and_devices() {
-    let base = base_with(&["hello"]);
-    for (name, kind) in [("a-fifo", "fifo"), ("zero", "zero"), ("z-fifo", "fifo")] {
+fn list_returns_at_once_with_the_good_plugins_active_beside_every_hostile_file() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let base = base_with(&["hello", "counter"]);
+    let dir = |name: &str| {
         let dir = base.path().join(name);
         std::fs::create_dir(&dir).unwrap();
-        let manifest = dir.join("plugin.json");
-        if kind == "fifo" {
-            assert!(Command::new("mkfifo")
-                .arg(&manifest)
-                .status()
-                .unwrap()
-                .success());
-        } else {
-            std::os::unix::fs::symlink("/dev/zero", &manifest).unwrap();
-        }
-    }
+        dir
+    };
+    let mkfifo = |path: &Path| {
+        assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
+    };
+    mkfifo(&dir("a-fifo").join("plugin.json"));
+    mkfifo(&dir("z-fifo").join("plugin.json"));
+    symlink("/dev/zero", dir("zero").join("plugin.json")).unwrap();
+    std::fs::File::create(dir("huge").join("plugin.json"))
+        .unwrap()
+        .set_len(50 << 20)
+        .unwrap();
+    std::fs::create_dir(dir("folder").join("plugin.json")).unwrap();
+    // Good plugins made hostile by where they live or who may write them (folder checks
+    // come before the manifest's, so the folder names need not match).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let outside = fixtures().install_as(elsewhere.path(), "hello", "linked-out");
+    symlink(outside, base.path().join("linked-out")).unwrap();
+    let open = fixtures().install_as(base.path(), "hello", "open-folder");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let foreign = fixtures().install(base.path(), "slow");
+    let foreign_library = std::fs::read_dir(&foreign)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "so"))
+        .unwrap();
+    let owner_staged = std::os::unix::fs::chown(&foreign_library, Some(54_321), None).is_ok();
+
     let out = plugctl_bounded(base.path(), &["list"], std::time::Duration::from_secs(10));
     let text = stdout(&out);
     let line = |name: &str| {
         text.lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_default()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
     };
     assert!(line("hello").contains("active"), "{text}");
-    for name in ["a-fifo", "zero", "z-fifo"] {
-        assert!(line(name).contains("failed"), "{text}");
+    assert!(line("counter").contains("active"), "{text}");
+    for (name, why) in [
+        ("a-fifo", "FIFO"),
+        ("z-fifo", "FIFO"),
+        ("zero", "character device"),
+        ("huge", "larger than"),
+        ("folder", "a directory"),
+        ("linked-out", "outside the base directory"),
+        ("open-folder", "writable by group or others"),
+    ] {
+        assert!(line(name).contains("failed"), "{name}: {text}");
+        assert!(line(name).contains(why), "{name}: {text}");
     }
-    assert!(text.contains("FIFO"), "{text}");
+    if owner_staged {
+        assert!(line("slow").contains("belongs to user 54321"), "{text}");
+    }
 }
 
 #[test]
