@@ -47,9 +47,10 @@ impl fmt::Display for ErrorKind {
 
 /// The error a plugin call returns: a kind and a message.
 ///
-/// Any `std::error::Error` converts into it (with kind [`ErrorKind::Other`]), so `?` works in
-/// plugin code. For that reason `PluginError` itself does not implement `std::error::Error`;
-/// hosts wrap it in their own error type.
+/// Any `std::error::Error` converts into it (with kind [`ErrorKind::Other`], and the messages
+/// of its sources joined by `: `), so `?` works in plugin code; [`ResultExt::kind`] picks
+/// another kind. For that reason `PluginError` itself does not implement
+/// `std::error::Error`; hosts wrap it in their own error type.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
 pub struct PluginError {
@@ -92,6 +93,14 @@ impl PluginError {
     pub fn message(&self) -> &str {
         self.message.as_str()
     }
+
+    /// The same error with `context: ` before its message.
+    pub fn context(self, context: &str) -> Self {
+        PluginError {
+            kind: self.kind,
+            message: RString::from(format!("{context}: {}", self.message)),
+        }
+    }
 }
 
 impl fmt::Display for PluginError {
@@ -110,5 +119,51 @@ impl<E: std::error::Error> From<E> for PluginError {
             source = s.source();
         }
         PluginError::new(ErrorKind::Other, message)
+    }
+}
+
+/// Attaches an [`ErrorKind`] to a failure, so `?` returns it with that kind instead of
+/// [`ErrorKind::Other`]:
+///
+/// ```
+/// use plugin_abi::{ErrorKind, PluginError, ResultExt};
+///
+/// fn port(text: &str) -> Result<u16, PluginError> {
+///     let port = text.parse::<u16>().kind(ErrorKind::InvalidInput)?;
+///     Ok(port)
+/// }
+/// let err = port("http").unwrap_err();
+/// assert_eq!(err.kind, ErrorKind::InvalidInput);
+/// assert_eq!(err.message(), "invalid digit found in string");
+/// ```
+pub trait ResultExt<T> {
+    /// The error, converted to a [`PluginError`] of `kind` (its message and its sources'
+    /// messages kept, joined by `: `).
+    fn kind(self, kind: ErrorKind) -> Result<T, PluginError>;
+
+    /// The error, converted to a [`PluginError`] whose message starts with `context`.
+    fn context(self, context: &str) -> Result<T, PluginError>;
+}
+
+impl<T, E: std::error::Error> ResultExt<T> for Result<T, E> {
+    fn kind(self, kind: ErrorKind) -> Result<T, PluginError> {
+        self.map_err(|err| PluginError {
+            kind,
+            ..PluginError::from(err)
+        })
+    }
+
+    fn context(self, context: &str) -> Result<T, PluginError> {
+        self.map_err(|err| PluginError::from(err).context(context))
+    }
+}
+
+impl<T> ResultExt<T> for Result<T, PluginError> {
+    fn kind(self, kind: ErrorKind) -> Result<T, PluginError> {
+        self.map_err(|err| PluginError { kind, ..err })
+    }
+
+    fn context(self, context: &str) -> Result<T, PluginError> {
+        self.map_err(|err| err.context(context))
     }
 }

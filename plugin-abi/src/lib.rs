@@ -43,7 +43,14 @@ pub mod serde;
 mod value;
 
 pub use abi_stable;
-pub use error::{ErrorKind, PluginError};
+pub use error::{ErrorKind, PluginError, ResultExt};
+
+/// The context key under which a typed call passes its input (`handle.call::<I, O>` on the
+/// host, `export_plugin! { call: f }` in the plugin).
+pub const INPUT_KEY: &str = "input";
+
+/// The context key under which a typed call returns its output.
+pub const OUTPUT_KEY: &str = "output";
 pub use value::{MapEntry, Value};
 
 use abi_stable::{

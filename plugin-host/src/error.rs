@@ -367,6 +367,17 @@ pub enum Error {
         host: u32,
     },
 
+    /// A typed call returned without an output.
+    #[error(
+        "plugin `{plugin}` returned from a typed call without setting the context value `{key}`; export its function with `export_plugin! {{ call: f }}`, or have it set `{key}`"
+    )]
+    NoOutput {
+        /// The plugin.
+        plugin: String,
+        /// The key the output was expected under.
+        key: &'static str,
+    },
+
     /// The plugin folder is a symbolic link (or under one) leading outside the base
     /// directory.
     #[error(
@@ -417,6 +428,7 @@ impl Error {
             | Error::FolderPermissions { plugin, .. }
             | Error::LibraryOwner { plugin, .. }
             | Error::FolderOutsideBase { plugin, .. }
+            | Error::NoOutput { plugin, .. }
             | Error::Unloaded { plugin } => Some(plugin),
         }
     }

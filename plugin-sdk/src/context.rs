@@ -72,6 +72,14 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// Reads the required value under `key` as a `T`: an [`ErrorKind::InvalidInput`] error
+    /// names the key if it is not set or does not have the shape of `T`.
+    pub fn require<T: DeserializeOwned>(&self, key: &str) -> Result<T, PluginError> {
+        self.get(key)?.ok_or_else(|| {
+            PluginError::invalid_input(format!("the context value `{key}` is required"))
+        })
+    }
+
     /// Stores `value` under `key`, converting it with serde.
     ///
     /// Fails with [`ErrorKind::InvalidInput`] only if `value` cannot be represented as a
@@ -119,9 +127,16 @@ impl<'a> Context<'a> {
         self.raw.cancel_reason().is_some()
     }
 
-    /// Why the call was cancelled, or `None` while it is live.
-    pub fn cancel_reason(&self) -> Option<CancelReason> {
+    /// Why the call was cancelled, or `None` while it is live. The same name as the host's
+    /// `Context::reason`.
+    pub fn reason(&self) -> Option<CancelReason> {
         self.raw.cancel_reason().into_option()
+    }
+
+    /// Why the call was cancelled; the old name of [`reason`](Context::reason).
+    #[deprecated(since = "0.1.0", note = "use `reason()`, the name the host uses too")]
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.reason()
     }
 
     /// When the call's deadline expires, if it has one.
@@ -135,7 +150,7 @@ impl<'a> Context<'a> {
     /// Returns an error of kind [`ErrorKind::Cancelled`] or [`ErrorKind::DeadlineExceeded`] once
     /// the call has been cancelled, so a loop can stop with `ctx.check_cancelled()?`.
     pub fn check_cancelled(&self) -> Result<(), PluginError> {
-        match self.cancel_reason() {
+        match self.reason() {
             None => Ok(()),
             Some(CancelReason::Cancelled) => Err(PluginError::new(
                 ErrorKind::Cancelled,

@@ -42,9 +42,15 @@
 #![warn(missing_docs)]
 
 mod context;
+mod error;
 
 pub use context::Context;
-pub use plugin_abi::{CancelReason, ErrorKind, LogLevel, PluginError, Value};
+pub use error::IntoPluginError;
+#[cfg(feature = "anyhow")]
+pub use error::KindError;
+pub use plugin_abi::{
+    CancelReason, ErrorKind, LogLevel, PluginError, ResultExt, Value, INPUT_KEY, OUTPUT_KEY,
+};
 
 /// The version of `plugin-sdk` a plugin is built with; baked into every plugin.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -56,9 +62,15 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// - `export_plugin!(execute);`
 /// - `export_plugin! { execute: run, on_load: init, on_unload: stop }` (hooks optional, in
 ///   that order)
+/// - `export_plugin! { call: greet }` (hooks as above): a typed entry,
+///   `fn greet(ctx: &Context<'_>, input: In) -> Result<Out, E>` with `In: Deserialize` and
+///   `Out: Serialize`. The host's `handle.call::<In, Out>(&ctx, &input)` calls it: the input
+///   travels in the context value [`INPUT_KEY`] (`"input"`), the output comes back in
+///   [`OUTPUT_KEY`] (`"output"`), and the rest of the context works as for `execute`.
 ///
-/// `execute` and `on_load` have the signature `fn(&Context<'_>) -> Result<(), PluginError>`;
-/// `on_unload` is `fn() -> Result<(), PluginError>`. The plugin's name and version are taken
+/// `execute` and `on_load` have the signature `fn(&Context<'_>) -> Result<(), E>`;
+/// `on_unload` is `fn() -> Result<(), E>`, where `E` is [`PluginError`] or any other
+/// [`IntoPluginError`] type (your own, or `anyhow::Error` with the `anyhow` feature). The plugin's name and version are taken
 /// from its `Cargo.toml` (`CARGO_PKG_NAME`, `CARGO_PKG_VERSION`) at build time and must equal
 /// those in its `plugin.json`. They are written twice: returned by the root module's
 /// `info()`, and, with the SDK and ABI versions, as an identity record in a link section of
@@ -76,6 +88,19 @@ macro_rules! export_plugin {
     };
     ($execute:path $(,)?) => {
         $crate::export_plugin! { execute: $execute }
+    };
+    (call: $call:path $(, on_load: $on_load:path)? $(, on_unload: $on_unload:path)? $(,)?) => {
+        #[doc(hidden)]
+        fn __plugin_typed_execute(
+            ctx: &$crate::Context<'_>,
+        ) -> ::core::result::Result<(), $crate::PluginError> {
+            $crate::__private::call_typed(ctx, $call)
+        }
+        $crate::export_plugin! {
+            execute: __plugin_typed_execute
+            $(, on_load: $on_load)?
+            $(, on_unload: $on_unload)?
+        }
     };
     (execute: $execute:path $(, on_load: $on_load:path)? $(, on_unload: $on_unload:path)? $(,)?) => {
         // The identity record (`plugin_abi::identity`), in a section of its own, so the host
@@ -161,7 +186,7 @@ pub mod __private {
     use plugin_abi::abi_stable::prefix_type::PrefixTypeTrait;
     use plugin_abi::{ErrorKind, PluginError, PluginMod};
 
-    use crate::Context;
+    use crate::{Context, IntoPluginError};
 
     /// The FFI signature of `on_load`.
     pub type OnLoadFn = extern "C" fn(ContextRef<'_>) -> RResult<(), PluginError>;
@@ -206,12 +231,12 @@ pub mod __private {
 
     /// Calls a user function with a typed context, catching panics; a panic is also logged
     /// through the context into the host's `tracing`.
-    pub fn call_with_context(
+    pub fn call_with_context<E: IntoPluginError>(
         ctx: ContextRef<'_>,
-        f: fn(&Context<'_>) -> Result<(), PluginError>,
+        f: fn(&Context<'_>) -> Result<(), E>,
     ) -> RResult<(), PluginError> {
         let ctx = Context::from_raw(ctx);
-        let result = guard(|| f(&ctx));
+        let result = guard(|| f(&ctx).map_err(IntoPluginError::into_plugin_error));
         if let RResult::RErr(err) = &result {
             if err.kind == ErrorKind::Panicked {
                 ctx.error(err.message.as_str());
@@ -221,8 +246,24 @@ pub mod __private {
     }
 
     /// Calls a user function without a context, catching panics.
-    pub fn call_guarded(f: fn() -> Result<(), PluginError>) -> RResult<(), PluginError> {
-        guard(f)
+    pub fn call_guarded<E: IntoPluginError>(f: fn() -> Result<(), E>) -> RResult<(), PluginError> {
+        guard(|| f().map_err(IntoPluginError::into_plugin_error))
+    }
+
+    /// A typed entry: reads the input from [`INPUT_KEY`](plugin_abi::INPUT_KEY), calls `f`,
+    /// and stores what it returns under [`OUTPUT_KEY`](plugin_abi::OUTPUT_KEY).
+    pub fn call_typed<I, O, E>(
+        ctx: &Context<'_>,
+        f: fn(&Context<'_>, I) -> Result<O, E>,
+    ) -> Result<(), PluginError>
+    where
+        I: serde::de::DeserializeOwned,
+        O: serde::Serialize,
+        E: IntoPluginError,
+    {
+        let input: I = ctx.require(plugin_abi::INPUT_KEY)?;
+        let output = f(ctx, input).map_err(IntoPluginError::into_plugin_error)?;
+        ctx.set(plugin_abi::OUTPUT_KEY, &output)
     }
 
     fn guard(f: impl FnOnce() -> Result<(), PluginError>) -> RResult<(), PluginError> {

@@ -162,6 +162,7 @@ fn demo() -> Result<()> {
             "label-router" => &["--label", "plugin.get", "--set", r#"id="42""#],
             "counter" => &["--set", "step=5"],
             "slow" => &["--timeout", "100ms"],
+            "typed-greeter" => &["--set", r#"input={"name":"go-plugin","excited":true}"#],
             _ => &[],
         };
         println!("\n$ plugctl call {name} {}", args.join(" "));

@@ -9,5 +9,6 @@ mod logging;
 #[cfg(unix)]
 mod permissions;
 mod state_file;
+mod typed;
 mod util;
 mod watch;
