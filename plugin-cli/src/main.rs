@@ -95,6 +95,14 @@ struct Failure {
     hint: String,
 }
 
+impl Failure {
+    /// Prints the failure as plugctl reports every failure: an `error:` and a `hint:` line.
+    fn print(&self) {
+        eprintln!("error: {}", self.cause.replace('\n', " "));
+        eprintln!("hint: {}", self.hint);
+    }
+}
+
 impl From<Error> for Failure {
     fn from(err: Error) -> Self {
         let hint = match &err {
@@ -138,8 +146,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("error: {}", failure.cause.replace('\n', " "));
-            eprintln!("hint: {}", failure.hint);
+            failure.print();
             ExitCode::FAILURE
         }
     }
@@ -248,7 +255,7 @@ fn call_bounded(
             cause: format!("cannot start a thread for the call: {e}"),
             hint: "the system is out of threads or memory".to_owned(),
         })?;
-    finished.recv_timeout(timeout + GRACE).map_err(|_| Failure {
+    let stuck = finished.recv_timeout(timeout + GRACE).map_err(|_| Failure {
         cause: format!(
             "the plugin did not stop: its call is still running {} after its {} deadline, \
                  ignoring cancellation",
@@ -258,7 +265,15 @@ fn call_bounded(
         hint: "the plugin must check ctx.is_cancelled() or use ctx.wait_cancelled(); \
                    plugctl exits, which ends the call"
             .to_owned(),
-    })
+    });
+    match stuck {
+        Ok(result) => Ok(result),
+        // Exit at once: unloading the plugin on the way out would wait for the stuck call.
+        Err(failure) => {
+            failure.print();
+            std::process::exit(1)
+        }
+    }
 }
 
 /// Runs `action`, then prints the lifecycle events it caused, one JSON object per line.

@@ -46,7 +46,52 @@ struct Inner {
     cancel: Arc<CancelNode>,
 }
 
+/// Cancels one context (and the contexts derived from it), and can do nothing else.
+///
+/// `Send + Sync + Clone`: hand it to a thread, a timer or a signal handler that must be able
+/// to stop a call without seeing its values.
+///
+/// ```
+/// use plugin_host::Context;
+///
+/// let ctx = Context::background();
+/// let cancel = ctx.cancel_handle();
+/// std::thread::spawn(move || cancel.cancel()).join().unwrap();
+/// assert!(ctx.is_cancelled());
+/// ```
+#[derive(Clone)]
+pub struct CancelHandle {
+    node: Arc<CancelNode>,
+}
+
+impl CancelHandle {
+    /// Cancels the context. Idempotent.
+    pub fn cancel(&self) {
+        self.node.cancel();
+    }
+
+    /// Whether the context was cancelled or its deadline passed.
+    pub fn is_cancelled(&self) -> bool {
+        self.node.reason().is_some()
+    }
+}
+
+impl std::fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CancelHandle")
+            .field("reason", &self.node.reason())
+            .finish()
+    }
+}
+
 impl Context {
+    /// A handle that cancels this context and nothing else.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle {
+            node: self.inner.cancel.clone(),
+        }
+    }
+
     fn from_parts(label: Option<String>, cancel: Arc<CancelNode>) -> Self {
         Context {
             inner: Arc::new(Inner {
@@ -392,6 +437,22 @@ mod tests {
         assert_eq!(ctx.remove("b"), Some(Value::Int(2)));
         assert_eq!(ctx.remove("b"), None);
         assert_eq!(ctx.keys(), ["a"]);
+    }
+
+    #[test]
+    fn a_cancel_handle_cancels_its_context_and_its_children_only() {
+        fn is_send_sync_clone<T: Send + Sync + Clone>(_: &T) {}
+        let parent = Context::background();
+        let ctx = parent.child();
+        let child = ctx.child();
+        let handle = ctx.cancel_handle();
+        is_send_sync_clone(&handle);
+        assert!(!handle.is_cancelled());
+        handle.clone().cancel();
+        assert!(handle.is_cancelled());
+        assert_eq!(ctx.reason(), Some(CancelReason::Cancelled));
+        assert_eq!(child.reason(), Some(CancelReason::Cancelled));
+        assert_eq!(parent.reason(), None);
     }
 
     #[test]

@@ -48,12 +48,12 @@ mod small_file;
 mod state_file;
 pub mod watch;
 
-pub use context::Context;
+pub use context::{CancelHandle, Context};
 pub use error::Error;
 pub use library::sha256_file;
 pub use manager::{
-    Drain, Event, LoadOutcome, LoadReport, PluginHandle, PluginManager, PluginManagerBuilder,
-    PluginState, PluginStatus, PluginSummary, Upgraded,
+    Drain, Event, ListenerId, LoadOutcome, LoadReport, PluginHandle, PluginManager,
+    PluginManagerBuilder, PluginState, PluginStatus, PluginSummary, ShutdownOutcome, Upgraded,
 };
 pub use manifest::Manifest;
 pub use plugin_abi::{CancelReason, ErrorKind, Value};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::handle::Slot;
 use super::install::{install_folder, FolderStamp};
-use super::status::{Drain, Event, PluginState, Upgraded};
+use super::status::{Drain, Event, PluginState, ShutdownOutcome, Upgraded};
 use super::version::{drain, remove_copy, run_on_unload, LoadedVersion};
 use super::{Listeners, PluginManager};
 use crate::watch::{WatchOptions, WatchTarget, Watcher};
@@ -243,6 +243,41 @@ impl PluginManager {
             tracing::warn!(plugin = name, "{err}");
         }
         Ok(upgraded)
+    }
+
+    /// Unloads every plugin, all at once, each as [`unload`](PluginManager::unload) does
+    /// (refuse new calls, drain, cancel, run `on_unload`), and reports each outcome. It
+    /// takes at most about twice the drain timeout, however many plugins there are. The
+    /// manager can be used again afterwards.
+    ///
+    /// Dropping the manager does the same for the plugins still loaded, so a host that
+    /// exits by returning from `main` runs its plugins' `on_unload`.
+    pub fn shutdown(&self) -> Vec<ShutdownOutcome> {
+        let mut names: Vec<String> = self
+            .plugins
+            .load()
+            .iter()
+            .filter(|(_, slot)| !slot.is_gone())
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        let mut outcomes: Vec<ShutdownOutcome> = std::thread::scope(|scope| {
+            let unloads: Vec<_> = names
+                .into_iter()
+                .map(|name| scope.spawn(move || (self.unload(&name), name)))
+                .collect();
+            unloads
+                .into_iter()
+                .filter_map(|unload| match unload.join() {
+                    Ok((Err(Error::NotFound { .. }), _)) => None,
+                    Ok((result, name)) => Some(ShutdownOutcome { name, result }),
+                    // `unload` does not panic; were it to, the panic is the caller's.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        });
+        outcomes.sort_by(|a, b| a.name.cmp(&b.name));
+        outcomes
     }
 
     /// Disables plugin `name`: unloads it if it is loaded, and records it in the base

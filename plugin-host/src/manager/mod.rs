@@ -6,6 +6,7 @@
 //! - `status`: states, events, reports;
 //! - `install`: the private copy directory and installing a folder into the base directory.
 
+mod events;
 mod handle;
 mod install;
 mod lifecycle;
@@ -19,7 +20,7 @@ use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use crate::discover::discover;
 use crate::library::FolderPolicy;
@@ -28,11 +29,14 @@ use crate::state_file::StateFile;
 use crate::Error;
 
 use crate::cancel::AbortToken;
+pub use events::ListenerId;
+use events::Listeners;
 pub use handle::PluginHandle;
 use handle::{Slot, SlotGuard};
 use install::{default_copy_parent, CopyDir, FolderStamp};
 pub use status::{
-    Drain, Event, LoadOutcome, LoadReport, PluginState, PluginStatus, PluginSummary, Upgraded,
+    Drain, Event, LoadOutcome, LoadReport, PluginState, PluginStatus, PluginSummary,
+    ShutdownOutcome, Upgraded,
 };
 use version::{remove_copy, run_on_load, InFlight, LoadedVersion};
 
@@ -72,24 +76,6 @@ pub struct PluginManager {
     state_file: StateFile,
     /// Libraries mapped per plugin name (see [`PluginStatus::retained_libraries`]).
     retained: Mutex<HashMap<String, Arc<AtomicUsize>>>,
-}
-
-type Listener = Box<dyn Fn(&Event) + Send + Sync>;
-
-/// The lifecycle event listeners.
-#[derive(Clone, Default)]
-struct Listeners(Arc<RwLock<Vec<Listener>>>);
-
-impl Listeners {
-    fn emit(&self, event: Event) {
-        match &event {
-            Event::Failed { name, error } => tracing::warn!(plugin = %name, "{error}"),
-            other => tracing::info!(plugin = %other.plugin(), event = ?other, "plugin event"),
-        }
-        for listener in self.0.read().iter() {
-            listener(&event);
-        }
-    }
 }
 
 /// Configures a [`PluginManager`].
@@ -194,21 +180,27 @@ impl PluginManager {
         &self.host_version
     }
 
-    /// Calls `listener` for every lifecycle event from now on, on the thread that caused it.
+    /// Calls `listener` for every lifecycle event from now on, on the thread that caused it,
+    /// until [`remove_listener`](PluginManager::remove_listener) is called with the id
+    /// returned.
     ///
-    /// A listener must be quick and must not call back into the manager's loading methods
-    /// (it runs while the manager holds its write lock).
-    pub fn add_listener(&self, listener: impl Fn(&Event) + Send + Sync + 'static) {
-        self.listeners.0.write().push(Box::new(listener));
+    /// A listener must be quick. It runs while the plugin the event concerns is locked for
+    /// its lifecycle change: it may call the manager for any other plugin, and may add or
+    /// remove listeners, but must not load, upgrade, unload, enable or disable that same
+    /// plugin.
+    pub fn add_listener(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
+        self.listeners.add(Arc::new(listener))
     }
 
-    /// A channel receiving every lifecycle event from now on.
+    /// Removes a listener; returns whether it was there.
+    pub fn remove_listener(&self, id: ListenerId) -> bool {
+        self.listeners.remove(id)
+    }
+
+    /// A channel receiving every lifecycle event from now on. Once the receiver is
+    /// dropped, the manager forgets it at the next event.
     pub fn subscribe(&self) -> mpsc::Receiver<Event> {
-        let (tx, rx) = mpsc::channel();
-        self.add_listener(move |event| {
-            let _ = tx.send(event.clone());
-        });
-        rx
+        self.listeners.subscribe()
     }
 
     fn emit(&self, event: Event) {
@@ -459,6 +451,24 @@ impl PluginManager {
             .values()
             .map(|n| n.load(Ordering::Relaxed))
             .sum()
+    }
+}
+
+impl Drop for PluginManager {
+    /// Shuts down: see [`PluginManager::shutdown`].
+    fn drop(&mut self) {
+        let any_loaded = self
+            .plugins
+            .load()
+            .values()
+            .any(|slot| slot.current.load().is_some());
+        if any_loaded {
+            for outcome in self.shutdown() {
+                if let Err(err) = outcome.result {
+                    tracing::warn!(plugin = %outcome.name, "{err}");
+                }
+            }
+        }
     }
 }
 

@@ -270,3 +270,13 @@ pub struct Upgraded {
     /// How the calls on the version that was running ended.
     pub drain: Drain,
 }
+
+/// What [`PluginManager::shutdown`](crate::PluginManager::shutdown) did with one plugin.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ShutdownOutcome {
+    /// The plugin.
+    pub name: String,
+    /// How its calls ended, or why its unload failed (its `on_unload` returned an error).
+    pub result: Result<Drain, Error>,
+}

@@ -489,3 +489,53 @@ fn a_failed_plugin_is_loaded_by_reload_once_fixed() {
         .execute(&Context::background())
         .unwrap();
 }
+
+#[test]
+fn shutdown_unloads_every_plugin_and_dropping_the_manager_does_too() {
+    let base = tempfile::tempdir().unwrap();
+    for name in ["hello", "counter", "slow"] {
+        fixtures().install(base.path(), name);
+    }
+    let m = PluginManager::new(base.path());
+    m.load_plugins().unwrap();
+    let outcomes = m.shutdown();
+    let names: Vec<&str> = outcomes.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["counter", "hello", "slow"]);
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o.result, Ok(Drain::Clean))));
+    assert!(m.list().is_empty());
+
+    // Loaded again, then dropped: every plugin is unloaded on the way out.
+    m.load_plugins().unwrap();
+    let events = m.subscribe();
+    drop(m);
+    let mut unloaded: Vec<String> = events
+        .try_iter()
+        .filter_map(|e| match e {
+            Event::Unloaded { name } => Some(name),
+            _ => None,
+        })
+        .collect();
+    unloaded.sort();
+    assert_eq!(unloaded, ["counter", "hello", "slow"]);
+}
+
+#[test]
+fn listeners_can_be_removed_and_subscriptions_end_with_their_receiver() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "hello");
+    let m = PluginManager::new(base.path());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let id = m.add_listener({
+        let seen = seen.clone();
+        move |event| seen.lock().unwrap().push(event.clone())
+    });
+    m.load_plugin("hello").unwrap();
+    assert!(m.remove_listener(id));
+    assert!(!m.remove_listener(id));
+    let _ = m.unload("hello").unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(matches!(&seen[0], Event::Loaded { name, .. } if name == "hello"));
+}
