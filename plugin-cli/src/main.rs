@@ -351,11 +351,14 @@ fn list(manager: &PluginManager, json: bool) -> Result<ExitCode, Failure> {
         "NAME", "VERSION", "STATE", "IN-FLIGHT", "RETAINED", "LOADED AT (UTC)"
     );
     for p in &list {
-        let version = p.active.as_ref().map_or("-", |a| a.version.as_str());
+        let version = p
+            .active
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |a| a.version.to_string());
         let loaded_at = p
             .active
             .as_ref()
-            .map_or_else(|| "-".to_owned(), |a| format_time(a.loaded_at_unix_ms));
+            .map_or_else(|| "-".to_owned(), |a| format_time(a.loaded_at));
         let detail = match (&p.state, &p.active) {
             (PluginState::Failed(reason), _) => reason.clone(),
             (_, Some(a)) => a.running_copy.display().to_string(),
@@ -375,8 +378,7 @@ fn list(manager: &PluginManager, json: bool) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn format_time(unix_ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(unix_ms);
+fn format_time(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 

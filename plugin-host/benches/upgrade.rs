@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use plugin_host::{Context, PluginHandle, PluginManager};
+use plugin_host::{Context, PluginHandle, PluginManager, UpgradeOptions};
 use plugin_test_support::{install_folder, versioned_variant, workspace_root};
 
 struct Phase {
@@ -75,7 +75,8 @@ fn main() {
         let t = Instant::now();
         for i in 0..upgrades {
             let to = if i % 2 == 0 { &v2 } else { &v1 };
-            m.upgrade("versioned", to, true).unwrap();
+            m.upgrade("versioned", to, UpgradeOptions::new().allow_downgrade(true))
+                .unwrap();
         }
         let took = t.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use plugin_abi::{ErrorKind, PluginError};
 
 use crate::manifest::ManifestError;
+use crate::PluginState;
 
 /// Everything that can go wrong while discovering, loading, calling or unloading plugins.
 ///
@@ -258,17 +259,17 @@ pub enum Error {
     #[error(
         "plugin `{plugin}` is {state}{}; {}",
         reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default(),
-        match *state {
-            "disabled" => "enable it with `plugctl enable NAME` or `PluginManager::enable`",
-            "failed" => "fix the cause above and reload it",
+        match state {
+            PluginState::Disabled => "enable it with `plugctl enable NAME` or `PluginManager::enable`",
+            PluginState::Failed(_) => "fix the cause above and reload it",
             _ => "load it first",
         }
     )]
     NotActive {
         /// The plugin name.
         plugin: String,
-        /// Its state: `discovered`, `disabled`, `failed`, `unloading` or `unloaded`.
-        state: &'static str,
+        /// Its state: discovered, disabled, failed, unloading or unloaded.
+        state: PluginState,
         /// Why it failed, for a failed plugin.
         reason: Option<String>,
     },
@@ -282,15 +283,15 @@ pub enum Error {
 
     /// An upgrade would replace the running version with a lower one.
     #[error(
-        "plugin `{plugin}`: refusing to downgrade from {from} to {to}; the running version keeps serving. Pass `force` to downgrade on purpose"
+        "plugin `{plugin}`: refusing to downgrade from {from} to {to}; the running version keeps serving. Pass `UpgradeOptions::new().allow_downgrade(true)` to downgrade on purpose"
     )]
     Downgrade {
         /// The plugin name.
         plugin: String,
         /// The running version.
-        from: String,
+        from: semver::Version,
         /// The version offered.
-        to: String,
+        to: semver::Version,
     },
 
     /// The enable/disable state file could not be read or written.

@@ -53,10 +53,13 @@ pub use error::Error;
 pub use library::sha256_file;
 pub use manager::{
     Drain, Event, ListenerId, LoadOutcome, LoadReport, PluginHandle, PluginManager,
-    PluginManagerBuilder, PluginState, PluginStatus, PluginSummary, ShutdownOutcome, Upgraded,
+    PluginManagerBuilder, PluginState, PluginStatus, PluginSummary, ShutdownOutcome,
+    UpgradeOptions, Upgraded,
 };
 pub use manifest::Manifest;
 pub use plugin_abi::{CancelReason, ErrorKind, Value};
+/// The `semver` crate this API's versions come from.
+pub use semver;
 pub use state_file::STATE_FILE;
 pub use watch::{WatchOptions, Watcher};
 

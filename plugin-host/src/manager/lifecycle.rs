@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::handle::Slot;
 use super::install::{install_folder, FolderStamp};
-use super::status::{Drain, Event, PluginState, ShutdownOutcome, Upgraded};
+use super::status::{Drain, Event, PluginState, ShutdownOutcome, UpgradeOptions, Upgraded};
 use super::version::{drain, remove_copy, run_on_unload, LoadedVersion};
 use super::{Listeners, PluginManager};
 use crate::watch::{WatchOptions, WatchTarget, Watcher};
@@ -32,7 +32,7 @@ fn finish_when_drained(slot: Arc<Slot>, old: Arc<LoadedVersion>, listeners: List
             }
             listeners.emit(Event::Drained {
                 name: slot.name.clone(),
-                version: old.loaded.manifest.version.to_string(),
+                version: old.loaded.manifest.version.clone(),
                 on_unload: result.err().map(|e| e.to_string()),
             });
         });
@@ -108,7 +108,7 @@ impl PluginManager {
                 );
                 self.emit(Event::Stuck {
                     name: slot.name.clone(),
-                    version: old.loaded.manifest.version.to_string(),
+                    version: old.loaded.manifest.version.clone(),
                     calls,
                 });
                 finish_when_drained(slot.clone(), old, self.listeners.clone());
@@ -125,7 +125,8 @@ impl PluginManager {
     ///
     /// See [`upgrade`](PluginManager::upgrade). A plugin that is not active is loaded.
     /// Reloading to a lower version than the running one is refused; use
-    /// [`upgrade`](PluginManager::upgrade) with `force` for a downgrade.
+    /// [`upgrade`](PluginManager::upgrade) with [`UpgradeOptions::allow_downgrade`] for a
+    /// downgrade.
     pub fn reload(&self, name: &str) -> Result<Upgraded, Error> {
         let dir = self.plugin_dir(name)?;
         self.upgrade_from(name, &dir, false, false)
@@ -143,12 +144,12 @@ impl PluginManager {
     ///
     /// If the new version fails any check, its `on_load`, or the install, the old version
     /// keeps serving and the error is returned. A lower version than the running one is
-    /// refused with [`Error::Downgrade`] unless `force` is set.
+    /// refused with [`Error::Downgrade`] unless `options` allow a downgrade.
     pub fn upgrade(
         &self,
         name: &str,
         from_dir: impl AsRef<Path>,
-        force: bool,
+        options: UpgradeOptions,
     ) -> Result<Upgraded, Error> {
         let from_dir = from_dir.as_ref();
         let own = self.base_dir.join(name);
@@ -156,14 +157,14 @@ impl PluginManager {
             (Ok(a), Ok(b)) => a == b,
             _ => false,
         };
-        self.upgrade_from(name, from_dir, force, !same)
+        self.upgrade_from(name, from_dir, options.allow_downgrade, !same)
     }
 
     fn upgrade_from(
         &self,
         name: &str,
         from_dir: &Path,
-        force: bool,
+        allow_downgrade: bool,
         install: bool,
     ) -> Result<Upgraded, Error> {
         let (slot, _lifecycle) = self.locked_slot(name, true).expect("inserted");
@@ -193,13 +194,13 @@ impl PluginManager {
         };
         if let Some(old) = &old {
             let from = &old.loaded.manifest.version;
-            if to < *from && !force {
+            if to < *from && !allow_downgrade {
                 return Err(rollback(
                     &new,
                     Error::Downgrade {
                         plugin: name.to_owned(),
-                        from: from.to_string(),
-                        to: to.to_string(),
+                        from: from.clone(),
+                        to: to.clone(),
                     },
                 ));
             }
@@ -214,9 +215,7 @@ impl PluginManager {
         // The swap: from here new calls run the new version.
         let previous = slot.publish(Some(new));
         slot.begin_retiring(previous.as_ref(), PluginState::Active);
-        let from = previous
-            .as_ref()
-            .map(|p| p.loaded.manifest.version.to_string());
+        let from = previous.as_ref().map(|p| p.loaded.manifest.version.clone());
         let (drain, retired) = match previous {
             Some(previous) => self.retire(&slot, previous),
             None => (Drain::Clean, Ok(())),
@@ -224,7 +223,7 @@ impl PluginManager {
         let upgraded = Upgraded {
             name: name.to_owned(),
             from,
-            to: to.to_string(),
+            to: to.clone(),
             drain,
         };
         match &upgraded.from {

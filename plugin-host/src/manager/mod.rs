@@ -36,7 +36,7 @@ use handle::{Slot, SlotGuard};
 use install::{default_copy_parent, CopyDir, FolderStamp};
 pub use status::{
     Drain, Event, LoadOutcome, LoadReport, PluginState, PluginStatus, PluginSummary,
-    ShutdownOutcome, Upgraded,
+    ShutdownOutcome, UpgradeOptions, Upgraded,
 };
 use version::{remove_copy, run_on_load, InFlight, LoadedVersion};
 
@@ -317,7 +317,7 @@ impl PluginManager {
         }
         match self.load_version(name, dir, &slot) {
             Ok(version) => {
-                let v = version.loaded.manifest.version.to_string();
+                let v = version.loaded.manifest.version.clone();
                 slot.publish(Some(version));
                 slot.status.lock().state = PluginState::Active;
                 self.emit(Event::Loaded {
@@ -413,11 +413,11 @@ impl PluginManager {
             let state = slot.status.lock().state.clone();
             return Err(Error::NotActive {
                 plugin: name.to_owned(),
-                state: state.as_str(),
-                reason: match state {
-                    PluginState::Failed(reason) => Some(reason),
+                reason: match &state {
+                    PluginState::Failed(reason) => Some(reason.clone()),
                     _ => None,
                 },
+                state,
             });
         }
         Ok(PluginHandle { slot: slot.clone() })

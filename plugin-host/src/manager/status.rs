@@ -1,7 +1,7 @@
 //! What the manager reports: plugin states, lifecycle events, load reports, statuses.
 
 use std::path::PathBuf;
-use std::time::UNIX_EPOCH;
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -10,6 +10,7 @@ use crate::manifest::Manifest;
 use crate::Error;
 
 /// The lifecycle state of a plugin.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", content = "reason", rename_all = "snake_case")]
 pub enum PluginState {
@@ -41,6 +42,12 @@ impl PluginState {
     }
 }
 
+impl std::fmt::Display for PluginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How the calls on a version that was unloaded or replaced ended.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,6 +74,7 @@ impl Drain {
 
 /// Something that happened to a plugin, as seen by listeners
 /// ([`PluginManager::add_listener`](crate::PluginManager::add_listener), [`PluginManager::subscribe`](crate::PluginManager::subscribe)).
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -75,16 +83,16 @@ pub enum Event {
         /// The plugin.
         name: String,
         /// Its version.
-        version: String,
+        version: semver::Version,
     },
     /// A new version replaced the running one.
     Upgraded {
         /// The plugin.
         name: String,
         /// The version that was running.
-        from: String,
+        from: semver::Version,
         /// The version now running.
-        to: String,
+        to: semver::Version,
     },
     /// The plugin was unloaded.
     Unloaded {
@@ -114,7 +122,7 @@ pub enum Event {
         /// The plugin.
         name: String,
         /// The version the calls run on.
-        version: String,
+        version: semver::Version,
         /// How many calls still run.
         calls: usize,
     },
@@ -123,7 +131,7 @@ pub enum Event {
         /// The plugin.
         name: String,
         /// The retired version.
-        version: String,
+        version: semver::Version,
         /// The error of its `on_unload`, if it failed.
         on_unload: Option<String>,
     },
@@ -146,6 +154,7 @@ impl Event {
 }
 
 /// The outcome of loading one plugin folder.
+#[non_exhaustive]
 #[derive(Debug)]
 pub struct LoadOutcome {
     /// The folder name.
@@ -157,6 +166,7 @@ pub struct LoadOutcome {
 }
 
 /// What [`PluginManager::load_plugins`](crate::PluginManager::load_plugins) did with every folder under the base directory.
+#[non_exhaustive]
 #[derive(Debug, Default)]
 pub struct LoadReport {
     /// One outcome per folder, sorted by name.
@@ -194,12 +204,13 @@ impl LoadReport {
 }
 
 /// A description of one loaded version of a plugin, as `plugctl info` shows it.
+#[non_exhaustive]
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginSummary {
     /// The plugin name (equal to its folder name).
     pub name: String,
     /// The plugin version.
-    pub version: String,
+    pub version: semver::Version,
     /// The plugin folder the version was loaded from.
     pub dir: PathBuf,
     /// The library in that folder.
@@ -208,8 +219,9 @@ pub struct PluginSummary {
     pub running_copy: PathBuf,
     /// The `plugin-sdk` version the plugin was built with.
     pub sdk_version: String,
-    /// When it was loaded, in milliseconds since the Unix epoch.
-    pub loaded_at_unix_ms: u64,
+    /// When it was loaded (in JSON: RFC 3339, UTC).
+    #[serde(serialize_with = "rfc3339")]
+    pub loaded_at: SystemTime,
     /// Whether the plugin exports an `on_load` hook.
     pub has_on_load: bool,
     /// Whether the plugin exports an `on_unload` hook.
@@ -222,15 +234,12 @@ impl PluginSummary {
     pub(super) fn of(loaded: &Loaded) -> Self {
         PluginSummary {
             name: loaded.manifest.name.clone(),
-            version: loaded.manifest.version.to_string(),
+            version: loaded.manifest.version.clone(),
             dir: loaded.dir.clone(),
             library: loaded.library.clone(),
             running_copy: loaded.copy.clone(),
             sdk_version: loaded.sdk_version.clone(),
-            loaded_at_unix_ms: loaded
-                .loaded_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            loaded_at: loaded.loaded_at,
             has_on_load: loaded.module.on_load().is_some(),
             has_on_unload: loaded.module.on_unload().is_some(),
             manifest: loaded.manifest.clone(),
@@ -239,6 +248,7 @@ impl PluginSummary {
 }
 
 /// The status of one plugin, as [`PluginManager::list`](crate::PluginManager::list) and `plugctl list` show it.
+#[non_exhaustive]
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginStatus {
     /// The plugin (folder) name.
@@ -259,14 +269,15 @@ pub struct PluginStatus {
 }
 
 /// What an upgrade did.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Upgraded {
     /// The plugin.
     pub name: String,
     /// The version that was running (`None` if none was).
-    pub from: Option<String>,
+    pub from: Option<semver::Version>,
     /// The version now running.
-    pub to: String,
+    pub to: semver::Version,
     /// How the calls on the version that was running ended.
     pub drain: Drain,
 }
@@ -279,4 +290,30 @@ pub struct ShutdownOutcome {
     pub name: String,
     /// How its calls ended, or why its unload failed (its `on_unload` returned an error).
     pub result: Result<Drain, Error>,
+}
+
+/// Options of [`PluginManager::upgrade`](crate::PluginManager::upgrade).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpgradeOptions {
+    /// Accept a version lower than the running one (refused by default: a replayed old
+    /// version is a downgrade attack).
+    pub allow_downgrade: bool,
+}
+
+impl UpgradeOptions {
+    /// The defaults: no downgrade.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Accept a lower version than the running one.
+    pub fn allow_downgrade(mut self, allow: bool) -> Self {
+        self.allow_downgrade = allow;
+        self
+    }
+}
+
+fn rfc3339<S: serde::Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_rfc3339_millis(*time))
 }

@@ -69,7 +69,7 @@ fn an_unload_with_calls_that_ignore_cancellation_reports_them_and_defers_on_unlo
         next_event(&events),
         Event::Stuck {
             name: "hostile".into(),
-            version: "0.1.0".into(),
+            version: plugin_host::semver::Version::new(0, 1, 0),
             calls: 1
         }
     );
@@ -86,7 +86,7 @@ fn an_unload_with_calls_that_ignore_cancellation_reports_them_and_defers_on_unlo
         next_event(&events),
         Event::Drained {
             name: "hostile".into(),
-            version: "0.1.0".into(),
+            version: plugin_host::semver::Version::new(0, 1, 0),
             on_unload: None
         }
     );

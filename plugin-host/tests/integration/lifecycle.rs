@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::util::next_event;
-use plugin_host::{Context, Drain, Error, ErrorKind, Event, PluginManager, PluginState};
+use crate::util::{downgrade, next_event, v};
+use plugin_host::{
+    Context, Drain, Error, ErrorKind, Event, PluginManager, PluginState, UpgradeOptions,
+};
 use plugin_test_support::{fixtures, install_folder, versioned_variant};
 
 /// Calls `versioned` and returns the versions it saw at the start and the end of the call.
@@ -53,9 +55,9 @@ fn upgrade_under_load_drops_no_call_and_each_call_runs_on_one_version() {
     let mut last = versions[0];
     for i in 1..=20 {
         let next = i % versions.len();
-        let up = m.upgrade("versioned", &folders[next], true).unwrap();
-        assert_eq!(up.from.as_deref(), Some(last));
-        assert_eq!(up.to, versions[next]);
+        let up = m.upgrade("versioned", &folders[next], downgrade()).unwrap();
+        assert_eq!(up.from, Some(v(last)));
+        assert_eq!(up.to, v(versions[next]));
         last = versions[next];
     }
     stop.store(true, Ordering::Relaxed);
@@ -133,10 +135,7 @@ fn a_library_replaced_by_cp_or_mv_runs_its_new_code_after_reload() {
     assert_eq!(call_versions(&m).0, "1.0.0");
     write_manifest(&dir, "2.0.0");
     let up = m.reload("versioned").unwrap();
-    assert_eq!(
-        (up.from.as_deref(), up.to.as_str()),
-        (Some("1.0.0"), "2.0.0")
-    );
+    assert_eq!((up.from, up.to), (Some(v("1.0.0")), v("2.0.0")));
     assert_eq!(call_versions(&m), ("2.0.0".into(), "2.0.0".into()));
 
     // `mv` puts a new inode at the same path; dlopen by that path would return the cached
@@ -187,13 +186,17 @@ fn a_broken_new_version_leaves_the_old_one_serving() {
         r#"{ "name": "versioned", "version": "2.0.0", "source": { "mode": "local_so", "path": "wrong_abi" } }"#,
     )
     .unwrap();
-    let err = m.upgrade("versioned", &wrong_dir, false).unwrap_err();
+    let err = m
+        .upgrade("versioned", &wrong_dir, UpgradeOptions::new())
+        .unwrap_err();
     assert!(matches!(err, Error::AbiMismatch { .. }), "{err}");
     assert!(matches!(next_event(&events), Event::Failed { .. }));
     assert_eq!(call_versions(&m).0, "1.0.0");
 
     // Panics in on_load.
-    let err = m.upgrade("versioned", &panics, false).unwrap_err();
+    let err = m
+        .upgrade("versioned", &panics, UpgradeOptions::new())
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -213,10 +216,12 @@ fn a_broken_new_version_leaves_the_old_one_serving() {
 
     // A downgrade needs force.
     let v0 = versioned_variant("0.9.0", &[]);
-    let err = m.upgrade("versioned", &v0, false).unwrap_err();
+    let err = m
+        .upgrade("versioned", &v0, UpgradeOptions::new())
+        .unwrap_err();
     assert!(matches!(err, Error::Downgrade { .. }), "{err}");
     assert_eq!(call_versions(&m).0, "1.0.0");
-    m.upgrade("versioned", &v0, true).unwrap();
+    m.upgrade("versioned", &v0, downgrade()).unwrap();
     assert_eq!(call_versions(&m).0, "0.9.0");
 }
 
@@ -270,7 +275,7 @@ fn unload_waits_for_a_call_in_flight() {
     assert!(matches!(
         m.get("slow"),
         Err(Error::NotActive {
-            state: "unloading",
+            state: PluginState::Unloading,
             ..
         })
     ));
@@ -343,7 +348,7 @@ fn disabled_plugins_stay_unloaded_across_restarts_until_enabled() {
         matches!(
             err,
             Error::NotActive {
-                state: "disabled",
+                state: PluginState::Disabled,
                 ..
             }
         ),
@@ -366,7 +371,7 @@ fn disabled_plugins_stay_unloaded_across_restarts_until_enabled() {
         next_event(&events),
         Event::Loaded {
             name: "counter".into(),
-            version: "0.1.0".into()
+            version: v("0.1.0")
         }
     );
     let ctx = Context::background();
@@ -390,7 +395,7 @@ fn list_shows_states_of_every_plugin() {
     assert_eq!(hello.retained_libraries, 1);
     let active = hello.active.as_ref().unwrap();
     assert!(active.running_copy.exists());
-    assert!(active.loaded_at_unix_ms > 0);
+    assert!(active.loaded_at > std::time::UNIX_EPOCH);
     let bad = list.iter().find(|p| p.name == "identity-mismatch").unwrap();
     assert!(matches!(&bad.state, PluginState::Failed(reason) if reason.contains("9.9.9")));
     assert!(bad.active.is_none());
@@ -399,7 +404,7 @@ fn list_shows_states_of_every_plugin() {
         matches!(
             err,
             Error::NotActive {
-                state: "failed",
+                state: PluginState::Failed(_),
                 ..
             }
         ),
@@ -482,7 +487,7 @@ fn a_failed_plugin_is_loaded_by_reload_once_fixed() {
     let manifest = std::fs::read_to_string(dir.join("plugin.json")).unwrap();
     std::fs::write(dir.join("plugin.json"), manifest.replace("9.9.9", "0.1.0")).unwrap();
     let up = m.reload("identity-mismatch").unwrap();
-    assert_eq!((up.from, up.to.as_str()), (None, "0.1.0"));
+    assert_eq!((up.from, up.to), (None, v("0.1.0")));
     assert_eq!(m.state("identity-mismatch"), Some(PluginState::Active));
     m.get("identity-mismatch")
         .unwrap()

@@ -59,7 +59,7 @@ fn every_sample_loads_and_lists_with_its_identity() {
     let counter = list.iter().find(|p| p.name == "counter").unwrap();
     let counter = counter.active.as_ref().unwrap();
     assert!(counter.has_on_load && counter.has_on_unload);
-    assert_eq!(counter.version, "0.1.0");
+    assert_eq!(counter.version.to_string(), "0.1.0");
     assert!(counter.running_copy.exists());
     assert!(!counter.running_copy.starts_with(base.path()));
     let router = list.iter().find(|p| p.name == "label-router").unwrap();

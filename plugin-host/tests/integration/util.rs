@@ -3,7 +3,8 @@
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use plugin_host::Event;
+use plugin_host::semver::Version;
+use plugin_host::{Event, UpgradeOptions};
 
 /// The longest any test waits for one lifecycle event. Generous, because a loaded CI machine
 /// may take seconds to build and load a plugin; a hang still ends as a failure with a message.
@@ -14,4 +15,14 @@ pub(crate) fn next_event(events: &Receiver<Event>) -> Event {
     events
         .recv_timeout(EVENT_TIMEOUT)
         .expect("an event within the timeout")
+}
+
+/// A version, parsed.
+pub(crate) fn v(text: &str) -> Version {
+    Version::parse(text).expect("a valid version")
+}
+
+/// Upgrade options that accept a downgrade.
+pub(crate) fn downgrade() -> UpgradeOptions {
+    UpgradeOptions::new().allow_downgrade(true)
 }

@@ -6,8 +6,8 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::util::next_event;
-use plugin_host::{Context, Event, PluginManager, WatchOptions};
+use crate::util::{next_event, v};
+use plugin_host::{Context, Event, PluginManager, UpgradeOptions, WatchOptions};
 use plugin_test_support::{fixtures, install_folder, versioned_variant};
 
 fn watched(base: &std::path::Path) -> (Arc<PluginManager>, Receiver<Event>, plugin_host::Watcher) {
@@ -32,7 +32,7 @@ fn a_dropped_in_folder_is_loaded_a_replaced_library_upgraded_a_deleted_folder_un
         next_event(&events),
         Event::Loaded {
             name: "versioned".into(),
-            version: "1.0.0".into()
+            version: v("1.0.0")
         }
     );
 
@@ -41,8 +41,8 @@ fn a_dropped_in_folder_is_loaded_a_replaced_library_upgraded_a_deleted_folder_un
         next_event(&events),
         Event::Upgraded {
             name: "versioned".into(),
-            from: "1.0.0".into(),
-            to: "2.0.0".into()
+            from: v("1.0.0"),
+            to: v("2.0.0")
         }
     );
     let ctx = Context::background();
@@ -92,7 +92,7 @@ fn a_library_written_in_slow_chunks_ends_up_loaded_not_failed() {
         next_event(&events),
         Event::Loaded {
             name: "hello".into(),
-            version: "0.1.0".into()
+            version: v("0.1.0")
         }
     );
     let ctx = Context::background();
@@ -129,13 +129,13 @@ fn an_upgrade_through_the_api_is_not_repeated_by_the_watcher() {
     assert!(matches!(next_event(&events), Event::Loaded { .. }));
 
     // The upgrade installs v2's files into the base directory, which the watcher sees.
-    m.upgrade("versioned", &v2, false).unwrap();
+    m.upgrade("versioned", &v2, UpgradeOptions::new()).unwrap();
     assert_eq!(
         next_event(&events),
         Event::Upgraded {
             name: "versioned".into(),
-            from: "1.0.0".into(),
-            to: "2.0.0".into()
+            from: v("1.0.0"),
+            to: v("2.0.0")
         }
     );
     // A later change elsewhere: its event must come next, with no echo of the upgrade.
@@ -144,7 +144,7 @@ fn an_upgrade_through_the_api_is_not_repeated_by_the_watcher() {
         next_event(&events),
         Event::Loaded {
             name: "hello".into(),
-            version: "0.1.0".into()
+            version: v("0.1.0")
         }
     );
     assert_eq!(m.get("versioned").unwrap().status().retained_libraries, 2);
