@@ -1,20 +1,28 @@
 //! `plugctl`: the reference plugin host and operator tool.
 //!
 //! ```text
-//! plugctl [--dir DIR] list [--json]
-//! plugctl [--dir DIR] info NAME [--json]
-//! plugctl [--dir DIR] call NAME [--set KEY=JSON]... [--label LABEL] [--timeout DURATION]
+//! plugctl [--dir DIR] [-o table|json] list
+//! plugctl [--dir DIR] [-o table|json] info NAME
+//! plugctl [--dir DIR] [-o table|json] call NAME [--set K=V]... [--set-json K=JSON]...
+//!         [--set-file K=PATH]... [--label LABEL] [--timeout DURATION]
+//! plugctl [--dir DIR] unload|reload|enable|disable NAME
+//! plugctl [--dir DIR] watch
+//! plugctl completions SHELL
 //! ```
+//!
+//! Exit codes: 0 success, 1 failure, 2 bad arguments, 3 `list` found plugins that failed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+mod values;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 
 use plugin_host::{
-    Context, Error, ErrorKind, PluginHandle, PluginManager, PluginState, PluginSummary,
+    Context, Error, ErrorKind, Event, PluginHandle, PluginManager, PluginState, PluginSummary,
 };
 
 /// Manage and call native plugins in a plugin directory.
@@ -22,8 +30,18 @@ use plugin_host::{
 #[command(name = "plugctl", version, about)]
 struct Cli {
     /// The plugin base directory: one folder per plugin, each with plugin.json and a library.
-    #[arg(long, global = true, default_value = "plugins", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "PLUGCTL_DIR",
+        default_value = "plugins",
+        value_name = "DIR"
+    )]
     dir: PathBuf,
+
+    /// How to print results and errors: `table` for people, `json` for programs.
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
 
     /// For development only: accept plugin folders that group or others can write, and
     /// libraries owned by another user.
@@ -34,21 +52,39 @@ struct Cli {
     command: Command,
 }
 
+/// Output formats.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    /// Text for people.
+    Table,
+    /// JSON for programs (errors too, on stderr).
+    Json,
+}
+
+/// The exit code of `list` when some plugin failed to load.
+const SOME_FAILED: u8 = 3;
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Load every plugin in the directory and show which loaded and which failed, and why.
+    /// Exits with 3 when some plugin failed.
     List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
+        /// The same as `-o json`.
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Load one plugin and show its manifest and identity.
     Info {
         /// The plugin (its folder name).
         name: String,
-        /// Print JSON instead of text.
-        #[arg(long)]
+        /// The same as `-o json`.
+        #[arg(long, hide = true)]
         json: bool,
+    },
+    /// Print a shell completion script, e.g. `plugctl completions bash > /etc/bash_completion.d/plugctl`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// Load a plugin, then unload it: drain, run its on_unload, and report.
     Unload {
@@ -77,9 +113,16 @@ enum Command {
     Call {
         /// The plugin (its folder name).
         name: String,
-        /// Set a context value before the call; the value is JSON (quote strings: name='"x"').
-        #[arg(long = "set", value_name = "KEY=JSON")]
+        /// Set a context value before the call: JSON if it parses as JSON (5, true,
+        /// {"a":1}), else a string (world).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Set a context value that must be JSON.
+        #[arg(long = "set-json", value_name = "KEY=JSON")]
+        set_json: Vec<String>,
+        /// Set a context value to the text of a file.
+        #[arg(long = "set-file", value_name = "KEY=PATH")]
+        set_file: Vec<String>,
         /// The routing label of the call (one of the plugin's http_services labels).
         #[arg(long)]
         label: Option<String>,
@@ -90,16 +133,26 @@ enum Command {
 }
 
 /// A failure: a one-line cause and a hint.
+#[derive(Debug)]
 struct Failure {
     cause: String,
     hint: String,
 }
 
 impl Failure {
-    /// Prints the failure as plugctl reports every failure: an `error:` and a `hint:` line.
-    fn print(&self) {
-        eprintln!("error: {}", self.cause.replace('\n', " "));
-        eprintln!("hint: {}", self.hint);
+    /// Prints the failure on stderr: an `error:` and a `hint:` line, or with `-o json` an
+    /// object `{"error": {"message", "hint"}}`.
+    fn print(&self, output: Output) {
+        match output {
+            Output::Table => {
+                eprintln!("error: {}", self.cause.replace('\n', " "));
+                eprintln!("hint: {}", self.hint);
+            }
+            Output::Json => eprintln!(
+                "{}",
+                serde_json::json!({ "error": { "message": self.cause, "hint": self.hint } })
+            ),
+        }
     }
 }
 
@@ -143,16 +196,27 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn,plugins=info".into()),
         )
         .init();
+    let output = cli.output;
     match run(cli) {
         Ok(code) => code,
         Err(failure) => {
-            failure.print();
+            failure.print(output);
             ExitCode::FAILURE
         }
     }
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "plugctl",
+            &mut std::io::stdout(),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let output = cli.output;
     let manager = PluginManager::builder(&cli.dir)
         .insecure_permissions(cli.insecure_permissions)
         .build();
@@ -164,7 +228,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         .into());
     }
     match cli.command {
-        Command::List { json } => list(&manager, json),
+        Command::Completions { .. } => unreachable!("handled above"),
+        Command::List { json } => list(&manager, if json { Output::Json } else { output }),
         Command::Info { name, json } => {
             manager.load_plugin(&name)?;
             let summary = manager
@@ -173,27 +238,29 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 .ok_or_else(|| Error::Unloaded {
                     plugin: name.clone(),
                 })?;
-            if json {
+            if json || output == Output::Json {
                 println!("{}", to_json(&summary));
             } else {
                 print_info(&summary);
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Unload { name } => with_events(&manager, |m| {
+        Command::Unload { name } => with_events(&manager, output, |m| {
             m.load_plugin(&name)?;
             m.unload(&name).map(drop)
         }),
-        Command::Reload { name } => with_events(&manager, |m| {
+        Command::Reload { name } => with_events(&manager, output, |m| {
             m.load_plugin(&name)?;
             m.reload(&name).map(drop)
         }),
-        Command::Enable { name } => with_events(&manager, |m| m.enable(&name)),
-        Command::Disable { name } => with_events(&manager, |m| m.disable(&name)),
-        Command::Watch => watch(manager),
+        Command::Enable { name } => with_events(&manager, output, |m| m.enable(&name)),
+        Command::Disable { name } => with_events(&manager, output, |m| m.disable(&name)),
+        Command::Watch => watch(manager, output),
         Command::Call {
             name,
             set,
+            set_json,
+            set_file,
             label,
             timeout,
         } => {
@@ -205,15 +272,20 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 Some(l) => ctx.with_label(l),
                 None => ctx,
             };
-            for pair in &set {
-                let (key, value) = parse_set(pair)?;
+            let pairs = set
+                .iter()
+                .map(|p| (p, values::Kind::Guess))
+                .chain(set_json.iter().map(|p| (p, values::Kind::Json)))
+                .chain(set_file.iter().map(|p| (p, values::Kind::File)));
+            for (pair, kind) in pairs {
+                let (key, value) = values::parse(pair, kind)?;
                 ctx.set(key, &value)?;
             }
             manager.load_plugin(&name)?;
             let handle = manager.get(&name)?;
             let result = match timeout {
                 None => handle.execute(&ctx),
-                Some(timeout) => call_bounded(&handle, &ctx, timeout)?,
+                Some(timeout) => call_bounded(&handle, &ctx, timeout, output)?,
             };
             let values: serde_json::Map<String, serde_json::Value> = ctx
                 .values()
@@ -243,6 +315,7 @@ fn call_bounded(
     handle: &PluginHandle,
     ctx: &Context,
     timeout: Duration,
+    output: Output,
 ) -> Result<Result<(), Error>, Failure> {
     let (done, finished) = std::sync::mpsc::channel();
     let (handle, call_ctx) = (handle.clone(), ctx.clone());
@@ -270,29 +343,55 @@ fn call_bounded(
         Ok(result) => Ok(result),
         // Exit at once: unloading the plugin on the way out would wait for the stuck call.
         Err(failure) => {
-            failure.print();
+            failure.print(output);
             std::process::exit(1)
         }
     }
 }
 
-/// Runs `action`, then prints the lifecycle events it caused, one JSON object per line.
+/// Runs `action`, then prints the lifecycle events it caused: one line each, or with
+/// `-o json` one JSON array.
 fn with_events(
     manager: &PluginManager,
+    output: Output,
     action: impl FnOnce(&PluginManager) -> Result<(), Error>,
 ) -> Result<ExitCode, Failure> {
+    eprintln!(
+        "note: this acts on a plugin manager inside this plugctl process, not on another \
+         running host (enable and disable also persist in the state file, for later loads)"
+    );
     let events = manager.subscribe();
     action(manager)?;
-    for event in events.try_iter() {
-        println!(
-            "{}",
-            serde_json::to_string(&event).expect("events serialize")
-        );
+    let events: Vec<Event> = events.try_iter().collect();
+    match output {
+        Output::Json => println!("{}", to_json(&events)),
+        Output::Table => events.iter().for_each(|e| println!("{}", event_line(e))),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn watch(manager: PluginManager) -> Result<ExitCode, Failure> {
+/// One event as a line of text.
+fn event_line(event: &Event) -> String {
+    let json = serde_json::to_value(event).expect("events serialize");
+    let mut line = format!(
+        "{:<10} {}",
+        json["event"].as_str().unwrap_or_default(),
+        event.plugin()
+    );
+    if let Some(fields) = json.as_object() {
+        for (key, value) in fields {
+            if key != "event" && key != "name" {
+                let value = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned);
+                line.push_str(&format!(" {key}={value}"));
+            }
+        }
+    }
+    line
+}
+
+fn watch(manager: PluginManager, output: Output) -> Result<ExitCode, Failure> {
     let manager = std::sync::Arc::new(manager);
     let events = manager.subscribe();
     let report = manager.load_plugins()?;
@@ -304,47 +403,32 @@ fn watch(manager: PluginManager) -> Result<ExitCode, Failure> {
     );
     use std::io::Write as _;
     for event in events {
+        let line = match output {
+            Output::Json => serde_json::to_string(&event).expect("events serialize"),
+            Output::Table => event_line(&event),
+        };
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string(&event).expect("events serialize")
-        );
+        let _ = writeln!(out, "{line}");
         let _ = out.flush();
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_set(pair: &str) -> Result<(&str, serde_json::Value), Failure> {
-    let Some((key, json)) = pair.split_once('=') else {
-        return Err(Failure {
-            cause: format!("--set `{pair}` has no `=`"),
-            hint: "write --set KEY=JSON, e.g. --set sample='{\"name\":\"world\"}'".to_owned(),
-        });
+fn list(manager: &PluginManager, output: Output) -> Result<ExitCode, Failure> {
+    let report = manager.load_plugins()?;
+    let code = if report.all_loaded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(SOME_FAILED)
     };
-    if key.is_empty() {
-        return Err(Failure {
-            cause: format!("--set `{pair}` has an empty key"),
-            hint: "write --set KEY=JSON, e.g. --set count=3".to_owned(),
-        });
-    }
-    let value = serde_json::from_str(json).map_err(|e| Failure {
-        cause: format!("--set {key}: `{json}` is not JSON ({e})"),
-        hint: format!("quote strings as JSON: --set {key}='\"{json}\"'"),
-    })?;
-    Ok((key, value))
-}
-
-fn list(manager: &PluginManager, json: bool) -> Result<ExitCode, Failure> {
-    manager.load_plugins()?;
     let list = manager.list();
-    if json {
+    if output == Output::Json {
         println!("{}", to_json(&list));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     if list.is_empty() {
         println!("no plugins in {}", manager.base_dir().display());
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     println!(
         "{:<20} {:<10} {:<10} {:>9} {:>8}  {:<20} RUNNING COPY / REASON",
@@ -375,7 +459,7 @@ fn list(manager: &PluginManager, json: bool) -> Result<ExitCode, Failure> {
             detail
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 fn format_time(t: std::time::SystemTime) -> String {

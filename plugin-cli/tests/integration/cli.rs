@@ -77,7 +77,8 @@ fn call_passes_label_and_timeout() {
 fn list_shows_loaded_and_failed_plugins() {
     let base = base_with(&["hello", "counter", "identity-mismatch"]);
     let out = plugctl(base.path(), &["list"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    // 3: it listed, and some plugin failed.
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let text = stdout(&out);
     let line = |name: &str| {
         text.lines()
@@ -137,7 +138,7 @@ fn failures_exit_non_zero_with_a_cause_and_a_hint() {
         (&["call", "nope"], "no plugin folder `nope`"),
         (&["info", "nope"], "no plugin folder `nope`"),
         (
-            &["call", "hello", "--set", "sample=not json"],
+            &["call", "hello", "--set-json", "sample=not json"],
             "is not JSON",
         ),
         (&["call", "hello", "--set", "novalue"], "has no `=`"),
@@ -161,17 +162,16 @@ fn failures_exit_non_zero_with_a_cause_and_a_hint() {
     assert!(stderr(&out).contains("cannot read the plugin base directory"));
 }
 
+/// The events a lifecycle command printed with `-o json`: one JSON array.
 fn event_lines(o: &Output) -> Vec<serde_json::Value> {
-    stdout(o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
+    let text = stdout(o);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
 #[test]
 fn unload_and_reload_report_their_events() {
     let base = base_with(&["counter"]);
-    let out = plugctl(base.path(), &["unload", "counter"]);
+    let out = plugctl(base.path(), &["-o", "json", "unload", "counter"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let events = event_lines(&out);
     assert_eq!(events[0]["event"], "loaded");
@@ -180,7 +180,7 @@ fn unload_and_reload_report_their_events() {
         serde_json::json!({ "event": "unloaded", "name": "counter" })
     );
 
-    let out = plugctl(base.path(), &["reload", "counter"]);
+    let out = plugctl(base.path(), &["-o", "json", "reload", "counter"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let events = event_lines(&out);
     assert_eq!(
@@ -192,8 +192,13 @@ fn unload_and_reload_report_their_events() {
 #[test]
 fn disable_persists_until_enable() {
     let base = base_with(&["hello", "counter"]);
-    let out = plugctl(base.path(), &["disable", "counter"]);
+    let out = plugctl(base.path(), &["-o", "json", "disable", "counter"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not on another running host"),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         event_lines(&out).contains(&serde_json::json!({ "event": "disabled", "name": "counter" }))
     );
@@ -246,7 +251,7 @@ fn watch_prints_events_as_folders_come_and_go() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_plugctl"))
         .arg("--dir")
         .arg(base.path())
-        .arg("watch")
+        .args(["-o", "json", "watch"])
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -515,4 +520,71 @@ fn concurrent_disables_from_many_processes_all_persist() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(disabled, names, "every disable persisted");
+}
+
+#[test]
+fn list_exits_zero_when_all_loaded_and_errors_are_json_with_o_json() {
+    let base = base_with(&["hello"]);
+    let out = plugctl(base.path(), &["list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let out = plugctl(base.path(), &["-o", "json", "call", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err: serde_json::Value = serde_json::from_str(stderr(&out).trim()).unwrap();
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no plugin folder `nope`"));
+    assert!(err["error"]["hint"].as_str().unwrap().contains("list"));
+}
+
+#[test]
+fn set_guesses_set_json_insists_and_set_file_reads_a_file() {
+    let base = base_with(&["hello"]);
+    let body = base.path().join("body.txt");
+    std::fs::write(&body, "from a file").unwrap();
+    let out = plugctl(
+        base.path(),
+        &[
+            "call",
+            "hello",
+            "--set-json",
+            r#"sample={"name":"json"}"#,
+            "--set",
+            "count=5",
+            "--set",
+            "word=plain",
+            "--set-file",
+            &format!("body={}", body.display()),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let values: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(values["greeting"], "Hello, json!");
+    assert_eq!(values["count"], 5);
+    assert_eq!(values["word"], "plain");
+    assert_eq!(values["body"], "from a file");
+}
+
+#[test]
+fn the_base_directory_comes_from_plugctl_dir_and_completions_are_printed() {
+    let base = base_with(&["hello"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_plugctl"))
+        .args(["-o", "json", "list"])
+        .env("PLUGCTL_DIR", base.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(list[0]["name"], "hello");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_plugctl"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let script = stdout(&out);
+    assert!(script.contains("plugctl"), "{script}");
+    assert!(script.contains("--set-json"), "{script}");
 }
