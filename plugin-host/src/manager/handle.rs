@@ -351,6 +351,11 @@ impl PluginHandle {
     {
         ctx.set(plugin_abi::INPUT_KEY, input)?;
         self.execute(ctx)?;
+        self.output(ctx)
+    }
+
+    /// The output a typed call left in `ctx`.
+    pub(super) fn output<O: serde::de::DeserializeOwned>(&self, ctx: &Context) -> Result<O, Error> {
         ctx.get(plugin_abi::OUTPUT_KEY)?
             .ok_or_else(|| Error::NoOutput {
                 plugin: self.slot.name.clone(),

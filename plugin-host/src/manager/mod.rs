@@ -6,6 +6,8 @@
 //! - `status`: states, events, reports;
 //! - `install`: the private copy directory and installing a folder into the base directory.
 
+#[cfg(feature = "tokio")]
+mod asynch;
 mod events;
 mod handle;
 mod install;

@@ -1,6 +1,8 @@
 //! plugin-host's integration tests, through the public API only: one test binary, a module
 //! per area.
 
+#[cfg(feature = "tokio")]
+mod asynch;
 mod hostile;
 mod hostile_files;
 mod lifecycle;
