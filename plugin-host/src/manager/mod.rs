@@ -29,7 +29,7 @@ use crate::Error;
 use crate::cancel::AbortToken;
 pub use handle::PluginHandle;
 use handle::{Slot, SlotGuard};
-use install::{default_copy_parent, CopyDir, FolderStamp};
+use install::{default_copy_parent, make_copy_dir_in, CopyDir, FolderStamp};
 pub use status::{
     Drain, Event, LoadOutcome, LoadReport, PluginState, PluginStatus, PluginSummary, Upgraded,
 };
@@ -359,19 +359,13 @@ impl PluginManager {
         match &self.copy_dir {
             CopyDir::Given(dir) => Ok(dir.clone()),
             CopyDir::Temp(cell) => {
-                let made = cell.get_or_init(|| {
-                    tempfile::Builder::new()
-                        .prefix("plugin-host-")
-                        .tempdir_in(default_copy_parent())
-                        .map_err(|e| e.to_string())
-                });
-                match made {
+                match cell.get_or_init(|| make_copy_dir_in(&default_copy_parent())) {
                     Ok(dir) => Ok(dir.path().to_path_buf()),
-                    Err(message) => Err(Error::Io {
+                    Err(err) => Err(Error::Io {
                         plugin: plugin.to_owned(),
                         action: "create a private copy directory in",
-                        path: std::env::temp_dir(),
-                        source: std::io::Error::other(message.clone()),
+                        path: err.parent.clone(),
+                        source: err.to_io(),
                     }),
                 }
             }

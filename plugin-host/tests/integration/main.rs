@@ -6,6 +6,7 @@ mod hostile_files;
 mod lifecycle;
 mod load;
 mod logging;
+mod private_copy;
 mod state_file;
 mod util;
 mod watch;
