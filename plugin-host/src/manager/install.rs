@@ -10,8 +10,8 @@ use crate::Error;
 pub(super) enum CopyDir {
     /// A directory the host named: copies are files there.
     Given(PathBuf),
-    /// The default: a private temporary directory made on first use and removed with the
-    /// manager.
+    /// The default: memory files where the system has them (Linux), else files in a private
+    /// temporary directory made on first use and removed with the manager.
     Temp(OnceLock<Result<tempfile::TempDir, CopyDirError>>),
 }
 

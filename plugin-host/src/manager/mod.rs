@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 
 use crate::discover::discover;
-use crate::load::{load, LoadConfig};
+use crate::load::{load, Copies, LoadConfig};
 use crate::state_file::StateFile;
 use crate::Error;
 
@@ -107,10 +107,16 @@ impl PluginManagerBuilder {
         self
     }
 
-    /// Where private copies of plugin libraries are written. Defaults to a fresh private
-    /// (mode 0700) directory, removed when the manager is dropped, made in a memory-backed
-    /// directory where the system has one (on Linux `$XDG_RUNTIME_DIR`, then `/dev/shm`),
-    /// else in the temporary directory.
+    /// Makes the private copies of plugin libraries as files in `dir` (created with mode 0700 if
+    /// missing), deleted when their load fails, when the plugin is unloaded, and when the
+    /// version is dropped.
+    ///
+    /// By default, on Linux, each copy is an anonymous memory file instead, which leaves
+    /// nothing behind however the process ends. Where there are none (other systems, or
+    /// memory files forbidden or not executable), copies are files in a fresh private (mode
+    /// 0700) directory, removed when the manager is dropped, made in a memory-backed
+    /// directory where the system has one it may write and map code from (on Linux
+    /// `$XDG_RUNTIME_DIR`, then `/dev/shm`), else in the temporary directory.
     pub fn copy_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.copy_dir = Some(dir.into());
         self
@@ -329,13 +335,19 @@ impl PluginManager {
         dir: &Path,
         slot: &Slot,
     ) -> Result<Arc<LoadedVersion>, Error> {
+        let fallback = || self.copy_dir_for(name);
         let config = LoadConfig {
-            host_version: self.host_version.clone(),
-            copy_dir: self.copy_dir_for(name)?,
+            host_version: &self.host_version,
+            copies: match &self.copy_dir {
+                CopyDir::Given(dir) => Copies::Files(dir),
+                CopyDir::Temp(_) => Copies::Memory {
+                    fallback: &fallback,
+                },
+            },
+            // Counted as soon as the library is mapped, for good: also when its load fails.
+            mapped: &slot.retained,
         };
         let loaded = load(name, dir, &config)?;
-        // From here the library is mapped for good.
-        slot.retained.fetch_add(1, Ordering::Relaxed);
         let version = Arc::new(LoadedVersion {
             files: Mutex::new(FolderStamp::of(dir, &loaded.library_in_folder())),
             loaded,
@@ -350,7 +362,9 @@ impl PluginManager {
         Ok(version)
     }
 
-    /// The directory private library copies are written to (created on first use).
+    /// The directory file copies of libraries are written to: the one given to the builder,
+    /// or the default one (made by this call if it was not yet). Without a directory given,
+    /// copies on Linux are memory files, and this directory is used only if those cannot be.
     pub fn copy_dir(&self) -> Result<PathBuf, Error> {
         self.copy_dir_for("")
     }

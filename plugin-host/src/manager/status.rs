@@ -204,7 +204,9 @@ pub struct PluginSummary {
     pub dir: PathBuf,
     /// The library in that folder.
     pub library: PathBuf,
-    /// The private copy the running code was loaded from.
+    /// The private copy the running code was loaded from: a file's path, or on Linux, where
+    /// the copy is an anonymous memory file, `memfd:plugin:<name>-<version>`, the name its
+    /// mappings have in `/proc/<pid>/maps` (not a path that can be opened).
     pub running_copy: PathBuf,
     /// The `plugin-sdk` version the plugin was built with.
     pub sdk_version: String,
@@ -225,7 +227,7 @@ impl PluginSummary {
             version: loaded.manifest.version.to_string(),
             dir: loaded.dir.clone(),
             library: loaded.library.clone(),
-            running_copy: loaded.copy.clone(),
+            running_copy: loaded.copy.shown(),
             sdk_version: loaded.sdk_version.clone(),
             loaded_at_unix_ms: loaded
                 .loaded_at
