@@ -395,6 +395,24 @@ pub enum Error {
         /// The base directory, resolved.
         base_dir: PathBuf,
     },
+
+    /// The dynamic loader may not map code from the private copy: the file system holding
+    /// the copy directory refuses executable mappings (mounted `noexec`, or a security
+    /// policy).
+    #[error(
+        "plugin `{plugin}`: cannot map the private copy of {} made in {} ({reason}): that directory's file system does not allow executable mappings (mounted `noexec`?); give the host a copy directory on one that does (`PluginManagerBuilder::copy_dir`)",
+        library.display(), dir.display()
+    )]
+    CopyNotExecutable {
+        /// The plugin folder name.
+        plugin: String,
+        /// The library path (in the plugin folder).
+        library: PathBuf,
+        /// The directory the copy was made in.
+        dir: PathBuf,
+        /// What the loader reported.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -430,7 +448,8 @@ impl Error {
             | Error::LibraryOwner { plugin, .. }
             | Error::FolderOutsideBase { plugin, .. }
             | Error::NoOutput { plugin, .. }
-            | Error::Unloaded { plugin } => Some(plugin),
+            | Error::Unloaded { plugin }
+            | Error::CopyNotExecutable { plugin, .. } => Some(plugin),
         }
     }
 

@@ -13,33 +13,37 @@
 //!    architecture that exports the root-module symbol; the identity record `export_plugin!`
 //!    writes into its own link section equals the manifest's name and version, with the ABI
 //!    version of this host and an SDK version compatible with it.
-//! 4. Those bytes are written to a private, unique path and loaded from there: `dlopen`
-//!    maps the library and runs its constructors; then abi_stable's header, version and
-//!    layout checks run (the only checks that need the library mapped).
+//! 4. Those bytes are written to a private copy (on Linux a sealed memory file; see
+//!    [`copy`]) and loaded from there: `dlopen` maps the library and runs its constructors;
+//!    then abi_stable's header, version and layout checks run (the only checks that need the
+//!    library mapped).
 //! 5. The identity the library's `info()` reports is checked against the manifest again.
 //!
 //! No code of the plugin runs before every check of steps 0 to 3 passed: they only read
-//! files. A library refused at step 4 or 5 has been mapped, and its constructors have run.
+//! files. A library refused at step 4 or 5 has been mapped, and its constructors have run;
+//! it stays mapped (libraries are never closed) and is counted as such.
 
-use std::fs::File;
-use std::io::Write;
+mod copy;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::SystemTime;
 
-use plugin_abi::abi_stable::library::{lib_header_from_path, LibraryError};
+use plugin_abi::abi_stable::library::{lib_header_from_raw_library, LibraryError, RawLibrary};
 use plugin_abi::identity::Identity;
 use plugin_abi::PluginModRef;
 
 use crate::library;
 use crate::manifest::{Manifest, SourceMode, MANIFEST_FILE};
 use crate::Error;
+pub(crate) use copy::{Copies, PrivateCopy};
 
 /// Settings the loader needs from the manager.
-#[derive(Debug, Clone)]
-pub(crate) struct LoadConfig {
-    pub(crate) host_version: semver::Version,
-    pub(crate) copy_dir: PathBuf,
+pub(crate) struct LoadConfig<'a> {
+    pub(crate) host_version: &'a semver::Version,
+    pub(crate) copies: Copies<'a>,
+    /// Counts every library mapped, whether its load then succeeds or not.
+    pub(crate) mapped: &'a AtomicUsize,
     /// The base directory, when the folder loaded lies in it (not for an upgrade's source).
     pub(crate) base_dir: Option<PathBuf>,
     pub(crate) folders: library::FolderPolicy,
@@ -51,7 +55,7 @@ pub(crate) struct Loaded {
     pub(crate) module: PluginModRef,
     pub(crate) dir: PathBuf,
     pub(crate) library: PathBuf,
-    pub(crate) copy: PathBuf,
+    pub(crate) copy: PrivateCopy,
     pub(crate) sdk_version: String,
     pub(crate) loaded_at: SystemTime,
 }
@@ -67,7 +71,7 @@ impl Loaded {
 }
 
 /// Runs checks 1 to 5 on the plugin folder `dir` named `name`.
-pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded, Error> {
+pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig<'_>) -> Result<Loaded, Error> {
     // 0. The folder: in the base directory, and writable by its owner only.
     library::check_folder(name, dir, config.base_dir.as_deref(), config.folders)?;
 
@@ -76,7 +80,7 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded
     let manifest = Manifest::load_as(dir, name)?;
     let manifest_file = dir.join(MANIFEST_FILE);
     if let Some(requires) = &manifest.requires {
-        if !requires.host.matches(&config.host_version) {
+        if !requires.host.matches(config.host_version) {
             return Err(Error::HostVersion {
                 plugin: name.to_owned(),
                 manifest: manifest_file,
@@ -114,10 +118,19 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded
 
     // 4. A private copy of those bytes (the bytes checked are the bytes mapped), then
     // abi_stable's checks, which map it: from here on the library's constructors have run.
-    let copy = private_copy(name, &manifest, &bytes, &config.copy_dir)?;
+    // A failure from here on drops `copy`, which deletes a file copy.
     drop(file);
+    let mapped = copy::map_private_copy(
+        name,
+        &manifest.version,
+        &library,
+        &bytes,
+        config.copies,
+        config.mapped,
+    )?;
     drop(bytes);
-    let module = open_module(name, &library, &copy)?;
+    let copy = mapped.copy;
+    let module = open_module(name, &library, mapped.library)?;
 
     // 5. The identity the code reports, checked again: it is the record's unless the record
     // was not written by `export_plugin!`, and checking it costs one call.
@@ -142,49 +155,16 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig) -> Result<Loaded
     })
 }
 
-/// Writes the library to a new file at a path no other load uses: `<copy_dir>/<name>-<version>-
-/// <pid>-<sequence>.<ext>`. `dlopen` caches libraries by path (and inode), so a unique path
-/// is what makes an upgrade load the new code, and a private file is what keeps a library
-/// overwritten in the plugin folder from changing (or crashing) the code already running.
-fn private_copy(
+fn open_module(
     name: &str,
-    manifest: &Manifest,
-    bytes: &[u8],
-    copy_dir: &Path,
-) -> Result<PathBuf, Error> {
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let io = |action, path: &Path| Error::io(name, action, path);
-    std::fs::create_dir_all(copy_dir).map_err(io("create the copy directory", copy_dir))?;
-    loop {
-        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-        let file_name = format!(
-            "{name}-{}-{}-{seq}.{}",
-            manifest.version,
-            std::process::id(),
-            std::env::consts::DLL_EXTENSION
-        );
-        let path = copy_dir.join(file_name);
-        let mut options = File::options();
-        options.write(true).create_new(true);
-        // Read and execute for the owner only, from the start: the descriptor opened here
-        // can still write it, nobody can open it for writing afterwards.
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o500);
-        let mut file = match options.open(&path) {
-            Ok(file) => file,
-            // Left by an earlier process with the same pid: pick the next number.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io("create the private copy", &path)(e)),
-        };
-        file.write_all(bytes)
-            .map_err(io("write the private copy", &path))?;
-        return Ok(path);
-    }
-}
-
-fn open_module(name: &str, library: &Path, copy: &Path) -> Result<PluginModRef, Error> {
-    let header = lib_header_from_path(copy).map_err(|e| classify(name, library, e))?;
+    library: &Path,
+    raw: &'static RawLibrary,
+) -> Result<PluginModRef, Error> {
+    // SAFETY: the header borrows from the library, which is never closed (`raw` is
+    // `'static`), so its `'static` references stay valid.
+    let header = unsafe { lib_header_from_raw_library(raw) };
     header
+        .map_err(|e| classify(name, library, e))?
         .init_root_module::<PluginModRef>()
         .map_err(|e| classify(name, library, e))
 }

@@ -278,8 +278,9 @@ fn bench(extra: &[String]) -> Result<()> {
     };
     let load = read_json("load-bench.json")?;
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
-    let (full, bare, copy) = (
+    let (full, full_file, bare, copy) = (
         f(&load["full_ns"]),
+        f(&load["full_file_ns"]),
         f(&load["bare_ns"]),
         f(&load["copy_ns"]),
     );
@@ -292,6 +293,13 @@ fn bench(extra: &[String]) -> Result<()> {
         verdict(full / bare <= 1.5),
         f(&load["library_bytes"]) as u64 / 1024,
         fmt_ns(copy),
+    );
+    println!(
+        "{:<50} {:>11} {:>11} {:>6.2}x  (a file copy in a given copy directory)",
+        "load one plugin, file copy: every check vs bare",
+        fmt_ns(full_file),
+        fmt_ns(bare),
+        full_file / bare,
     );
 
     let path = workspace_root().join("target").join("upgrade-bench.json");

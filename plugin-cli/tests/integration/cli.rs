@@ -125,7 +125,8 @@ fn info_shows_the_manifest_and_routes() {
         info["manifest"]["http_services"]["routes"][0]["method"],
         "GET"
     );
-    // The private copy lived in a temporary directory removed when plugctl exited.
+    // The private copy (a memory file on Linux, else a file in a temporary directory
+    // removed when plugctl exited) is gone.
     let copy = Path::new(info["running_copy"].as_str().unwrap());
     assert!(!copy.starts_with(base.path()), "{}", copy.display());
     assert!(!copy.exists(), "{}", copy.display());
@@ -241,6 +242,10 @@ fn list_shows_state_in_flight_retained_and_running_copy() {
     }
     let line = text.lines().find(|l| l.starts_with("hello")).unwrap();
     assert!(line.contains("active"), "{line}");
+    // On Linux the running copy is a memory file, shown as its mappings are named.
+    #[cfg(target_os = "linux")]
+    assert!(line.contains("memfd:plugin:hello-0.1.0"), "{line}");
+    #[cfg(not(target_os = "linux"))]
     assert!(line.contains("plugin-host-"), "{line}");
 }
 
@@ -587,4 +592,114 @@ fn the_base_directory_comes_from_plugctl_dir_and_completions_are_printed() {
     let script = stdout(&out);
     assert!(script.contains("plugctl"), "{script}");
     assert!(script.contains("--set-json"), "{script}");
+}
+
+/// `plugctl watch` stopped by Ctrl-C (`SIGINT`) or `SIGTERM`, which end it without running
+/// any destructor, leaves no private copy behind: on Linux each copy is a memory file.
+#[cfg(target_os = "linux")]
+#[test]
+fn watch_stopped_by_a_signal_leaves_no_copy_behind() {
+    use std::io::BufRead;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::time::Duration;
+
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let base = base_with(&["hello"]);
+        // Where plugctl would make a copy directory: it must stay empty.
+        let scratch = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_plugctl"));
+        command
+            .arg("--dir")
+            .arg(base.path())
+            .args(["-o", "json", "watch"])
+            .env_remove("RUST_LOG")
+            .env("TMPDIR", scratch.path())
+            .env("XDG_RUNTIME_DIR", scratch.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: `signal` is async-signal-safe; the closure allocates nothing. A signal
+        // ignored by this process (a test run as a background job of a shell ignores
+        // SIGINT) would be ignored by the child too: restore the default action.
+        unsafe {
+            command.pre_exec(move || {
+                libc::signal(signal, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().unwrap();
+        let pid = child.id();
+
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let (exit_tx, exited) = std::sync::mpsc::channel();
+        std::thread::spawn(move || exit_tx.send(child.wait()));
+        let give_up = || {
+            // SAFETY: `kill` only sends a signal to the child, which has not been reaped.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        };
+
+        // Wait until it loaded the plugin: its first event.
+        let Ok(first) = lines.recv_timeout(Duration::from_secs(60)) else {
+            give_up();
+            panic!("plugctl watch printed no event in time");
+        };
+        assert!(first.contains("\"loaded\""), "{first}");
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+        assert!(
+            maps.contains("/memfd:plugin:hello-0.1.0 (deleted)"),
+            "hello is not mapped from a memory file"
+        );
+
+        // SAFETY: `kill` only sends a signal to the child, which has not been reaped.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, signal) }, 0);
+        let status = match exited.recv_timeout(Duration::from_secs(30)) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                give_up();
+                panic!("plugctl watch did not exit within 30 s of signal {signal}");
+            }
+        };
+        assert_eq!(status.signal(), Some(signal), "{status:?}");
+
+        let left: Vec<_> = std::fs::read_dir(scratch.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        // Nor in /dev/shm, whatever the environment said.
+        let pid_part = format!("-{pid}-");
+        for dir in std::fs::read_dir("/dev/shm")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if !dir
+                .file_name()
+                .to_string_lossy()
+                .starts_with("plugin-host-")
+            {
+                continue;
+            }
+            for copy in std::fs::read_dir(dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = copy.file_name().to_string_lossy().into_owned();
+                assert!(
+                    !name.contains(&pid_part),
+                    "left behind: {}",
+                    copy.path().display()
+                );
+            }
+        }
+    }
 }

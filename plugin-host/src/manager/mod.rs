@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 
 use crate::discover::discover;
 use crate::library::FolderPolicy;
-use crate::load::{load, LoadConfig};
+use crate::load::{load, Copies, LoadConfig};
 use crate::state_file::StateFile;
 use crate::Error;
 
@@ -35,7 +35,7 @@ pub use events::ListenerId;
 use events::Listeners;
 pub use handle::PluginHandle;
 use handle::{Slot, SlotGuard};
-use install::{default_copy_parent, CopyDir, FolderStamp};
+use install::{default_copy_parent, make_copy_dir_in, CopyDir, FolderStamp};
 pub use status::{
     Drain, Event, LoadOutcome, LoadReport, PluginState, PluginStatus, PluginSummary,
     ShutdownOutcome, UpgradeOptions, Upgraded,
@@ -98,10 +98,16 @@ impl PluginManagerBuilder {
         self
     }
 
-    /// Where private copies of plugin libraries are written. Defaults to a fresh private
-    /// (mode 0700) directory, removed when the manager is dropped, made in a memory-backed
-    /// directory where the system has one (on Linux `$XDG_RUNTIME_DIR`, then `/dev/shm`),
-    /// else in the temporary directory.
+    /// Makes the private copies of plugin libraries as files in `dir` (created with mode 0700 if
+    /// missing), deleted when their load fails, when the plugin is unloaded, and when the
+    /// version is dropped.
+    ///
+    /// By default, on Linux, each copy is an anonymous memory file instead, which leaves
+    /// nothing behind however the process ends. Where there are none (other systems, or
+    /// memory files forbidden or not executable), copies are files in a fresh private (mode
+    /// 0700) directory, removed when the manager is dropped, made in a memory-backed
+    /// directory where the system has one it may write and map code from (on Linux
+    /// `$XDG_RUNTIME_DIR`, then `/dev/shm`), else in the temporary directory.
     pub fn copy_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.copy_dir = Some(dir.into());
         self
@@ -346,17 +352,23 @@ impl PluginManager {
         dir: &Path,
         slot: &Slot,
     ) -> Result<Arc<LoadedVersion>, Error> {
+        let fallback = || self.copy_dir_for(name);
         let config = LoadConfig {
-            host_version: self.host_version.clone(),
-            copy_dir: self.copy_dir_for(name)?,
+            host_version: &self.host_version,
+            copies: match &self.copy_dir {
+                CopyDir::Given(dir) => Copies::Files(dir),
+                CopyDir::Temp(_) => Copies::Memory {
+                    fallback: &fallback,
+                },
+            },
+            // Counted as soon as the library is mapped, for good: also when its load fails.
+            mapped: &slot.retained,
             // The base directory's own folder for this name gets the containment check; an
             // upgrade's source folder elsewhere gets the permission checks only.
             base_dir: (dir == self.base_dir.join(name)).then(|| self.base_dir.clone()),
             folders: self.folders,
         };
         let loaded = load(name, dir, &config)?;
-        // From here the library is mapped for good.
-        slot.retained.fetch_add(1, Ordering::Relaxed);
         let version = Arc::new(LoadedVersion {
             files: Mutex::new(FolderStamp::of(dir, &loaded.library_in_folder())),
             loaded,
@@ -371,7 +383,9 @@ impl PluginManager {
         Ok(version)
     }
 
-    /// The directory private library copies are written to (created on first use).
+    /// The directory file copies of libraries are written to: the one given to the builder,
+    /// or the default one (made by this call if it was not yet). Without a directory given,
+    /// copies on Linux are memory files, and this directory is used only if those cannot be.
     pub fn copy_dir(&self) -> Result<PathBuf, Error> {
         self.copy_dir_for("")
     }
@@ -380,19 +394,13 @@ impl PluginManager {
         match &self.copy_dir {
             CopyDir::Given(dir) => Ok(dir.clone()),
             CopyDir::Temp(cell) => {
-                let made = cell.get_or_init(|| {
-                    tempfile::Builder::new()
-                        .prefix("plugin-host-")
-                        .tempdir_in(default_copy_parent())
-                        .map_err(|e| e.to_string())
-                });
-                match made {
+                match cell.get_or_init(|| make_copy_dir_in(&default_copy_parent())) {
                     Ok(dir) => Ok(dir.path().to_path_buf()),
-                    Err(message) => Err(Error::Io {
+                    Err(err) => Err(Error::Io {
                         plugin: plugin.to_owned(),
                         action: "create a private copy directory in",
-                        path: std::env::temp_dir(),
-                        source: std::io::Error::other(message.clone()),
+                        path: err.parent.clone(),
+                        source: err.to_io(),
                     }),
                 }
             }

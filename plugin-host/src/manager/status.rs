@@ -215,7 +215,9 @@ pub struct PluginSummary {
     pub dir: PathBuf,
     /// The library in that folder.
     pub library: PathBuf,
-    /// The private copy the running code was loaded from.
+    /// The private copy the running code was loaded from: a file's path, or on Linux, where
+    /// the copy is an anonymous memory file, `memfd:plugin:<name>-<version>`, the name its
+    /// mappings have in `/proc/<pid>/maps` (not a path that can be opened).
     pub running_copy: PathBuf,
     /// The `plugin-sdk` version the plugin was built with.
     pub sdk_version: String,
@@ -237,7 +239,7 @@ impl PluginSummary {
             version: loaded.manifest.version.clone(),
             dir: loaded.dir.clone(),
             library: loaded.library.clone(),
-            running_copy: loaded.copy.clone(),
+            running_copy: loaded.copy.shown(),
             sdk_version: loaded.sdk_version.clone(),
             loaded_at: loaded.loaded_at,
             has_on_load: loaded.module.on_load().is_some(),

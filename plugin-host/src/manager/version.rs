@@ -147,10 +147,11 @@ pub(super) fn run_on_unload(name: &str, loaded: &Loaded) -> Result<(), Error> {
     }
 }
 
-/// Deletes the private copy. The mapping stays valid on Unix; elsewhere the file is in use
-/// and removal fails, which is harmless.
+/// Deletes the private copy if it is a file (a memory file has nothing to delete). The
+/// mapping stays valid on Unix; elsewhere the file is in use and removal fails, which is
+/// harmless. Dropping the version deletes it too.
 pub(super) fn remove_copy(loaded: &Loaded) {
-    let _ = std::fs::remove_file(&loaded.copy);
+    loaded.copy.remove();
 }
 
 #[cfg(test)]

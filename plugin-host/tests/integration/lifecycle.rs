@@ -394,6 +394,12 @@ fn list_shows_states_of_every_plugin() {
     assert_eq!(hello.state, PluginState::Active);
     assert_eq!(hello.retained_libraries, 1);
     let active = hello.active.as_ref().unwrap();
+    #[cfg(target_os = "linux")]
+    assert_eq!(
+        active.running_copy,
+        std::path::Path::new("memfd:plugin:hello-0.1.0")
+    );
+    #[cfg(not(target_os = "linux"))]
     assert!(active.running_copy.exists());
     assert!(active.loaded_at > std::time::UNIX_EPOCH);
     let bad = list.iter().find(|p| p.name == "identity-mismatch").unwrap();

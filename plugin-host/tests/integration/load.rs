@@ -60,6 +60,13 @@ fn every_sample_loads_and_lists_with_its_identity() {
     let counter = counter.active.as_ref().unwrap();
     assert!(counter.has_on_load && counter.has_on_unload);
     assert_eq!(counter.version.to_string(), "0.1.0");
+    // On Linux the private copy is a memory file, shown as its mappings are named.
+    #[cfg(target_os = "linux")]
+    assert_eq!(
+        counter.running_copy,
+        std::path::Path::new("memfd:plugin:counter-0.1.0")
+    );
+    #[cfg(not(target_os = "linux"))]
     assert!(counter.running_copy.exists());
     assert!(!counter.running_copy.starts_with(base.path()));
     let router = list.iter().find(|p| p.name == "label-router").unwrap();

@@ -10,6 +10,7 @@ mod load;
 mod logging;
 #[cfg(unix)]
 mod permissions;
+mod private_copy;
 mod state_file;
 mod typed;
 mod util;
