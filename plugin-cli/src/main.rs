@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod inspect;
 mod values;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -66,17 +67,26 @@ const SOME_FAILED: u8 = 3;
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Load every plugin in the directory and show which loaded and which failed, and why.
-    /// Exits with 3 when some plugin failed.
+    /// Check every plugin in the directory from its files, without running any plugin code,
+    /// and show which pass and which fail, and why. Exits with 3 when some plugin failed.
     List {
+        /// Load every plugin for real (runs their constructors and on_load) and show their
+        /// states, calls and running copies.
+        #[arg(long)]
+        load: bool,
         /// The same as `-o json`.
         #[arg(long, hide = true)]
         json: bool,
     },
-    /// Load one plugin and show its manifest and identity.
+    /// Check one plugin from its files, without running its code, and show its manifest,
+    /// library and identity.
     Info {
         /// The plugin (its folder name).
         name: String,
+        /// Load it for real (runs its constructors and on_load) and show its hooks and
+        /// running copy too.
+        #[arg(long)]
+        load: bool,
         /// The same as `-o json`.
         #[arg(long, hide = true)]
         json: bool,
@@ -229,8 +239,20 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     }
     match cli.command {
         Command::Completions { .. } => unreachable!("handled above"),
-        Command::List { json } => list(&manager, if json { Output::Json } else { output }),
-        Command::Info { name, json } => {
+        Command::List { load, json } => {
+            let output = if json { Output::Json } else { output };
+            if load {
+                list(&manager, output)
+            } else {
+                inspect::list(&manager, output)
+            }
+        }
+        Command::Info { name, load, json } => {
+            let output = if json { Output::Json } else { output };
+            if !load {
+                inspect::info(&manager, &name, output)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             manager.load_plugin(&name)?;
             let summary = manager
                 .get(&name)?
@@ -238,7 +260,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 .ok_or_else(|| Error::Unloaded {
                     plugin: name.clone(),
                 })?;
-            if json || output == Output::Json {
+            if output == Output::Json {
                 println!("{}", to_json(&summary));
             } else {
                 print_info(&summary);

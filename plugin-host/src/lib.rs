@@ -53,7 +53,7 @@ pub use context::{CancelHandle, Context};
 pub use error::Error;
 pub use library::sha256_file;
 pub use manager::{
-    Drain, Event, ListenerId, LoadOutcome, LoadReport, PluginHandle, PluginManager,
+    Drain, Event, Inspection, ListenerId, LoadOutcome, LoadReport, PluginHandle, PluginManager,
     PluginManagerBuilder, PluginState, PluginStatus, PluginSummary, ShutdownOutcome,
     UpgradeOptions, Upgraded,
 };

@@ -40,10 +40,15 @@ pub(crate) use copy::{Copies, PrivateCopy};
 
 /// Settings the loader needs from the manager.
 pub(crate) struct LoadConfig<'a> {
-    pub(crate) host_version: &'a semver::Version,
+    pub(crate) check: CheckConfig<'a>,
     pub(crate) copies: Copies<'a>,
     /// Counts every library mapped, whether its load then succeeds or not.
     pub(crate) mapped: &'a AtomicUsize,
+}
+
+/// Settings the checks that need no `dlopen` take from the manager.
+pub(crate) struct CheckConfig<'a> {
+    pub(crate) host_version: &'a semver::Version,
     /// The base directory, when the folder loaded lies in it (not for an upgrade's source).
     pub(crate) base_dir: Option<PathBuf>,
     pub(crate) folders: library::FolderPolicy,
@@ -70,8 +75,20 @@ impl Loaded {
     }
 }
 
-/// Runs checks 1 to 5 on the plugin folder `dir` named `name`.
-pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig<'_>) -> Result<Loaded, Error> {
+/// What the checks that need no `dlopen` (steps 0 to 3) found in a plugin folder.
+pub(crate) struct Checked {
+    pub(crate) manifest: Manifest,
+    /// The library in the folder.
+    pub(crate) library: PathBuf,
+    /// The library's bytes, read once: every check ran on them.
+    pub(crate) bytes: Vec<u8>,
+    /// The `plugin-sdk` version in the library's identity record.
+    pub(crate) sdk_version: String,
+}
+
+/// Runs checks 0 to 3 on the plugin folder `dir` named `name`: they read files only, and no
+/// code of the plugin runs.
+pub(crate) fn check(name: &str, dir: &Path, config: &CheckConfig<'_>) -> Result<Checked, Error> {
     // 0. The folder: in the base directory, and writable by its owner only.
     library::check_folder(name, dir, config.base_dir.as_deref(), config.folders)?;
 
@@ -115,11 +132,28 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig<'_>) -> Result<Lo
     })?;
     let identity = library::read_identity(name, &library, &file)?;
     library::check_identity(name, &manifest, &library, &identity)?;
+    let sdk_version = identity.sdk_version.to_owned();
+    drop(file);
+    Ok(Checked {
+        manifest,
+        library,
+        bytes,
+        sdk_version,
+    })
+}
+
+/// Runs checks 0 to 5 on the plugin folder `dir` named `name`, and maps the library.
+pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig<'_>) -> Result<Loaded, Error> {
+    let Checked {
+        manifest,
+        library,
+        bytes,
+        ..
+    } = check(name, dir, &config.check)?;
 
     // 4. A private copy of those bytes (the bytes checked are the bytes mapped), then
     // abi_stable's checks, which map it: from here on the library's constructors have run.
     // A failure from here on drops `copy`, which deletes a file copy.
-    drop(file);
     let mapped = copy::map_private_copy(
         name,
         &manifest.version,

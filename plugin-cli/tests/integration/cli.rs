@@ -76,7 +76,7 @@ fn call_passes_label_and_timeout() {
 #[test]
 fn list_shows_loaded_and_failed_plugins() {
     let base = base_with(&["hello", "counter", "identity-mismatch"]);
-    let out = plugctl(base.path(), &["list"]);
+    let out = plugctl(base.path(), &["list", "--load"]);
     // 3: it listed, and some plugin failed.
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let text = stdout(&out);
@@ -91,7 +91,7 @@ fn list_shows_loaded_and_failed_plugins() {
     assert!(line("identity-mismatch").contains("failed"), "{text}");
     assert!(line("identity-mismatch").contains("9.9.9"), "{text}");
 
-    let out = plugctl(base.path(), &["list", "--json"]);
+    let out = plugctl(base.path(), &["list", "--load", "--json"]);
     let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let entries = list.as_array().unwrap();
     assert_eq!(entries.len(), 3);
@@ -118,7 +118,7 @@ fn info_shows_the_manifest_and_routes() {
     assert!(text.contains("/api/plugin/sample/:id"), "{text}");
     assert!(text.contains("plugin.post"), "{text}");
 
-    let out = plugctl(base.path(), &["info", "label-router", "--json"]);
+    let out = plugctl(base.path(), &["info", "label-router", "--load", "--json"]);
     let info: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(info["name"], "label-router");
     assert_eq!(
@@ -204,7 +204,7 @@ fn disable_persists_until_enable() {
         event_lines(&out).contains(&serde_json::json!({ "event": "disabled", "name": "counter" }))
     );
 
-    let out = plugctl(base.path(), &["list", "--json"]);
+    let out = plugctl(base.path(), &["list", "--load", "--json"]);
     let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let counter = list
         .as_array()
@@ -228,7 +228,7 @@ fn disable_persists_until_enable() {
 #[test]
 fn list_shows_state_in_flight_retained_and_running_copy() {
     let base = base_with(&["hello"]);
-    let out = plugctl(base.path(), &["list"]);
+    let out = plugctl(base.path(), &["list", "--load"]);
     let text = stdout(&out);
     let header = text.lines().next().unwrap();
     for column in [
@@ -404,7 +404,11 @@ fn list_returns_at_once_with_the_good_plugins_active_beside_every_hostile_file()
         .unwrap();
     let owner_staged = std::os::unix::fs::chown(&foreign_library, Some(54_321), None).is_ok();
 
-    let out = plugctl_bounded(base.path(), &["list"], std::time::Duration::from_secs(10));
+    let out = plugctl_bounded(
+        base.path(),
+        &["list", "--load"],
+        std::time::Duration::from_secs(10),
+    );
     let text = stdout(&out);
     let line = |name: &str| {
         text.lines()
@@ -702,4 +706,47 @@ fn watch_stopped_by_a_signal_leaves_no_copy_behind() {
             }
         }
     }
+}
+
+#[test]
+fn list_and_info_check_plugins_without_running_their_code() {
+    let base = base_with(&["hello", "panic-on-load", "ctor-mark"]);
+    // ctor-mark's manifest says 0.2.0 on purpose; make it match, so it passes every check.
+    let manifest = base.path().join("ctor-mark/plugin.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("0.2.0", "0.1.0")).unwrap();
+    let marks = tempfile::tempdir().unwrap();
+    let mark = marks.path().join("constructor-ran");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_plugctl"))
+            .arg("--dir")
+            .arg(base.path())
+            .args(args)
+            .env("PLUGIN_CTOR_MARK", &mark)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+
+    // From the files only: every plugin passes, panic-on-load's on_load never ran, and
+    // ctor-mark's constructor never ran.
+    let out = run(&["-o", "json", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["status"], "ok", "{row}");
+        assert_eq!(row["sha256"].as_str().map(str::len), Some(64), "{row}");
+    }
+    let out = run(&["info", "ctor-mark"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("sdk version:"), "{}", stdout(&out));
+    assert!(!mark.exists(), "list and info ran a plugin's constructor");
+
+    // Loaded for real: on_load and the constructor run.
+    let out = run(&["list", "--load"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text.lines().find(|l| l.starts_with("panic-on-load")).unwrap();
+    assert!(line.contains("failed"), "{text}");
+    assert!(mark.exists(), "--load maps the library");
 }

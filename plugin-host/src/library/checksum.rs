@@ -16,7 +16,7 @@ pub(crate) fn verify(
     bytes: &[u8],
     expected: &str,
 ) -> Result<(), Error> {
-    let actual = hex(&Sha256::digest(bytes));
+    let actual = hex_digest(bytes);
     if actual.eq_ignore_ascii_case(expected) {
         Ok(())
     } else {
@@ -27,6 +27,11 @@ pub(crate) fn verify(
             actual,
         })
     }
+}
+
+/// The SHA-256 of `bytes`, as lowercase hex.
+pub(crate) fn hex_digest(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 fn hex(bytes: &[u8]) -> String {

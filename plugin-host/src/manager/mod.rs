@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 
 use crate::discover::discover;
 use crate::library::FolderPolicy;
-use crate::load::{load, Copies, LoadConfig};
+use crate::load::{check, load, CheckConfig, Copies, LoadConfig};
 use crate::state_file::StateFile;
 use crate::Error;
 
@@ -37,7 +37,7 @@ pub use handle::PluginHandle;
 use handle::{Slot, SlotGuard};
 use install::{default_copy_parent, make_copy_dir_in, CopyDir, FolderStamp};
 pub use status::{
-    Drain, Event, LoadOutcome, LoadReport, PluginState, PluginStatus, PluginSummary,
+    Drain, Event, Inspection, LoadOutcome, LoadReport, PluginState, PluginStatus, PluginSummary,
     ShutdownOutcome, UpgradeOptions, Upgraded,
 };
 use version::{remove_copy, run_on_load, InFlight, LoadedVersion};
@@ -354,7 +354,7 @@ impl PluginManager {
     ) -> Result<Arc<LoadedVersion>, Error> {
         let fallback = || self.copy_dir_for(name);
         let config = LoadConfig {
-            host_version: &self.host_version,
+            check: self.check_config(name, dir),
             copies: match &self.copy_dir {
                 CopyDir::Given(dir) => Copies::Files(dir),
                 CopyDir::Temp(_) => Copies::Memory {
@@ -363,10 +363,6 @@ impl PluginManager {
             },
             // Counted as soon as the library is mapped, for good: also when its load fails.
             mapped: &slot.retained,
-            // The base directory's own folder for this name gets the containment check; an
-            // upgrade's source folder elsewhere gets the permission checks only.
-            base_dir: (dir == self.base_dir.join(name)).then(|| self.base_dir.clone()),
-            folders: self.folders,
         };
         let loaded = load(name, dir, &config)?;
         let version = Arc::new(LoadedVersion {
@@ -381,6 +377,41 @@ impl PluginManager {
             return Err(err);
         }
         Ok(version)
+    }
+
+    fn check_config(&self, name: &str, dir: &Path) -> CheckConfig<'_> {
+        CheckConfig {
+            host_version: &self.host_version,
+            // The base directory's own folder for this name gets the containment check; an
+            // upgrade's source folder elsewhere gets the permission checks only.
+            base_dir: (dir == self.base_dir.join(name)).then(|| self.base_dir.clone()),
+            folders: self.folders,
+        }
+    }
+
+    /// Checks the plugin in the folder `<base_dir>/<name>` as a load would, up to the last
+    /// check that needs no `dlopen`, and describes it: the manifest, the library and the
+    /// identity record read from its file. **No code of the plugin runs**: its library is
+    /// read, never mapped, and the registry does not change. This is how `plugctl list` and
+    /// `info` look at plugins without running them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchFolder`], and the errors of steps 0 to 3 of a load
+    /// (see the crate docs): the same a load would return for a plugin that fails them.
+    pub fn inspect(&self, name: &str) -> Result<Inspection, Error> {
+        let dir = self.plugin_dir(name)?;
+        let checked = check(name, &dir, &self.check_config(name, &dir))?;
+        Ok(Inspection {
+            name: name.to_owned(),
+            version: checked.manifest.version.clone(),
+            sdk_version: checked.sdk_version,
+            dir,
+            library: checked.library,
+            library_bytes: checked.bytes.len() as u64,
+            sha256: crate::library::checksum::hex_digest(&checked.bytes),
+            manifest: checked.manifest,
+        })
     }
 
     /// The directory file copies of libraries are written to: the one given to the builder,

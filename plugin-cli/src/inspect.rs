@@ -1,0 +1,129 @@
+//! `plugctl list` and `info` without `--load`: what each plugin folder holds, read from its
+//! files, with no plugin code run.
+
+use std::process::ExitCode;
+
+use plugin_host::{Inspection, PluginManager};
+use serde::Serialize;
+
+use crate::{to_json, Failure, Output, SOME_FAILED};
+
+/// One folder's row.
+#[derive(Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+enum Row {
+    /// Every check that needs no `dlopen` passed.
+    Ok {
+        name: String,
+        #[serde(flatten)]
+        inspection: Box<Inspection>,
+    },
+    /// The plugin is disabled: it is not checked.
+    Disabled { name: String },
+    /// A check failed.
+    Failed { name: String, error: String },
+}
+
+pub(crate) fn list(manager: &PluginManager, output: Output) -> Result<ExitCode, Failure> {
+    let folders = plugin_host::discover::discover(manager.base_dir())?;
+    let rows: Vec<Row> = folders
+        .into_iter()
+        .map(|folder| {
+            let name = folder.name;
+            if manager.is_disabled(&name) {
+                return Row::Disabled { name };
+            }
+            match manager.inspect(&name) {
+                Ok(inspection) => Row::Ok {
+                    name,
+                    inspection: Box::new(inspection),
+                },
+                Err(err) => Row::Failed {
+                    name,
+                    error: err.to_string(),
+                },
+            }
+        })
+        .collect();
+    let code = if rows.iter().any(|r| matches!(r, Row::Failed { .. })) {
+        ExitCode::from(SOME_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    };
+    if output == Output::Json {
+        println!("{}", to_json(&rows));
+        return Ok(code);
+    }
+    if rows.is_empty() {
+        println!("no plugins in {}", manager.base_dir().display());
+        return Ok(code);
+    }
+    println!(
+        "{:<20} {:<10} {:<10} {:<8} LIBRARY / REASON",
+        "NAME", "VERSION", "CHECKS", "SDK"
+    );
+    for row in &rows {
+        match row {
+            Row::Ok { name, inspection } => println!(
+                "{:<20} {:<10} {:<10} {:<8} {}",
+                name,
+                inspection.version.to_string(),
+                "ok",
+                inspection.sdk_version,
+                inspection.library.display()
+            ),
+            Row::Disabled { name } => println!("{name:<20} {:<10} {:<10}", "-", "disabled"),
+            Row::Failed { name, error } => {
+                println!(
+                    "{:<20} {:<10} {:<10} {:<8} {}",
+                    name, "-", "failed", "-", error
+                )
+            }
+        }
+    }
+    println!("\n(checked from the files, no plugin code run; `--load` loads them)");
+    Ok(code)
+}
+
+pub(crate) fn info(manager: &PluginManager, name: &str, output: Output) -> Result<(), Failure> {
+    let inspection = manager.inspect(name).map_err(Failure::from)?;
+    if output == Output::Json {
+        println!("{}", to_json(&inspection));
+        return Ok(());
+    }
+    let m = &inspection.manifest;
+    println!("name:         {}", inspection.name);
+    println!("version:      {}", inspection.version);
+    if let Some(d) = &m.description {
+        println!("description:  {d}");
+    }
+    if !m.maintainers.is_empty() {
+        println!("maintainers:  {}", m.maintainers.join(", "));
+    }
+    if let Some(h) = &m.home {
+        println!("home:         {h}");
+    }
+    println!("folder:       {}", inspection.dir.display());
+    println!(
+        "library:      {} ({} bytes)",
+        inspection.library.display(),
+        inspection.library_bytes
+    );
+    println!("sha256:       {}", inspection.sha256);
+    println!("sdk version:  {}", inspection.sdk_version);
+    if let Some(http) = &m.http_services {
+        println!("http driver:  {}", http.driver);
+        for r in &http.routes {
+            println!(
+                "  {:<7} {:<32} label {}",
+                r.method.as_str(),
+                r.route,
+                r.label
+            );
+        }
+    }
+    println!(
+        "\n(checked from the files, no plugin code run; `--load` shows hooks and the running copy)"
+    );
+    Ok(())
+}
