@@ -73,6 +73,11 @@ pub const ABI_CRATE_VERSION: &str = plugin_abi::CRATE_VERSION;
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+/// docs/host-guide.md's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/host-guide.md")]
+struct HostGuideDoctests;
+
 /// docs/lifecycle.md's Rust examples, compiled as doctests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/lifecycle.md")]

@@ -350,3 +350,8 @@ pub mod __private {
         }
     }
 }
+
+/// docs/plugin-guide.md's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/plugin-guide.md")]
+struct PluginGuideDoctests;
