@@ -164,6 +164,11 @@ pub trait HostContext: Send + Sync {
     /// Emits a log record through the host's `tracing` subscriber.
     #[sabi(last_prefix_field)]
     fn log(&self, level: LogLevel, message: RStr<'_>);
+
+    // Appended after the prefix: a host built against an older `plugin-abi` lacks these.
+
+    /// The routing label of this call, borrowed: no copy per call.
+    fn label_str(&self) -> ROption<RStr<'_>>;
 }
 
 /// A callback that reads a borrowed [`Value`], passed to [`HostContext::visit`].
@@ -204,6 +209,14 @@ pub struct PluginMod {
     /// Runs once after the last call, when the plugin is unloaded or replaced.
     #[sabi(last_prefix_field)]
     pub on_unload: Option<extern "C" fn() -> RResult<(), PluginError>>,
+
+    /// Like `on_unload`, with a context to log through. A plugin built with this field
+    /// exports its `on_unload` here (and leaves `on_unload` empty); a host reads this field
+    /// first. Absent in libraries built against an older `plugin-abi`.
+    #[sabi(missing_field(option))]
+    pub on_unload_with_context: Option<
+        for<'a> extern "C" fn(ctx: HostContext_TO<'a, RRef<'a, ()>>) -> RResult<(), PluginError>,
+    >,
 }
 
 impl RootModule for PluginModRef {

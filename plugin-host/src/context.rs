@@ -303,6 +303,10 @@ impl HostContext for CallContext<'_> {
             .collect()
     }
 
+    fn label_str(&self) -> ROption<RStr<'_>> {
+        self.ctx.inner.label.as_deref().map(RStr::from_str).into()
+    }
+
     fn label(&self) -> ROption<RString> {
         match &self.ctx.inner.label {
             Some(l) => RSome(RString::from(l.as_str())),

@@ -41,13 +41,18 @@ impl<T: DeserializeOwned> ValueVisitor for Decode<T> {
 /// writes into the host's `tracing` subscriber.
 pub struct Context<'a> {
     raw: ContextRef<'a>,
+    /// The deadline, computed once from the time left, so it does not drift between asks.
+    deadline: std::cell::OnceCell<Option<Instant>>,
 }
 
 impl<'a> Context<'a> {
     /// Wraps the raw FFI context. Used by [`export_plugin!`](crate::export_plugin).
     #[doc(hidden)]
     pub fn from_raw(raw: ContextRef<'a>) -> Self {
-        Context { raw }
+        Context {
+            raw,
+            deadline: std::cell::OnceCell::new(),
+        }
     }
 
     /// Reads the value under `key` as a `T`.
@@ -118,8 +123,8 @@ impl<'a> Context<'a> {
 
     /// The routing label of this call: which of the plugin's `http_services.routes` (or
     /// which operation a caller asked for) this call serves.
-    pub fn label(&self) -> Option<String> {
-        self.raw.label().into_option().map(|l| l.into_string())
+    pub fn label(&self) -> Option<&str> {
+        self.raw.label_str().into_option().map(|l| l.as_str())
     }
 
     /// Whether the call has been cancelled or its deadline has passed.
@@ -139,12 +144,15 @@ impl<'a> Context<'a> {
         self.reason()
     }
 
-    /// When the call's deadline expires, if it has one.
+    /// When the call's deadline expires, if it has one. Computed from the time left the
+    /// first time it is asked, then the same for the rest of the call.
     pub fn deadline(&self) -> Option<Instant> {
-        self.raw
-            .remaining()
-            .into_option()
-            .map(|left| Instant::now() + Duration::from(left))
+        *self.deadline.get_or_init(|| {
+            self.raw
+                .remaining()
+                .into_option()
+                .map(|left| Instant::now() + Duration::from(left))
+        })
     }
 
     /// Returns an error of kind [`ErrorKind::Cancelled`] or [`ErrorKind::DeadlineExceeded`] once

@@ -69,7 +69,8 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 ///   [`OUTPUT_KEY`] (`"output"`), and the rest of the context works as for `execute`.
 ///
 /// `execute` and `on_load` have the signature `fn(&Context<'_>) -> Result<(), E>`;
-/// `on_unload` is `fn() -> Result<(), E>`, where `E` is [`PluginError`] or any other
+/// `on_unload` is `fn(&Context<'_>) -> Result<(), E>` (a context to log through; it holds
+/// no values) or `fn() -> Result<(), E>`, where `E` is [`PluginError`] or any other
 /// [`IntoPluginError`] type (your own, or `anyhow::Error` with the `anyhow` feature). The plugin's name and version are taken
 /// from its `Cargo.toml` (`CARGO_PKG_NAME`, `CARGO_PKG_VERSION`) at build time and must equal
 /// those in its `plugin.json`. They are written twice: returned by the root module's
@@ -143,8 +144,9 @@ macro_rules! export_plugin {
             )?
             $(
                 extern "C" fn __plugin_on_unload(
+                    ctx: $crate::__private::ContextRef<'_>,
                 ) -> $crate::__private::RResult<(), $crate::PluginError> {
-                    $crate::__private::call_guarded($on_unload)
+                    $crate::__private::call_on_unload(ctx, $on_unload)
                 }
             )?
             fn __plugin_root_module() -> $crate::__private::PluginModRef {
@@ -152,6 +154,7 @@ macro_rules! export_plugin {
                     __plugin_info,
                     __plugin_execute,
                     $crate::export_plugin!(@optional $(__plugin_on_load, $on_load)?),
+                    ::core::option::Option::None,
                     $crate::export_plugin!(@optional $(__plugin_on_unload, $on_unload)?),
                 )
             }
@@ -190,8 +193,45 @@ pub mod __private {
 
     /// The FFI signature of `on_load`.
     pub type OnLoadFn = extern "C" fn(ContextRef<'_>) -> RResult<(), PluginError>;
-    /// The FFI signature of `on_unload`.
+    /// The FFI signature of the plain `on_unload` (no context), read by hosts built
+    /// against an older `plugin-abi`.
     pub type OnUnloadFn = extern "C" fn() -> RResult<(), PluginError>;
+
+    /// An `on_unload` hook: `fn() -> Result<(), E>` or `fn(&Context) -> Result<(), E>`.
+    /// `M` only tells the two forms apart.
+    pub trait OnUnload<M> {
+        /// Runs the hook.
+        fn run(self, ctx: &Context<'_>) -> Result<(), PluginError>;
+    }
+
+    impl<F, E> OnUnload<()> for F
+    where
+        F: FnOnce() -> Result<(), E>,
+        E: IntoPluginError,
+    {
+        fn run(self, _ctx: &Context<'_>) -> Result<(), PluginError> {
+            self().map_err(IntoPluginError::into_plugin_error)
+        }
+    }
+
+    impl<F, E> OnUnload<(Context<'static>,)> for F
+    where
+        F: for<'c, 'd> FnOnce(&'c Context<'d>) -> Result<(), E>,
+        E: IntoPluginError,
+    {
+        fn run(self, ctx: &Context<'_>) -> Result<(), PluginError> {
+            self(ctx).map_err(IntoPluginError::into_plugin_error)
+        }
+    }
+
+    /// Calls an `on_unload` hook of either form with a typed context, catching panics.
+    pub fn call_on_unload<M, U: OnUnload<M>>(
+        ctx: ContextRef<'_>,
+        hook: U,
+    ) -> RResult<(), PluginError> {
+        let ctx = Context::from_raw(ctx);
+        guard(|| hook.run(&ctx))
+    }
 
     /// The length of the identity record of this plugin.
     pub const fn identity_len(name: &str, version: &str) -> usize {
@@ -219,12 +259,14 @@ pub mod __private {
         execute: extern "C" fn(ContextRef<'_>) -> RResult<(), PluginError>,
         on_load: Option<OnLoadFn>,
         on_unload: Option<OnUnloadFn>,
+        on_unload_with_context: Option<OnLoadFn>,
     ) -> PluginModRef {
         PluginMod {
             info,
             execute,
             on_load,
             on_unload,
+            on_unload_with_context,
         }
         .leak_into_prefix()
     }

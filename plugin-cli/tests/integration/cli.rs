@@ -746,7 +746,10 @@ fn list_and_info_check_plugins_without_running_their_code() {
     let out = run(&["list", "--load"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let text = stdout(&out);
-    let line = text.lines().find(|l| l.starts_with("panic-on-load")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("panic-on-load"))
+        .unwrap();
     assert!(line.contains("failed"), "{text}");
     assert!(mark.exists(), "--load maps the library");
 }

@@ -243,7 +243,8 @@ impl PluginSummary {
             sdk_version: loaded.sdk_version.clone(),
             loaded_at: loaded.loaded_at,
             has_on_load: loaded.module.on_load().is_some(),
-            has_on_unload: loaded.module.on_unload().is_some(),
+            has_on_unload: loaded.module.on_unload().is_some()
+                || matches!(loaded.module.on_unload_with_context(), Some(Some(_))),
             manifest: loaded.manifest.clone(),
         }
     }

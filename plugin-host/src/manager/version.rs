@@ -134,10 +134,23 @@ pub(super) fn run_on_load(name: &str, version: &LoadedVersion) -> Result<(), Err
 }
 
 pub(super) fn run_on_unload(name: &str, loaded: &Loaded) -> Result<(), Error> {
-    let Some(on_unload) = loaded.module.on_unload() else {
+    // A library built with the context form exports it in the appended field; an older one
+    // has only the plain form.
+    let result = if let Some(Some(on_unload)) = loaded.module.on_unload_with_context() {
+        let ctx = Context::background();
+        let abort = AbortToken::new();
+        let call = CallContext {
+            ctx: &ctx,
+            plugin: name,
+            abort: &abort,
+        };
+        on_unload(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque))
+    } else if let Some(on_unload) = loaded.module.on_unload() {
+        on_unload()
+    } else {
         return Ok(());
     };
-    match on_unload() {
+    match result {
         RResult::ROk(()) => Ok(()),
         RResult::RErr(err) => Err(Error::OnUnload {
             plugin: name.to_owned(),

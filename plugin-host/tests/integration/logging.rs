@@ -52,3 +52,32 @@ fn a_plugins_log_records_reach_the_hosts_subscriber() {
     assert!(line.contains("plugins"), "{line}");
     assert!(line.contains("plugin=\"hello\""), "{line}");
 }
+
+#[test]
+fn on_unload_logs_through_its_context() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "counter");
+    let m = PluginManager::new(base.path());
+    m.load_plugin("counter").unwrap();
+    let ctx = Context::background();
+    ctx.set("step", &7).unwrap();
+    m.get("counter").unwrap().execute(&ctx).unwrap();
+
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let captured = captured.clone();
+            move || captured.clone()
+        })
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let _ = m.unload("counter").unwrap();
+    });
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("counter stopping at 7"))
+        .unwrap_or_else(|| panic!("on_unload's record is missing from: {text}"));
+    assert!(line.contains("plugin=\"counter\""), "{line}");
+}

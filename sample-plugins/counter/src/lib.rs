@@ -19,8 +19,12 @@ fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
     Ok(())
 }
 
-fn stop() -> Result<(), PluginError> {
-    // A real plugin would flush state here.
+fn stop(ctx: &Context<'_>) -> Result<(), PluginError> {
+    // A real plugin would flush state here; this one reports it.
+    ctx.info(&format!(
+        "counter stopping at {}",
+        CALLS.load(Ordering::SeqCst)
+    ));
     Ok(())
 }
 

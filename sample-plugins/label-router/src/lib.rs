@@ -7,7 +7,7 @@ fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
     let label = ctx
         .label()
         .ok_or_else(|| PluginError::invalid_input("call this plugin with a label"))?;
-    match label.as_str() {
+    match label {
         "plugin.get" => {
             let id: String = ctx.get("id")?.unwrap_or_else(|| "unknown".to_owned());
             ctx.set("item", &serde_item(&id))?;

@@ -53,7 +53,7 @@ fn io_failure() -> Result<(), PluginError> {
 
 fn execute(ctx: &Context<'_>) -> Result<(), Failure> {
     let label = ctx.label().unwrap_or_default();
-    match label.as_str() {
+    match label {
         "std" => io_failure().map_err(Failure::Plugin),
         "kind" => "forty-two"
             .parse::<u32>()

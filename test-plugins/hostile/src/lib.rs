@@ -19,7 +19,7 @@ use plugin_sdk::{export_plugin, Context, PluginError};
 fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
     ctx.set("started", &true)?;
     let label = ctx.label().unwrap_or_default();
-    match label.as_str() {
+    match label {
         "hang" => {
             while ctx.get::<bool>("release")? != Some(true) {
                 // Not `wait_cancelled`: this plugin ignores cancellation on purpose.
