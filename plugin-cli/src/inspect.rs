@@ -40,7 +40,7 @@ pub(crate) fn list(manager: &PluginManager, output: Output) -> Result<ExitCode, 
                 },
                 Err(err) => Row::Failed {
                     name,
-                    error: err.to_string(),
+                    error: err.report(),
                 },
             }
         })

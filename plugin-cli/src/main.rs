@@ -189,7 +189,7 @@ impl From<Error> for Failure {
             _ => "README.md explains each error and its fix".to_owned(),
         };
         Failure {
-            cause: err.to_string(),
+            cause: err.report(),
             hint,
         }
     }

@@ -16,7 +16,7 @@ use crate::PluginState;
 pub enum Error {
     /// The base directory could not be read.
     #[error(
-        "cannot read the plugin base directory {}: {source}; create it or point the host at another one",
+        "cannot read the plugin base directory {}; create it or point the host at another one",
         path.display()
     )]
     BaseDir {
@@ -137,7 +137,7 @@ pub enum Error {
     },
 
     /// A file operation on a plugin's files failed.
-    #[error("plugin `{plugin}`: cannot {action} {}: {source}", path.display())]
+    #[error("plugin `{plugin}`: cannot {action} {}", path.display())]
     Io {
         /// The plugin folder name.
         plugin: String,
@@ -296,7 +296,7 @@ pub enum Error {
 
     /// The enable/disable state file could not be read or written.
     #[error(
-        "cannot {action} the plugin state file {}: {source}; check the base directory's permissions, or delete a corrupt file to enable every plugin",
+        "cannot {action} the plugin state file {}; check the base directory's permissions, or delete a corrupt file to enable every plugin",
         path.display()
     )]
     StateFile {
@@ -327,7 +327,7 @@ pub enum Error {
     },
 
     /// A context value could not be converted to or from the requested type.
-    #[error("context value `{key}`: {source}; store it with the type you read it as")]
+    #[error("context value `{key}` has another type; store it with the type you read it as")]
     Value {
         /// The key.
         key: String,
@@ -416,6 +416,21 @@ pub enum Error {
 }
 
 impl Error {
+    /// The whole error: its message, then the message of each of its sources, joined by
+    /// `: `. `Display` prints the message alone, so that error reporters (`anyhow`,
+    /// `eyre`, ...) that walk the source chain do not print a source twice; use this where
+    /// one line must say everything, as `plugctl` and the manager's `Failed` events do.
+    pub fn report(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text
+    }
+
     /// The plugin this error concerns, where there is one.
     pub fn plugin(&self) -> Option<&str> {
         match self {
@@ -489,5 +504,30 @@ impl Error {
             kind: err.kind,
             message: err.message.into_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_leaves_its_source_to_the_chain_and_report_prints_both() {
+        let err = Error::Io {
+            plugin: "hello".into(),
+            action: "read the library",
+            path: PathBuf::from("/plugins/hello/libhello.so"),
+            source: std::io::Error::other("disk on fire"),
+        };
+        let shown = err.to_string();
+        assert_eq!(
+            shown,
+            "plugin `hello`: cannot read the library /plugins/hello/libhello.so"
+        );
+        assert_eq!(
+            std::error::Error::source(&err).map(ToString::to_string),
+            Some("disk on fire".to_owned())
+        );
+        assert_eq!(err.report(), format!("{shown}: disk on fire"));
     }
 }

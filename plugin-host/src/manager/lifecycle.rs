@@ -33,7 +33,7 @@ fn finish_when_drained(slot: Arc<Slot>, old: Arc<LoadedVersion>, listeners: List
             listeners.emit(Event::Drained {
                 name: slot.name.clone(),
                 version: old.loaded.manifest.version.clone(),
-                on_unload: result.err().map(|e| e.to_string()),
+                on_unload: result.err().map(|e| e.report()),
             });
         });
     if let Err(err) = spawned {
@@ -177,11 +177,11 @@ impl PluginManager {
         let fail = |err: Error| {
             // With a version running, a failed upgrade leaves it active (rollback).
             if old.is_none() {
-                slot.status.lock().state = PluginState::Failed(err.to_string());
+                slot.status.lock().state = PluginState::Failed(err.report());
             }
             self.emit(Event::Failed {
                 name: name.to_owned(),
-                error: err.to_string(),
+                error: err.report(),
             });
             err
         };
@@ -239,7 +239,7 @@ impl PluginManager {
         }
         // An `on_unload` failure of the old version does not undo the upgrade.
         if let Err(err) = retired {
-            tracing::warn!(plugin = name, "{err}");
+            tracing::warn!(plugin = name, "{}", err.report());
         }
         Ok(upgraded)
     }
@@ -288,7 +288,7 @@ impl PluginManager {
         if self.plugins.load().get(name).is_some() {
             match self.unload(name) {
                 Ok(_) | Err(Error::NotFound { .. }) => {}
-                Err(err) => tracing::warn!(plugin = name, "{err}"),
+                Err(err) => tracing::warn!(plugin = name, "{}", err.report()),
             }
         }
         let (slot, _lifecycle) = self.locked_slot(name, true).expect("inserted");
@@ -363,7 +363,7 @@ impl WatchTarget for PluginManager {
     fn watch_load(&self, name: &str) {
         match self.load_plugin(name) {
             Ok(()) | Err(Error::AlreadyLoaded { .. }) | Err(Error::Disabled { .. }) => {}
-            Err(err) => tracing::debug!(plugin = name, "watch: {err}"),
+            Err(err) => tracing::debug!(plugin = name, "watch: {}", err.report()),
         }
     }
 
@@ -388,13 +388,13 @@ impl WatchTarget for PluginManager {
             return;
         }
         if let Err(err) = self.reload(name) {
-            tracing::debug!(plugin = name, "watch: {err}");
+            tracing::debug!(plugin = name, "watch: {}", err.report());
         }
     }
 
     fn watch_unload(&self, name: &str) {
         if let Err(err) = self.unload(name) {
-            tracing::debug!(plugin = name, "watch: {err}");
+            tracing::debug!(plugin = name, "watch: {}", err.report());
         }
     }
 }

@@ -335,10 +335,10 @@ impl PluginManager {
                 Ok(())
             }
             Err(err) => {
-                slot.status.lock().state = PluginState::Failed(err.to_string());
+                slot.status.lock().state = PluginState::Failed(err.report());
                 self.emit(Event::Failed {
                     name: name.to_owned(),
-                    error: err.to_string(),
+                    error: err.report(),
                 });
                 Err(err)
             }
@@ -506,7 +506,7 @@ impl Drop for PluginManager {
         if any_loaded {
             for outcome in self.shutdown() {
                 if let Err(err) = outcome.result {
-                    tracing::warn!(plugin = %outcome.name, "{err}");
+                    tracing::warn!(plugin = %outcome.name, "{}", err.report());
                 }
             }
         }

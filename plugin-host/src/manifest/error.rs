@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub enum ManifestError {
     /// The manifest file could not be read (missing, unreadable, not UTF-8).
     #[error(
-        "{}: cannot read the plugin manifest: {source}; {}",
+        "{}: cannot read the plugin manifest; {}",
         file.display(),
         read_hint(source)
     )]

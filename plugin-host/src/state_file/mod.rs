@@ -94,7 +94,7 @@ impl StateFile {
         match self.read() {
             Ok(state) => state.disabled.contains(name),
             Err(err) => {
-                tracing::warn!("{err}");
+                tracing::warn!("{}", err.report());
                 false
             }
         }

@@ -57,7 +57,7 @@ fn a_file_up_to_the_cap_is_read_and_a_larger_one_refused() {
         !file.is_disabled("hello"),
         "a file over the cap is not read"
     );
-    let err = file.set_disabled("other", true).unwrap_err().to_string();
+    let err = file.set_disabled("other", true).unwrap_err().report();
     assert!(err.contains(&path.display().to_string()), "{err}");
     assert!(err.contains("larger than 1048576 bytes"), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), too_big, "left as it was");
@@ -69,7 +69,7 @@ fn a_directory_in_place_of_the_file_is_refused_by_name() {
     std::fs::create_dir(base.path().join(STATE_FILE)).unwrap();
     let file = StateFile::new(base.path());
     assert!(!file.is_disabled("hello"));
-    let err = file.set_disabled("hello", true).unwrap_err().to_string();
+    let err = file.set_disabled("hello", true).unwrap_err().report();
     assert!(
         err.contains("it is a directory, not a regular file"),
         "{err}"
@@ -125,7 +125,7 @@ fn a_symlink_planted_as_the_lock_file_is_not_followed() {
         matches!(err, Error::StateFile { action: "lock", .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert!(err.report().contains("symbolic link"), "{err}");
     assert!(!victim.exists(), "the link's target was not created");
     assert!(!base.path().join(STATE_FILE).exists());
 }

@@ -155,7 +155,7 @@ pub enum WatchError {
 
     /// The base directory is missing, unreadable, or not a directory.
     #[error(
-        "cannot watch the plugin directory {}: {source}; {}",
+        "cannot watch the plugin directory {}; {}",
         dir.display(),
         backend::io_hint(source)
     )]
@@ -168,7 +168,7 @@ pub enum WatchError {
 
     /// `notify` could not set up the watch.
     #[error(
-        "cannot watch the plugin directory {}: {source}; {}",
+        "cannot watch the plugin directory {}; {}",
         dir.display(),
         backend::notify_hint(source)
     )]
@@ -180,7 +180,7 @@ pub enum WatchError {
     },
 
     /// The watcher's thread could not be started.
-    #[error("cannot start the plugin watcher thread: {source}; check the process's thread limit")]
+    #[error("cannot start the plugin watcher thread; check the process's thread limit")]
     Thread {
         /// What spawning the thread reported.
         source: io::Error,

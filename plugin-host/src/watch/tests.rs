@@ -299,7 +299,11 @@ fn start_errors_name_the_directory_and_the_fix() {
     let file = base.path().join("file");
     std::fs::write(&file, "").unwrap();
     let err = start(file, WatchOptions::default());
-    assert!(err.to_string().contains("not a directory"), "{err}");
+    let source = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(
+        format!("{err}: {source:?}").contains("not a directory"),
+        "{err}: {source:?}"
+    );
 
     let err = start(
         base.path().into(),
@@ -327,7 +331,7 @@ fn notify_error_messages_carry_a_hint() {
     };
     let shown = err.to_string();
     assert!(
-        shown.starts_with("cannot watch the plugin directory plugins: "),
+        shown.starts_with("cannot watch the plugin directory plugins; "),
         "{shown}"
     );
     assert!(shown.contains("max_user_watches"), "{shown}");

@@ -74,7 +74,7 @@ fn in_child(name: &str, make: fn(&Path), what: &str, unchanged: fn(&Path)) {
             let manager = PluginManager::new(&thread_base);
             let report = manager.load_plugins().map_err(|e| e.to_string());
             let loaded = report.map(|r| r.loaded().map(str::to_owned).collect::<Vec<_>>());
-            let disable = manager.disable("hello").map_err(|e| e.to_string());
+            let disable = manager.disable("hello").map_err(|e| e.report());
             let _ = tx.send((loaded, disable));
         });
         let (loaded, disable) = rx
