@@ -59,7 +59,8 @@ fn main() {
     let library = fixtures().library("noop");
     // Bare copies and file copies go where the manager puts its file copies by default.
     let default_place = PluginManager::new(base.path());
-    let copies = tempfile::tempdir_in(default_place.copy_dir().unwrap().parent().unwrap()).unwrap();
+    let copies =
+        tempfile::tempdir_in(default_place.ensure_copy_dir().unwrap().parent().unwrap()).unwrap();
     let mut n = 0;
     let mut fresh_path = || -> PathBuf {
         n += 1;

@@ -415,9 +415,19 @@ impl PluginManager {
     }
 
     /// The directory file copies of libraries are written to: the one given to the builder,
-    /// or the default one (made by this call if it was not yet). Without a directory given,
-    /// copies on Linux are memory files, and this directory is used only if those cannot be.
-    pub fn copy_dir(&self) -> Result<PathBuf, Error> {
+    /// or the default one if it was made already; `None` if no copy needed it yet. Without a
+    /// directory given, copies on Linux are memory files, and the default directory is made
+    /// only if those cannot be.
+    pub fn copy_dir(&self) -> Option<PathBuf> {
+        match &self.copy_dir {
+            CopyDir::Given(dir) => Some(dir.clone()),
+            CopyDir::Temp(cell) => cell.get()?.as_ref().ok().map(|d| d.path().to_path_buf()),
+        }
+    }
+
+    /// [`copy_dir`](PluginManager::copy_dir), making the default directory now if it was
+    /// not made yet.
+    pub fn ensure_copy_dir(&self) -> Result<PathBuf, Error> {
         self.copy_dir_for("")
     }
 

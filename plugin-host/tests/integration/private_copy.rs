@@ -183,7 +183,9 @@ fn the_default_copy_directory_is_private() {
     use std::os::unix::fs::PermissionsExt;
     let base = tempfile::tempdir().unwrap();
     let m = PluginManager::new(base.path());
-    let dir = m.copy_dir().unwrap();
+    assert_eq!(m.copy_dir(), None, "nothing needed it yet");
+    let dir = m.ensure_copy_dir().unwrap();
+    assert_eq!(m.copy_dir(), Some(dir.clone()));
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "{}", dir.display());
     drop(m);
