@@ -42,7 +42,7 @@ fn one_kb_object() -> Value {
     for i in 0..16 {
         fields.insert(
             format!("name_{i:02}"),
-            Value::from(format!("value number {i:02}")),
+            Value::from(format!("value number {i:02}, padded to size")),
         );
         fields.insert(format!("count_{i:02}"), Value::from(1000 + i));
     }
