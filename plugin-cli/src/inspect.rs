@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use plugin_host::{Inspection, PluginManager};
 use serde::Serialize;
 
-use crate::{to_json, Failure, Output, SOME_FAILED};
+use crate::{printed_json_or_nothing, to_json, Failure, Output, SOME_FAILED};
 
 /// One folder's row.
 #[derive(Serialize)]
@@ -50,12 +50,7 @@ pub(crate) fn list(manager: &PluginManager, output: Output) -> Result<ExitCode, 
     } else {
         ExitCode::SUCCESS
     };
-    if output == Output::Json {
-        println!("{}", to_json(&rows));
-        return Ok(code);
-    }
-    if rows.is_empty() {
-        println!("no plugins in {}", manager.base_dir().display());
+    if printed_json_or_nothing(&rows, manager, output) {
         return Ok(code);
     }
     println!(

@@ -444,12 +444,7 @@ fn list(manager: &PluginManager, output: Output) -> Result<ExitCode, Failure> {
         ExitCode::from(SOME_FAILED)
     };
     let list = manager.list();
-    if output == Output::Json {
-        println!("{}", to_json(&list));
-        return Ok(code);
-    }
-    if list.is_empty() {
-        println!("no plugins in {}", manager.base_dir().display());
+    if printed_json_or_nothing(&list, manager, output) {
         return Ok(code);
     }
     println!(
@@ -482,6 +477,24 @@ fn list(manager: &PluginManager, output: Output) -> Result<ExitCode, Failure> {
         );
     }
     Ok(code)
+}
+
+/// Prints `rows` as JSON with `-o json`, or says that there are none; returns whether that
+/// was all there was to print (otherwise the caller prints its table).
+fn printed_json_or_nothing<T: serde::Serialize>(
+    rows: &[T],
+    manager: &PluginManager,
+    output: Output,
+) -> bool {
+    if output == Output::Json {
+        println!("{}", to_json(&rows));
+        return true;
+    }
+    if rows.is_empty() {
+        println!("no plugins in {}", manager.base_dir().display());
+        return true;
+    }
+    false
 }
 
 fn format_time(t: std::time::SystemTime) -> String {

@@ -21,13 +21,8 @@ impl Write for Captured {
     }
 }
 
-#[test]
-fn a_plugins_log_records_reach_the_hosts_subscriber() {
-    let base = tempfile::tempdir().unwrap();
-    fixtures().install(base.path(), "hello");
-    let m = PluginManager::new(base.path());
-    m.load_plugin("hello").unwrap();
-
+/// What `f` logged, at every level, through a `tracing` subscriber of this thread.
+fn logs_of(f: impl FnOnce()) -> String {
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer({
@@ -37,13 +32,24 @@ fn a_plugins_log_records_reach_the_hosts_subscriber() {
         .with_ansi(false)
         .with_max_level(tracing::Level::TRACE)
         .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = captured.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn a_plugins_log_records_reach_the_hosts_subscriber() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "hello");
+    let m = PluginManager::new(base.path());
+    m.load_plugin("hello").unwrap();
+
+    let text = logs_of(|| {
         let ctx = Context::background();
         ctx.set("sample", &serde_json::json!({ "name": "logbook" }))
             .unwrap();
         m.get("hello").unwrap().execute(&ctx).unwrap();
     });
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let line = text
         .lines()
         .find(|l| l.contains("greeting logbook"))
@@ -63,18 +69,9 @@ fn on_unload_logs_through_its_context() {
     ctx.set("step", &7).unwrap();
     m.get("counter").unwrap().execute(&ctx).unwrap();
 
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let text = logs_of(|| {
         let _ = m.unload("counter").unwrap();
     });
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let line = text
         .lines()
         .find(|l| l.contains("counter stopping at 7"))
