@@ -12,6 +12,9 @@
 //! the `ArcSwap` on a miss), marks itself in flight on that version, then reads the number
 //! again; if it changed, the mark is undone and the call starts over.
 //!
+//! The mark is an atomic add on this thread's stripe of the version's in-flight counter;
+//! a thread owns its stripe (see `InFlight`), so the unmark at the end is a plain store.
+//!
 //! Why the drain sees every call: `publish` swaps `current`, then stores the new number;
 //! the drain then reads the in-flight counters. All three of these, and the call's mark and
 //! its second read of the number, are `SeqCst`. If the call's second read still returns
@@ -36,7 +39,7 @@ use plugin_abi::abi_stable::std_types::RResult;
 use plugin_abi::HostContext_TO;
 
 use super::status::{PluginState, PluginStatus, PluginSummary};
-use super::version::{CallGuard, LoadedVersion};
+use super::version::{CallGuard, LoadedVersion, ThreadStripe};
 use crate::context::CallContext;
 use crate::{Context, Error};
 
@@ -129,14 +132,7 @@ impl Slot {
             let publication = self.publication.load(Ordering::SeqCst);
             let (hit, keep) = match cached(self, publication) {
                 Some(hit) => (hit, None),
-                None => {
-                    let version = self.current.load_full()?;
-                    let hit = Hit::of(self, publication, &version);
-                    // Cached when the thread still has its cache; otherwise the call keeps
-                    // its own reference.
-                    let keep = remember(hit, version);
-                    (hit, keep)
-                }
+                None => self.miss(publication)?,
             };
             // SAFETY: `hit.version` points to a live `LoadedVersion` and `hit.stripe` into
             // it: the thread's cache holds a strong reference to it (and only this thread
@@ -144,7 +140,7 @@ impl Slot {
             // validated, `current` or `draining` also holds one for as long as the call
             // runs (see the module docs), so the references may outlive the cache entry.
             let (version, stripe) = unsafe { (&*hit.version, &*hit.stripe) };
-            let guard = CallGuard::on(stripe);
+            let guard = CallGuard::on(stripe, hit.owned);
             if self.publication.load(Ordering::SeqCst) == publication {
                 return Some(Call {
                     version,
@@ -153,6 +149,16 @@ impl Slot {
                 });
             }
         }
+    }
+
+    /// The slow path of [`enter`](Slot::enter): loads the current version and caches it.
+    #[cold]
+    #[inline(never)]
+    fn miss(&self, publication: u64) -> Option<(Hit, Option<Arc<LoadedVersion>>)> {
+        let version = self.current.load_full()?;
+        // Cached when the thread still has its cache; otherwise the call keeps its own
+        // reference, and marks itself on the shared stripe.
+        Some(remember(self, publication, version))
     }
 
     pub(super) fn status(&self) -> PluginStatus {
@@ -203,6 +209,8 @@ struct Hit {
     publication: u64,
     version: *const LoadedVersion,
     stripe: *const AtomicUsize,
+    /// Whether this thread owns the stripe (see `InFlight`).
+    owned: bool,
 }
 
 const EMPTY: Hit = Hit {
@@ -210,32 +218,42 @@ const EMPTY: Hit = Hit {
     publication: 0,
     version: std::ptr::null(),
     stripe: std::ptr::null(),
+    owned: false,
 };
 
 impl Hit {
-    fn of(slot: &Slot, publication: u64, version: &Arc<LoadedVersion>) -> Hit {
+    fn of(
+        slot: &Slot,
+        publication: u64,
+        version: &Arc<LoadedVersion>,
+        owner: Option<&ThreadStripe>,
+    ) -> Hit {
+        let (stripe, owned) = version.in_flight.stripe(owner);
         Hit {
             slot,
             publication,
             version: Arc::as_ptr(version),
-            stripe: version.in_flight.stripe(),
+            stripe,
+            owned,
         }
     }
 }
 
 /// One thread's cache. `hits[w]` is read on every call; `held[w]` holds the version
-/// `hits[w]` points to, and changes only when the entry is replaced.
+/// `hits[w]` points to, and changes only when the entry is replaced. `stripe` is the
+/// in-flight stripe this thread owns: it is given back when the cache goes, with the
+/// pointers to it.
 struct Cache {
     hits: [Cell<Hit>; CACHE_WAYS],
     held: RefCell<[Option<Arc<LoadedVersion>>; CACHE_WAYS]>,
+    stripe: ThreadStripe,
 }
 
 thread_local! {
-    static CACHE: Cache = const {
-        Cache {
-            hits: [const { Cell::new(EMPTY) }; CACHE_WAYS],
-            held: RefCell::new([const { None }; CACHE_WAYS]),
-        }
+    static CACHE: Cache = Cache {
+        hits: [const { Cell::new(EMPTY) }; CACHE_WAYS],
+        held: RefCell::new([const { None }; CACHE_WAYS]),
+        stripe: ThreadStripe::take(),
     };
 }
 
@@ -257,21 +275,32 @@ fn cached(slot: &Slot, publication: u64) -> Option<Hit> {
         .flatten()
 }
 
-/// Caches `hit` with the version it points to; gives the version back if this thread's
-/// cache is gone (the thread is exiting) or busy.
-#[cold]
-fn remember(hit: Hit, version: Arc<LoadedVersion>) -> Option<Arc<LoadedVersion>> {
+/// Caches `version` for `slot` at `publication`, and returns what a call needs: the hit,
+/// and the version itself if this thread's cache is gone (the thread is exiting) or busy.
+fn remember(
+    slot: &Slot,
+    publication: u64,
+    version: Arc<LoadedVersion>,
+) -> (Hit, Option<Arc<LoadedVersion>>) {
     let mut version = Some(version);
+    let mut hit = None;
     let _ = CACHE.try_with(|cache| {
-        let w = way(hit.slot);
+        let w = way(slot);
         if let Ok(mut held) = cache.held.try_borrow_mut() {
+            let v = version.take().expect("taken once");
+            let fresh = Hit::of(slot, publication, &v, Some(&cache.stripe));
             // Forget the old pointers before the reference that keeps them valid goes.
             cache.hits[w].set(EMPTY);
-            held[w] = version.take();
-            cache.hits[w].set(hit);
+            held[w] = Some(v);
+            cache.hits[w].set(fresh);
+            hit = Some(fresh);
         }
     });
-    version
+    match (hit, version) {
+        (Some(hit), None) => (hit, None),
+        (_, Some(version)) => (Hit::of(slot, publication, &version, None), Some(version)),
+        (None, None) => unreachable!("the version is either cached or given back"),
+    }
 }
 
 /// A handle to one plugin.
