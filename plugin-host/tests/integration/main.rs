@@ -1,6 +1,7 @@
 //! plugin-host's integration tests, through the public API only: one test binary, a module
 //! per area.
 
+mod guards;
 mod hostile;
 mod hostile_files;
 mod lifecycle;

@@ -1,0 +1,79 @@
+//! Guards the other tests leave unchecked: each test here fails if one check of the
+//! loader or the manager is removed or inverted.
+
+use std::path::Path;
+
+use plugin_host::{Error, PluginManager, PluginState};
+use plugin_test_support::fixtures;
+
+/// An identity record's strings, as `plugin_abi::identity` lays them out: each one a
+/// little-endian `u16` length, then its bytes.
+fn record_strings(name: &str, version: &str, sdk_version: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for s in [name, version, sdk_version] {
+        out.extend_from_slice(&u16::try_from(s.len()).unwrap().to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    out
+}
+
+/// Installs the `noop` fixture into `base` with the SDK version in its library's identity
+/// record replaced by `sdk_version` (as long as the real one), as if it had been built
+/// with that `plugin-sdk`. Its `info()` still reports the real SDK version.
+fn install_noop_built_with_sdk(base: &Path, sdk_version: &str) {
+    let real = plugin_host::ABI_CRATE_VERSION;
+    assert_eq!(sdk_version.len(), real.len(), "the patch keeps the length");
+    let dir = fixtures().install(base, "noop");
+    let library = dir.join(fixtures().plugin("noop").library_file_name());
+    let mut bytes = std::fs::read(&library).unwrap();
+    let from = record_strings("noop", "0.1.0", real);
+    let to = record_strings("noop", "0.1.0", sdk_version);
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("noop's identity record");
+    bytes[at..at + to.len()].copy_from_slice(&to);
+    std::fs::write(&library, bytes).unwrap();
+}
+
+/// A version of the SDK as long as this host's `plugin-abi` version: the next
+/// caret-incompatible one if `compatible` is false, else a later caret-compatible patch.
+fn other_sdk_version(compatible: bool) -> String {
+    let v = semver::Version::parse(plugin_host::ABI_CRATE_VERSION).unwrap();
+    let other = match (compatible, v.major) {
+        (true, _) => semver::Version::new(v.major, v.minor, (v.patch + 1) % 10),
+        (false, 0) => semver::Version::new(0, (v.minor + 1) % 10, v.patch),
+        (false, major) => semver::Version::new((major + 1) % 10, v.minor, v.patch),
+    };
+    other.to_string()
+}
+
+#[test]
+fn a_library_built_against_an_incompatible_sdk_is_refused() {
+    let incompatible = other_sdk_version(false);
+    let base = tempfile::tempdir().unwrap();
+    install_noop_built_with_sdk(base.path(), &incompatible);
+    let m = PluginManager::new(base.path());
+    let err = m.load_plugin("noop").unwrap_err();
+    match &err {
+        Error::IdentityMismatch {
+            field: "sdk_version",
+            expected,
+            found,
+            ..
+        } => {
+            assert_eq!(found, &incompatible);
+            assert_eq!(expected, &format!("^{}", plugin_host::ABI_CRATE_VERSION));
+        }
+        other => panic!("expected an SDK mismatch, got {other:?}"),
+    }
+    assert!(matches!(m.state("noop"), Some(PluginState::Failed(_))));
+    assert!(m.get("noop").is_err());
+
+    // The control: a compatible SDK version in the same place loads.
+    let base = tempfile::tempdir().unwrap();
+    install_noop_built_with_sdk(base.path(), &other_sdk_version(true));
+    let m = PluginManager::new(base.path());
+    m.load_plugin("noop").unwrap();
+    assert_eq!(m.state("noop"), Some(PluginState::Active));
+}
