@@ -2,8 +2,10 @@
 //! loader or the manager is removed or inverted.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use plugin_host::{Error, PluginManager, PluginState};
+use crate::util::EVENT_TIMEOUT;
+use plugin_host::{Context, Drain, Error, PluginManager, PluginState};
 use plugin_test_support::fixtures;
 
 /// An identity record's strings, as `plugin_abi::identity` lays them out: each one a
@@ -76,4 +78,47 @@ fn a_library_built_against_an_incompatible_sdk_is_refused() {
     let m = PluginManager::new(base.path());
     m.load_plugin("noop").unwrap();
     assert_eq!(m.state("noop"), Some(PluginState::Active));
+}
+
+/// Spins until `done` holds, failing the test after [`EVENT_TIMEOUT`].
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let give_up = Instant::now() + EVENT_TIMEOUT;
+    while !done() {
+        assert!(Instant::now() < give_up, "timed out waiting until {what}");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn an_unload_that_times_out_cancels_every_waiting_call() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "versioned");
+    let m = PluginManager::builder(base.path())
+        .drain_timeout(Duration::from_millis(100))
+        .build();
+    m.load_plugin("versioned").unwrap();
+    // Three calls that each block in one `wait_cancelled` far longer than the drain
+    // timeout: only the cancellation can end them in time.
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let ctx = Context::background();
+            ctx.set("hold_ms", &30_000u64).unwrap();
+            let handle = m.get("versioned").unwrap();
+            let worker = {
+                let ctx = ctx.clone();
+                std::thread::spawn(move || handle.execute(&ctx))
+            };
+            (ctx, worker)
+        })
+        .collect();
+    wait_until("every call runs", || {
+        calls
+            .iter()
+            .all(|(ctx, _)| ctx.get_value("version_at_start").is_some())
+    });
+    assert_eq!(m.unload("versioned").unwrap(), Drain::Clean);
+    for (ctx, worker) in calls {
+        worker.join().unwrap().unwrap();
+        assert!(ctx.get_value("version_at_end").is_some());
+    }
 }
