@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::util::EVENT_TIMEOUT;
+use crate::util::{next_event, EVENT_TIMEOUT};
 use plugin_host::{Context, Drain, Error, PluginManager, PluginState};
 use plugin_test_support::fixtures;
 
@@ -121,4 +121,35 @@ fn an_unload_that_times_out_cancels_every_waiting_call() {
         worker.join().unwrap().unwrap();
         assert!(ctx.get_value("version_at_end").is_some());
     }
+}
+
+#[test]
+fn every_event_names_its_plugin() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "hello");
+    fixtures().install(base.path(), "identity-mismatch");
+    let m = PluginManager::new(base.path());
+    let events = m.subscribe();
+    m.load_plugin("hello").unwrap();
+    m.reload("hello").unwrap();
+    m.disable("hello").unwrap();
+    m.enable("hello").unwrap();
+    m.unload("hello").unwrap();
+    m.load_plugin("identity-mismatch").unwrap_err();
+    let expected = [
+        ("loaded", "hello"),
+        ("upgraded", "hello"),
+        ("unloaded", "hello"),
+        ("disabled", "hello"),
+        ("enabled", "hello"),
+        ("loaded", "hello"),
+        ("unloaded", "hello"),
+        ("failed", "identity-mismatch"),
+    ];
+    for (kind, plugin) in expected {
+        let event = next_event(&events);
+        assert_eq!(serde_json::to_value(&event).unwrap()["event"], kind);
+        assert_eq!(event.plugin(), plugin, "{event:?}");
+    }
+    assert!(events.try_recv().is_err(), "no more events");
 }
