@@ -153,3 +153,35 @@ fn every_event_names_its_plugin() {
     }
     assert!(events.try_recv().is_err(), "no more events");
 }
+
+#[test]
+fn a_library_at_the_size_cap_is_read_and_one_byte_more_is_refused_unread() {
+    /// The loader's cap on a library's size, which its error message names.
+    const CAP: u64 = 512 << 20;
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "noop");
+    let library = dir.join(fixtures().plugin("noop").library_file_name());
+    let m = PluginManager::new(base.path());
+    let reason_with_len = |len: u64| {
+        // Sparse: zeros that take no disk space.
+        std::fs::File::options()
+            .write(true)
+            .truncate(true)
+            .open(&library)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+        match m.load_plugin("noop").unwrap_err() {
+            Error::NotAPlugin { reason, .. } => reason,
+            other => panic!("expected NotAPlugin, got {other:?}"),
+        }
+    };
+    // At the cap the file is read, and its bytes are judged: zeros are no library.
+    let at_cap = reason_with_len(CAP);
+    assert!(at_cap.starts_with("not a shared library"), "{at_cap}");
+    let over = reason_with_len(CAP + 1);
+    assert!(
+        over.contains(&format!("{} bytes long", CAP + 1)) && over.contains("512 MiB"),
+        "{over}"
+    );
+}
