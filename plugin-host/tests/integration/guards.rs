@@ -19,23 +19,39 @@ fn record_strings(name: &str, version: &str, sdk_version: &str) -> Vec<u8> {
     out
 }
 
-/// Installs the `noop` fixture into `base` with the SDK version in its library's identity
-/// record replaced by `sdk_version` (as long as the real one), as if it had been built
-/// with that `plugin-sdk`. Its `info()` still reports the real SDK version.
-fn install_noop_built_with_sdk(base: &Path, sdk_version: &str) {
-    let real = plugin_host::ABI_CRATE_VERSION;
-    assert_eq!(sdk_version.len(), real.len(), "the patch keeps the length");
+/// The whole identity record of the `noop` fixture, format version `format`.
+fn noop_record(format: u16, sdk_version: &str) -> Vec<u8> {
+    let mut out = plugin_abi::identity::MAGIC.to_vec();
+    out.extend_from_slice(&format.to_le_bytes());
+    out.extend_from_slice(&plugin_abi::ABI_VERSION.to_le_bytes());
+    out.extend_from_slice(&record_strings("noop", "0.1.0", sdk_version));
+    out
+}
+
+/// Installs the `noop` fixture into `base` with its library's identity record replaced
+/// by `to` (as long as the real one). Its `info()` still reports the real identity.
+fn install_noop_with_record(base: &Path, to: &[u8]) {
     let dir = fixtures().install(base, "noop");
     let library = dir.join(fixtures().plugin("noop").library_file_name());
     let mut bytes = std::fs::read(&library).unwrap();
-    let from = record_strings("noop", "0.1.0", real);
-    let to = record_strings("noop", "0.1.0", sdk_version);
+    let from = noop_record(
+        plugin_abi::identity::FORMAT_VERSION,
+        plugin_host::ABI_CRATE_VERSION,
+    );
+    assert_eq!(from.len(), to.len(), "the patch keeps the length");
     let at = bytes
         .windows(from.len())
         .position(|w| w == from)
         .expect("noop's identity record");
-    bytes[at..at + to.len()].copy_from_slice(&to);
+    bytes[at..at + to.len()].copy_from_slice(to);
     std::fs::write(&library, bytes).unwrap();
+}
+
+/// Installs the `noop` fixture into `base` as if it had been built with `plugin-sdk`
+/// `sdk_version` (as long as the real one).
+fn install_noop_built_with_sdk(base: &Path, sdk_version: &str) {
+    let to = noop_record(plugin_abi::identity::FORMAT_VERSION, sdk_version);
+    install_noop_with_record(base, &to);
 }
 
 /// A version of the SDK as long as this host's `plugin-abi` version: the next
@@ -184,4 +200,18 @@ fn a_library_at_the_size_cap_is_read_and_one_byte_more_is_refused_unread() {
         over.contains(&format!("{} bytes long", CAP + 1)) && over.contains("512 MiB"),
         "{over}"
     );
+}
+
+#[test]
+fn an_identity_record_of_a_later_format_is_an_abi_mismatch() {
+    let later = plugin_abi::identity::FORMAT_VERSION + 1;
+    let base = tempfile::tempdir().unwrap();
+    install_noop_with_record(
+        base.path(),
+        &noop_record(later, plugin_host::ABI_CRATE_VERSION),
+    );
+    let m = PluginManager::new(base.path());
+    let err = m.load_plugin("noop").unwrap_err();
+    assert!(matches!(err, Error::AbiMismatch { .. }), "{err:?}");
+    assert!(err.to_string().contains(&later.to_string()), "{err}");
 }
