@@ -2,9 +2,9 @@
 //! loader or the manager is removed or inverted.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::util::{next_event, EVENT_TIMEOUT};
+use crate::util::{next_event, wait_until};
 use plugin_host::{Context, Drain, Error, PluginManager, PluginState};
 use plugin_test_support::fixtures;
 
@@ -94,15 +94,6 @@ fn a_library_built_against_an_incompatible_sdk_is_refused() {
     let m = PluginManager::new(base.path());
     m.load_plugin("noop").unwrap();
     assert_eq!(m.state("noop"), Some(PluginState::Active));
-}
-
-/// Spins until `done` holds, failing the test after [`EVENT_TIMEOUT`].
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let give_up = Instant::now() + EVENT_TIMEOUT;
-    while !done() {
-        assert!(Instant::now() < give_up, "timed out waiting until {what}");
-        std::thread::yield_now();
-    }
 }
 
 #[test]

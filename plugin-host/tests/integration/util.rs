@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 
 use std::sync::mpsc::Receiver;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use plugin_host::Event;
 
@@ -14,4 +14,13 @@ pub(crate) fn next_event(events: &Receiver<Event>) -> Event {
     events
         .recv_timeout(EVENT_TIMEOUT)
         .expect("an event within the timeout")
+}
+
+/// Spins until `done` holds, failing the test once [`EVENT_TIMEOUT`] has passed.
+pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let give_up = Instant::now() + EVENT_TIMEOUT;
+    while !done() {
+        assert!(Instant::now() < give_up, "timed out waiting until {what}");
+        std::thread::yield_now();
+    }
 }
