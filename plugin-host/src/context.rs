@@ -475,4 +475,85 @@ mod tests {
         assert_eq!(ctx.get::<i64>("missing").unwrap(), None);
         assert_eq!(ctx.keys(), vec!["sample".to_owned()]);
     }
+
+    /// Runs `f` with the context a plugin sees for a call in `ctx`, through the SDK.
+    fn as_plugin_sees_it<R>(
+        ctx: &Context,
+        abort: &AbortToken,
+        f: impl FnOnce(&plugin_sdk::Context<'_>) -> R,
+    ) -> R {
+        use plugin_abi::abi_stable::{sabi_trait::TD_Opaque, sabi_types::RRef};
+        let call = CallContext {
+            ctx,
+            plugin: "test",
+            abort,
+        };
+        let raw = plugin_abi::HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque);
+        let plugin_view = plugin_sdk::Context::from_raw(raw);
+        f(&plugin_view)
+    }
+
+    #[test]
+    fn a_plugin_sees_and_changes_the_values_label_and_deadline() {
+        let ctx = Context::with_timeout(Duration::from_secs(60)).with_label("route");
+        ctx.set_value("a", Value::Int(1));
+        ctx.set_value("b", Value::Bool(true));
+        let abort = AbortToken::new();
+        as_plugin_sees_it(&ctx, &abort, |p| {
+            assert_eq!(p.get_value("a"), Some(Value::Int(1)));
+            assert_eq!(p.get_value("missing"), None);
+            assert_eq!(p.get::<i64>("a").unwrap(), Some(1));
+            assert_eq!(p.get::<i64>("missing").unwrap(), None);
+            let mut keys = p.keys();
+            keys.sort();
+            assert_eq!(keys, ["a", "b"]);
+            assert_eq!(p.remove("b"), Some(Value::Bool(true)));
+            assert_eq!(p.remove("b"), None);
+            p.set_value("c", Value::Int(3));
+            assert_eq!(p.label(), Some("route"));
+            let deadline = p.deadline().expect("a deadline");
+            let host_deadline = ctx.deadline().unwrap();
+            assert!(deadline >= host_deadline, "{deadline:?} {host_deadline:?}");
+            assert!(deadline < host_deadline + Duration::from_secs(30));
+            assert_eq!(p.reason(), None);
+        });
+        assert_eq!(ctx.keys(), ["a", "c"]);
+
+        as_plugin_sees_it(&Context::background(), &abort, |p| {
+            assert_eq!(p.label(), None);
+            assert_eq!(p.deadline(), None);
+            assert!(p.keys().is_empty());
+        });
+    }
+
+    #[test]
+    fn a_plugin_sees_cancellation_deadlines_and_an_abort() {
+        let ctx = Context::background();
+        let abort = AbortToken::new();
+        as_plugin_sees_it(&ctx, &abort, |p| {
+            assert_eq!(p.reason(), None);
+            assert!(!p.wait_cancelled(Duration::from_millis(1)));
+        });
+        // An abort reaches a call that is not waiting: it reads as a cancellation, and a
+        // wait returns at once.
+        abort.abort();
+        as_plugin_sees_it(&ctx, &abort, |p| {
+            assert_eq!(p.reason(), Some(CancelReason::Cancelled));
+            assert!(p.wait_cancelled(Duration::from_secs(60)));
+        });
+        let past = Context::with_deadline(Instant::now());
+        as_plugin_sees_it(&past, &AbortToken::new(), |p| {
+            assert_eq!(p.reason(), Some(CancelReason::DeadlineExceeded));
+        });
+    }
+
+    #[test]
+    fn debug_shows_label_deadline_and_keys() {
+        let ctx = Context::background().with_label("route");
+        ctx.set_value("key", Value::Int(1));
+        let shown = format!("{ctx:?}");
+        for part in ["Context", "route", "deadline: None", "key"] {
+            assert!(shown.contains(part), "{shown}");
+        }
+    }
 }

@@ -388,6 +388,22 @@ fn bad_manifests() -> Vec<(&'static str, String, Expect)> {
             with("/source", json!({"mode": "remote_git", "path": ""})),
             Invalid("source.path"),
         ),
+        (
+            "remote_git without a scheme",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "example.com/me/hello.git"}),
+            ),
+            Invalid("source.path"),
+        ),
+        (
+            "remote_git with an unknown scheme",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "ftp://example.com/me/hello.git"}),
+            ),
+            Invalid("source.path"),
+        ),
         // http_services
         (
             "empty driver",
@@ -628,6 +644,16 @@ fn invalid_messages_name_the_value_and_the_fix() {
         ] {
             assert!(shown.contains(&needle), "{version:?}: {shown}");
         }
+    }
+    // A prefix or surrounding whitespace is named as such, whatever semver says of it.
+    for version in ["v1.0.0", "V1.0.0", "1.0.0 ", " 1.0.0"] {
+        let shown = parse(&with("/version", json!(version)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            shown.contains("(prefix or surrounding whitespace)"),
+            "{version:?}: {shown}"
+        );
     }
     let err = parse(&with("/requires/host", json!("~> 1.2"))).unwrap_err();
     let shown = err.to_string();

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::util::{downgrade, next_event, v};
+use crate::util::{downgrade, next_event, v, wait_until};
 use plugin_host::{
     Context, Drain, Error, ErrorKind, Event, PluginManager, PluginState, UpgradeOptions,
 };
@@ -250,9 +250,9 @@ fn start_slow_call(
         let ctx = ctx.clone();
         std::thread::spawn(move || handle.execute(&ctx))
     };
-    while ctx.get::<u64>("steps").unwrap().is_none() {
-        std::thread::yield_now();
-    }
+    wait_until("the call runs", || {
+        ctx.get::<u64>("steps").unwrap().is_some()
+    });
     (ctx, worker)
 }
 
@@ -267,9 +267,9 @@ fn unload_waits_for_a_call_in_flight() {
     };
     // While it drains, the plugin is listed as unloading, with its call still counted,
     // and new calls are refused.
-    while m.state("slow") != Some(PluginState::Unloading) {
-        std::thread::yield_now();
-    }
+    wait_until("the plugin is unloading", || {
+        m.state("slow") == Some(PluginState::Unloading)
+    });
     let status = &m.list()[0];
     assert_eq!(status.calls_in_flight, 1, "{status:?}");
     assert!(matches!(
@@ -462,9 +462,9 @@ fn cancelling_a_parent_context_stops_a_call_running_in_its_child() {
         std::thread::spawn(move || handle.execute(&child))
     };
     // The plugin is asleep in `wait_cancelled` for a minute once it has written `steps`.
-    while child.get::<u64>("steps").unwrap().is_none() {
-        std::thread::yield_now();
-    }
+    wait_until("the call runs", || {
+        child.get::<u64>("steps").unwrap().is_some()
+    });
     parent.cancel();
     let err = worker.join().unwrap().unwrap_err();
     assert_eq!(err.plugin_error_kind(), Some(ErrorKind::Cancelled), "{err}");

@@ -149,9 +149,9 @@ fn slow_stops_at_its_deadline_and_on_cancel() {
         std::thread::spawn(move || h.execute(&ctx))
     };
     // Wait until the plugin has visibly started, then cancel it.
-    while ctx.get::<u64>("steps").unwrap().is_none() {
-        std::thread::yield_now();
-    }
+    crate::util::wait_until("the call runs", || {
+        ctx.get::<u64>("steps").unwrap().is_some()
+    });
     ctx.cancel();
     let err = worker.join().unwrap().unwrap_err();
     assert_eq!(err.plugin_error_kind(), Some(ErrorKind::Cancelled), "{err}");

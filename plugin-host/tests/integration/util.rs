@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 
 use std::sync::mpsc::Receiver;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use plugin_host::semver::Version;
 use plugin_host::{Event, UpgradeOptions};
@@ -25,4 +25,13 @@ pub(crate) fn v(text: &str) -> Version {
 /// Upgrade options that accept a downgrade.
 pub(crate) fn downgrade() -> UpgradeOptions {
     UpgradeOptions::new().allow_downgrade(true)
+}
+
+/// Spins until `done` holds, failing the test once [`EVENT_TIMEOUT`] has passed.
+pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let give_up = Instant::now() + EVENT_TIMEOUT;
+    while !done() {
+        assert!(Instant::now() < give_up, "timed out waiting until {what}");
+        std::thread::yield_now();
+    }
 }

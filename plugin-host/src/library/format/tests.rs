@@ -108,3 +108,57 @@ mod elf_files {
         assert!(shown.contains("malformed"), "{shown}");
     }
 }
+
+#[test]
+fn a_coff_object_is_named_as_such() {
+    // The COFF header of an x86-64 object file: machine 0x8664, then zeros.
+    let mut bytes = vec![0x64, 0x86];
+    bytes.resize(64, 0);
+    assert_eq!(reason(&bytes), "a COFF object file, not a shared library");
+}
+
+/// A universal Mach-O header (32- or 64-bit) with one slice, for `cputype`, holding 32 zero
+/// bytes.
+fn universal(wide: bool, cputype: u32) -> Vec<u8> {
+    let magic: u32 = if wide { 0xcafe_babf } else { 0xcafe_babe };
+    let header_len: u32 = if wide { 8 + 32 } else { 8 + 20 };
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&magic.to_be_bytes());
+    bytes.extend_from_slice(&1u32.to_be_bytes());
+    bytes.extend_from_slice(&cputype.to_be_bytes());
+    bytes.extend_from_slice(&0u32.to_be_bytes()); // cpusubtype
+    if wide {
+        bytes.extend_from_slice(&u64::from(header_len).to_be_bytes()); // offset
+        bytes.extend_from_slice(&32u64.to_be_bytes()); // size
+        bytes.extend_from_slice(&0u32.to_be_bytes()); // align
+        bytes.extend_from_slice(&0u32.to_be_bytes()); // reserved
+    } else {
+        bytes.extend_from_slice(&header_len.to_be_bytes()); // offset
+        bytes.extend_from_slice(&32u32.to_be_bytes()); // size
+        bytes.extend_from_slice(&0u32.to_be_bytes()); // align
+    }
+    assert_eq!(bytes.len(), header_len as usize);
+    bytes.resize(bytes.len() + 32, 0);
+    bytes
+}
+
+#[test]
+fn a_universal_file_without_a_slice_for_this_machine_lists_the_ones_it_has() {
+    const CPU_TYPE_X86_64: u32 = 0x0100_0007;
+    const CPU_TYPE_ARM64: u32 = 0x0100_000c;
+    let (cputype, other) = if host_architecture() == Architecture::Aarch64 {
+        (CPU_TYPE_X86_64, "x86_64")
+    } else {
+        (CPU_TYPE_ARM64, "aarch64")
+    };
+    for wide in [false, true] {
+        assert_eq!(
+            reason(&universal(wide, cputype)),
+            format!(
+                "a universal Mach-O file without a slice for {} (it has {other})",
+                arch_name(host_architecture())
+            ),
+            "wide: {wide}"
+        );
+    }
+}
