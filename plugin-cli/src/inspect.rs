@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use plugin_host::{Inspection, PluginManager};
 use serde::Serialize;
 
-use crate::{printed_json_or_nothing, to_json, Failure, Output, SOME_FAILED};
+use crate::{print_routes, printed_json_or_nothing, to_json, Failure, Output, SOME_FAILED};
 
 /// One folder's row.
 #[derive(Serialize)]
@@ -106,17 +106,7 @@ pub(crate) fn info(manager: &PluginManager, name: &str, output: Output) -> Resul
     );
     println!("sha256:       {}", inspection.sha256);
     println!("sdk version:  {}", inspection.sdk_version);
-    if let Some(http) = &m.http_services {
-        println!("http driver:  {}", http.driver);
-        for r in &http.routes {
-            println!(
-                "  {:<7} {:<32} label {}",
-                r.method.as_str(),
-                r.route,
-                r.label
-            );
-        }
-    }
+    print_routes(m);
     println!(
         "\n(checked from the files, no plugin code run; `--load` shows hooks and the running copy)"
     );

@@ -522,7 +522,12 @@ fn print_info(s: &PluginSummary) {
         yes_no(s.has_on_load),
         yes_no(s.has_on_unload)
     );
-    if let Some(http) = &s.manifest.http_services {
+    print_routes(&s.manifest);
+}
+
+/// Prints the HTTP driver and routes a manifest declares, if any.
+fn print_routes(manifest: &plugin_host::Manifest) {
+    if let Some(http) = &manifest.http_services {
         println!("http driver:  {}", http.driver);
         for r in &http.routes {
             println!(
