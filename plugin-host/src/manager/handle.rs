@@ -12,14 +12,17 @@
 //! the `ArcSwap` on a miss), marks itself in flight on that version, then reads the number
 //! again; if it changed, the mark is undone and the call starts over.
 //!
-//! The mark is an atomic add on this thread's stripe of the version's in-flight counter;
-//! a thread owns its stripe (see `InFlight`), so the unmark at the end is a plain store.
+//! The mark goes on this thread's stripe of the version's in-flight counter; a thread owns
+//! its stripe (see `InFlight`), so the unmark at the end is a plain store. Where the
+//! process can issue a process-wide barrier (`fence.rs`), the mark is a plain store and a
+//! compiler fence, and `publish` pays for the barrier; elsewhere it is an atomic add.
 //!
-//! Why the drain sees every call: `publish` swaps `current`, then stores the new number;
-//! the drain then reads the in-flight counters. All three of these, and the call's mark and
-//! its second read of the number, are `SeqCst`. If the call's second read still returns
-//! the old number, it came before the store of the new one, so the call's mark came before
-//! the drain's read: the drain counts the call. Otherwise the call starts over, on the new
+//! Why the drain sees every call: `publish` swaps `current`, stores the new number and
+//! issues a full barrier (a process-wide one where calls mark lightly); the drain then reads
+//! the in-flight counters. A call marks itself, with a full barrier or under the
+//! process-wide one, then reads the number again. If that read still returns the old
+//! number, it came before the store of the new one, so the call's mark came before the
+//! drain's read: the drain counts the call. Otherwise the call starts over, on the new
 //! version.
 //!
 //! Why the version outlives the call: while a validated mark is in place, the version is
@@ -38,6 +41,7 @@ use plugin_abi::abi_stable::sabi_types::RRef;
 use plugin_abi::abi_stable::std_types::RResult;
 use plugin_abi::HostContext_TO;
 
+use super::fence;
 use super::status::{PluginState, PluginStatus, PluginSummary};
 use super::version::{CallGuard, LoadedVersion, ThreadStripe};
 use crate::context::CallContext;
@@ -99,6 +103,8 @@ impl Slot {
     ) -> Option<Arc<LoadedVersion>> {
         let previous = self.current.swap(version);
         self.publication.store(next_publication(), Ordering::SeqCst);
+        // Pairs with the calls' side of the fence: see the module docs and `fence.rs`.
+        fence::heavy();
         previous
     }
 
@@ -140,7 +146,7 @@ impl Slot {
             // validated, `current` or `draining` also holds one for as long as the call
             // runs (see the module docs), so the references may outlive the cache entry.
             let (version, stripe) = unsafe { (&*hit.version, &*hit.stripe) };
-            let guard = CallGuard::on(stripe, hit.owned);
+            let guard = CallGuard::on(stripe, hit.owned, hit.light);
             if self.publication.load(Ordering::SeqCst) == publication {
                 return Some(Call {
                     version,
@@ -211,6 +217,9 @@ struct Hit {
     stripe: *const AtomicUsize,
     /// Whether this thread owns the stripe (see `InFlight`).
     owned: bool,
+    /// Whether the mark may be a plain store and a compiler fence (an owned stripe, and
+    /// drains that pay for the barrier: see `fence.rs`).
+    light: bool,
 }
 
 const EMPTY: Hit = Hit {
@@ -219,6 +228,7 @@ const EMPTY: Hit = Hit {
     version: std::ptr::null(),
     stripe: std::ptr::null(),
     owned: false,
+    light: false,
 };
 
 impl Hit {
@@ -235,6 +245,7 @@ impl Hit {
             version: Arc::as_ptr(version),
             stripe,
             owned,
+            light: owned && fence::asymmetric(),
         }
     }
 }

@@ -9,6 +9,7 @@
 #[cfg(feature = "tokio")]
 mod asynch;
 mod events;
+mod fence;
 mod handle;
 mod install;
 mod lifecycle;

@@ -112,16 +112,24 @@ impl<'a> CallGuard<'a> {
     #[cfg(test)]
     pub(super) fn enter(in_flight: &'a InFlight, owner: Option<&ThreadStripe>) -> Self {
         let (stripe, owned) = in_flight.stripe(owner);
-        Self::on(stripe, owned)
+        Self::on(stripe, owned, false)
     }
 
     /// Marks a call on `stripe`, a stripe of a version's in-flight counter that this thread
-    /// owns (`owned`) or shares.
+    /// owns (`owned`) or shares. `light`: the stripe is owned and drains issue the
+    /// process-wide barrier (`fence.rs`).
     #[inline]
-    pub(super) fn on(stripe: &'a AtomicUsize, owned: bool) -> Self {
-        // A read-modify-write, SeqCst: it orders the mark before the call path's second
-        // read of the publication number (see `handle.rs`), as a fence would.
-        stripe.fetch_add(1, Ordering::SeqCst);
+    pub(super) fn on(stripe: &'a AtomicUsize, owned: bool, light: bool) -> Self {
+        if light {
+            // Only this thread writes its stripe; the drain's barrier orders the rest.
+            let count = stripe.load(Ordering::Relaxed);
+            stripe.store(count + 1, Ordering::Relaxed);
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        } else {
+            // A read-modify-write, SeqCst: it orders the mark before the call path's second
+            // read of the publication number (see `handle.rs`), as a fence would.
+            stripe.fetch_add(1, Ordering::SeqCst);
+        }
         CallGuard { stripe, owned }
     }
 }
