@@ -206,3 +206,30 @@ fn an_identity_record_of_a_later_format_is_an_abi_mismatch() {
     assert!(matches!(err, Error::AbiMismatch { .. }), "{err:?}");
     assert!(err.to_string().contains(&later.to_string()), "{err}");
 }
+
+#[test]
+fn get_on_a_failed_plugin_says_why_it_failed() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "identity-mismatch");
+    let m = PluginManager::new(base.path());
+    let load_error = m.load_plugin("identity-mismatch").unwrap_err().to_string();
+    match m.get("identity-mismatch").unwrap_err() {
+        Error::NotActive {
+            state: "failed",
+            reason: Some(reason),
+            ..
+        } => assert_eq!(reason, load_error),
+        other => panic!("expected NotActive with a reason, got {other:?}"),
+    }
+    // A plugin that is not active for another reason has none.
+    fixtures().install(base.path(), "hello");
+    m.disable("hello").unwrap();
+    assert!(matches!(
+        m.get("hello").unwrap_err(),
+        Error::NotActive {
+            state: "disabled",
+            reason: None,
+            ..
+        }
+    ));
+}
