@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::util::{next_event, wait_until};
-use plugin_host::{Context, Drain, Error, PluginManager, PluginState};
+use plugin_host::{Context, Drain, Error, Event, PluginManager, PluginState};
 use plugin_test_support::fixtures;
 
 /// An identity record's strings, as `plugin_abi::identity` lays them out: each one a
@@ -232,4 +232,41 @@ fn get_on_a_failed_plugin_says_why_it_failed() {
             ..
         }
     ));
+}
+
+#[test]
+fn a_plugin_that_fails_to_load_while_its_old_version_drains_stays_failed() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hostile");
+    let m = PluginManager::builder(base.path())
+        .drain_timeout(Duration::from_millis(50))
+        .build();
+    m.load_plugin("hostile").unwrap();
+    let events = m.subscribe();
+    // A call that ignores cancellation until released.
+    let ctx = Context::background().with_label("hang");
+    let call = {
+        let (handle, ctx) = (m.get("hostile").unwrap(), ctx.clone());
+        std::thread::spawn(move || handle.execute(&ctx))
+    };
+    wait_until("the call runs", || ctx.get_value("started").is_some());
+    assert_eq!(m.unload("hostile").unwrap(), Drain::Stuck { calls: 1 });
+    assert!(matches!(next_event(&events), Event::Stuck { .. }));
+    assert!(matches!(next_event(&events), Event::Unloaded { .. }));
+
+    // While the old version drains, loading the folder again fails.
+    std::fs::write(dir.join("plugin.json"), "{").unwrap();
+    m.load_plugin("hostile").unwrap_err();
+    assert!(matches!(next_event(&events), Event::Failed { .. }));
+    assert!(matches!(m.state("hostile"), Some(PluginState::Failed(_))));
+
+    // The last stuck call returns: the old version is retired, and the failure stays.
+    ctx.set("release", &true).unwrap();
+    call.join().unwrap().unwrap();
+    assert!(matches!(next_event(&events), Event::Drained { .. }));
+    assert!(
+        matches!(m.state("hostile"), Some(PluginState::Failed(_))),
+        "{:?}",
+        m.state("hostile")
+    );
 }
