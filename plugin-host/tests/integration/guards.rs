@@ -270,3 +270,24 @@ fn a_plugin_that_fails_to_load_while_its_old_version_drains_stays_failed() {
         m.state("hostile")
     );
 }
+
+/// Upgrading a plugin from its own folder, however the path is spelled, reloads it in
+/// place: the folder is not copied over itself.
+#[cfg(unix)]
+#[test]
+fn an_upgrade_from_the_plugins_own_folder_leaves_the_folder_in_place() {
+    use std::os::unix::fs::MetadataExt;
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hello");
+    let m = PluginManager::new(base.path());
+    m.load_plugin("hello").unwrap();
+    let inode = |path: &Path| std::fs::metadata(path).unwrap().ino();
+    let library = dir.join(fixtures().plugin("hello").library_file_name());
+    let before = (inode(&dir), inode(&library));
+    let upgraded = m
+        .upgrade("hello", base.path().join(".").join("hello"), false)
+        .unwrap();
+    assert_eq!(upgraded.to, "0.1.0");
+    assert_eq!(m.state("hello"), Some(PluginState::Active));
+    assert_eq!((inode(&dir), inode(&library)), before);
+}
