@@ -291,3 +291,26 @@ fn an_upgrade_from_the_plugins_own_folder_leaves_the_folder_in_place() {
     assert_eq!(m.state("hello"), Some(PluginState::Active));
     assert_eq!((inode(&dir), inode(&library)), before);
 }
+
+#[test]
+fn is_disabled_follows_disable_and_enable_and_enabling_an_active_plugin_keeps_it_active() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "hello");
+    fixtures().install(base.path(), "counter");
+    let m = PluginManager::new(base.path());
+    m.load_plugins().unwrap();
+    assert!(!m.is_disabled("hello"));
+
+    // Enabling a plugin that is already enabled and active changes nothing.
+    m.enable("hello").unwrap();
+    assert_eq!(m.state("hello"), Some(PluginState::Active));
+    assert!(m.get("hello").is_ok());
+
+    m.disable("hello").unwrap();
+    assert!(m.is_disabled("hello"));
+    assert!(!m.is_disabled("counter"));
+    assert_eq!(m.state("hello"), Some(PluginState::Disabled));
+    m.enable("hello").unwrap();
+    assert!(!m.is_disabled("hello"));
+    assert_eq!(m.state("hello"), Some(PluginState::Active));
+}
