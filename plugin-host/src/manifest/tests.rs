@@ -397,6 +397,27 @@ fn bad_manifests() -> Vec<(&'static str, String, Expect)> {
             Invalid("source.path"),
         ),
         (
+            "remote_git that is only a scheme",
+            with("/source", json!({"mode": "remote_git", "path": "https://"})),
+            Invalid("source.path"),
+        ),
+        (
+            "remote_git scp-like without a user",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "@example.com:me/hello.git"}),
+            ),
+            Invalid("source.path"),
+        ),
+        (
+            "remote_git scp-like without a host",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "git@:me/hello.git"}),
+            ),
+            Invalid("source.path"),
+        ),
+        (
             "remote_git with an unknown scheme",
             with(
                 "/source",
@@ -438,6 +459,16 @@ fn bad_manifests() -> Vec<(&'static str, String, Expect)> {
         (
             "route with empty param",
             with("/http_services/routes/0", route("/api/:", "GET", "x")),
+            Invalid("http_services.routes[0].route"),
+        ),
+        (
+            "route with a param starting with a digit",
+            with("/http_services/routes/0", route("/api/:1id", "GET", "x")),
+            Invalid("http_services.routes[0].route"),
+        ),
+        (
+            "route with a dash in a param",
+            with("/http_services/routes/0", route("/api/{id-x}", "GET", "x")),
             Invalid("http_services.routes[0].route"),
         ),
         (
@@ -645,6 +676,13 @@ fn invalid_messages_name_the_value_and_the_fix() {
             assert!(shown.contains(&needle), "{version:?}: {shown}");
         }
     }
+    let err = parse(&with("/http_services/routes/0/route", json!("/api/a b"))).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the route contains whitespace or control characters"),
+        "{err}"
+    );
+
     // A prefix or surrounding whitespace is named as such, whatever semver says of it.
     for version in ["v1.0.0", "V1.0.0", "1.0.0 ", " 1.0.0"] {
         let shown = parse(&with("/version", json!(version)))
@@ -772,6 +810,7 @@ fn accepted_edge_values() {
             route("/a/:id", "PATCH", "p"),
             route("/a/:id/x", "OPTIONS", "o"),
             route("/a/b", "PUT", "p2"),
+            route("/c/:_id/{a_1}", "GET", "c"),
         ]),
     ));
     ok(with("/requires/host", json!("*")));

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::util::{next_event, wait_until};
-use plugin_host::{Context, Drain, Error, PluginManager, PluginState};
+use plugin_host::{Context, Drain, Error, Event, PluginManager, PluginState};
 use plugin_test_support::fixtures;
 
 /// An identity record's strings, as `plugin_abi::identity` lays them out: each one a
@@ -205,4 +205,112 @@ fn an_identity_record_of_a_later_format_is_an_abi_mismatch() {
     let err = m.load_plugin("noop").unwrap_err();
     assert!(matches!(err, Error::AbiMismatch { .. }), "{err:?}");
     assert!(err.to_string().contains(&later.to_string()), "{err}");
+}
+
+#[test]
+fn get_on_a_failed_plugin_says_why_it_failed() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "identity-mismatch");
+    let m = PluginManager::new(base.path());
+    let load_error = m.load_plugin("identity-mismatch").unwrap_err().to_string();
+    match m.get("identity-mismatch").unwrap_err() {
+        Error::NotActive {
+            state: "failed",
+            reason: Some(reason),
+            ..
+        } => assert_eq!(reason, load_error),
+        other => panic!("expected NotActive with a reason, got {other:?}"),
+    }
+    // A plugin that is not active for another reason has none.
+    fixtures().install(base.path(), "hello");
+    m.disable("hello").unwrap();
+    assert!(matches!(
+        m.get("hello").unwrap_err(),
+        Error::NotActive {
+            state: "disabled",
+            reason: None,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_plugin_that_fails_to_load_while_its_old_version_drains_stays_failed() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hostile");
+    let m = PluginManager::builder(base.path())
+        .drain_timeout(Duration::from_millis(50))
+        .build();
+    m.load_plugin("hostile").unwrap();
+    let events = m.subscribe();
+    // A call that ignores cancellation until released.
+    let ctx = Context::background().with_label("hang");
+    let call = {
+        let (handle, ctx) = (m.get("hostile").unwrap(), ctx.clone());
+        std::thread::spawn(move || handle.execute(&ctx))
+    };
+    wait_until("the call runs", || ctx.get_value("started").is_some());
+    assert_eq!(m.unload("hostile").unwrap(), Drain::Stuck { calls: 1 });
+    assert!(matches!(next_event(&events), Event::Stuck { .. }));
+    assert!(matches!(next_event(&events), Event::Unloaded { .. }));
+
+    // While the old version drains, loading the folder again fails.
+    std::fs::write(dir.join("plugin.json"), "{").unwrap();
+    m.load_plugin("hostile").unwrap_err();
+    assert!(matches!(next_event(&events), Event::Failed { .. }));
+    assert!(matches!(m.state("hostile"), Some(PluginState::Failed(_))));
+
+    // The last stuck call returns: the old version is retired, and the failure stays.
+    ctx.set("release", &true).unwrap();
+    call.join().unwrap().unwrap();
+    assert!(matches!(next_event(&events), Event::Drained { .. }));
+    assert!(
+        matches!(m.state("hostile"), Some(PluginState::Failed(_))),
+        "{:?}",
+        m.state("hostile")
+    );
+}
+
+/// Upgrading a plugin from its own folder, however the path is spelled, reloads it in
+/// place: the folder is not copied over itself.
+#[cfg(unix)]
+#[test]
+fn an_upgrade_from_the_plugins_own_folder_leaves_the_folder_in_place() {
+    use std::os::unix::fs::MetadataExt;
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hello");
+    let m = PluginManager::new(base.path());
+    m.load_plugin("hello").unwrap();
+    let inode = |path: &Path| std::fs::metadata(path).unwrap().ino();
+    let library = dir.join(fixtures().plugin("hello").library_file_name());
+    let before = (inode(&dir), inode(&library));
+    let upgraded = m
+        .upgrade("hello", base.path().join(".").join("hello"), false)
+        .unwrap();
+    assert_eq!(upgraded.to, "0.1.0");
+    assert_eq!(m.state("hello"), Some(PluginState::Active));
+    assert_eq!((inode(&dir), inode(&library)), before);
+}
+
+#[test]
+fn is_disabled_follows_disable_and_enable_and_enabling_an_active_plugin_keeps_it_active() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "hello");
+    fixtures().install(base.path(), "counter");
+    let m = PluginManager::new(base.path());
+    m.load_plugins().unwrap();
+    assert!(!m.is_disabled("hello"));
+
+    // Enabling a plugin that is already enabled and active changes nothing.
+    m.enable("hello").unwrap();
+    assert_eq!(m.state("hello"), Some(PluginState::Active));
+    assert!(m.get("hello").is_ok());
+
+    m.disable("hello").unwrap();
+    assert!(m.is_disabled("hello"));
+    assert!(!m.is_disabled("counter"));
+    assert_eq!(m.state("hello"), Some(PluginState::Disabled));
+    m.enable("hello").unwrap();
+    assert!(!m.is_disabled("hello"));
+    assert_eq!(m.state("hello"), Some(PluginState::Active));
 }
