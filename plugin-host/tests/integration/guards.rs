@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::util::{next_event, wait_until};
-use plugin_host::{Context, Drain, Error, Event, PluginManager, PluginState};
+use plugin_host::{Context, Drain, Error, Event, PluginManager, PluginState, UpgradeOptions};
 use plugin_test_support::fixtures;
 
 /// An identity record's strings, as `plugin_abi::identity` lays them out: each one a
@@ -212,10 +212,10 @@ fn get_on_a_failed_plugin_says_why_it_failed() {
     let base = tempfile::tempdir().unwrap();
     fixtures().install(base.path(), "identity-mismatch");
     let m = PluginManager::new(base.path());
-    let load_error = m.load_plugin("identity-mismatch").unwrap_err().to_string();
+    let load_error = m.load_plugin("identity-mismatch").unwrap_err().report();
     match m.get("identity-mismatch").unwrap_err() {
         Error::NotActive {
-            state: "failed",
+            state: PluginState::Failed(_),
             reason: Some(reason),
             ..
         } => assert_eq!(reason, load_error),
@@ -227,7 +227,7 @@ fn get_on_a_failed_plugin_says_why_it_failed() {
     assert!(matches!(
         m.get("hello").unwrap_err(),
         Error::NotActive {
-            state: "disabled",
+            state: PluginState::Disabled,
             reason: None,
             ..
         }
@@ -285,9 +285,13 @@ fn an_upgrade_from_the_plugins_own_folder_leaves_the_folder_in_place() {
     let library = dir.join(fixtures().plugin("hello").library_file_name());
     let before = (inode(&dir), inode(&library));
     let upgraded = m
-        .upgrade("hello", base.path().join(".").join("hello"), false)
+        .upgrade(
+            "hello",
+            base.path().join(".").join("hello"),
+            UpgradeOptions::new(),
+        )
         .unwrap();
-    assert_eq!(upgraded.to, "0.1.0");
+    assert_eq!(upgraded.to.to_string(), "0.1.0");
     assert_eq!(m.state("hello"), Some(PluginState::Active));
     assert_eq!((inode(&dir), inode(&library)), before);
 }
