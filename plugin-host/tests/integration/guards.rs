@@ -318,3 +318,31 @@ fn is_disabled_follows_disable_and_enable_and_enabling_an_active_plugin_keeps_it
     assert!(!m.is_disabled("hello"));
     assert_eq!(m.state("hello"), Some(PluginState::Active));
 }
+
+#[test]
+fn copy_dir_holds_the_running_copies_and_debug_names_the_manager() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "hello");
+    let copies = tempfile::tempdir().unwrap();
+    let m = PluginManager::builder(base.path())
+        .copy_dir(copies.path())
+        .build();
+    assert_eq!(m.copy_dir().unwrap(), copies.path());
+    m.load_plugin("hello").unwrap();
+    let running = m.get("hello").unwrap().summary().unwrap().running_copy;
+    assert!(running.starts_with(copies.path()), "{}", running.display());
+
+    // Without a given directory, copies go to one made on first use, and stay there.
+    let m = PluginManager::new(base.path());
+    let made = m.copy_dir().unwrap();
+    assert!(made.is_dir(), "{}", made.display());
+    m.load_plugin("hello").unwrap();
+    let running = m.get("hello").unwrap().summary().unwrap().running_copy;
+    assert!(running.starts_with(&made), "{}", running.display());
+    assert_eq!(m.copy_dir().unwrap(), made);
+
+    let shown = format!("{m:?}");
+    for part in ["PluginManager", "base_dir", "hello"] {
+        assert!(shown.contains(part), "{shown}");
+    }
+}
