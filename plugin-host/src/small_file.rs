@@ -50,11 +50,7 @@ pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, SmallFileErr
         });
     }
     // Should a FIFO have replaced the file since, opening it does not wait for a writer.
-    let mut options = File::options();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path).map_err(SmallFileError::Io)?;
+    let file = open_nonblocking(path).map_err(SmallFileError::Io)?;
     let meta = file.metadata().map_err(SmallFileError::Io)?;
     if !meta.is_file() {
         return Err(SmallFileError::NotAFile {
@@ -69,6 +65,16 @@ pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, SmallFileErr
         return Err(SmallFileError::TooLarge { cap });
     }
     Ok(bytes)
+}
+
+/// Opens `path` for reading without waiting, should it be a FIFO, for a writer (on Unix,
+/// `O_NONBLOCK`, which changes nothing for a regular file). Check the opened file's type.
+pub(crate) fn open_nonblocking(path: &Path) -> io::Result<File> {
+    let mut options = File::options();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    options.open(path)
 }
 
 /// What kind of file `meta` describes, for an error message.

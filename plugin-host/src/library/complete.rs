@@ -53,11 +53,7 @@ pub(crate) enum Status {
 pub(crate) fn library_status(path: &Path) -> io::Result<Status> {
     // Opened without blocking, should the path be a FIFO, and judged only if it is a
     // regular file.
-    let mut options = File::options();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path)?;
+    let file = crate::small_file::open_nonblocking(path)?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

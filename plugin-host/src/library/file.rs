@@ -150,12 +150,7 @@ pub(crate) fn open_checked(
         return Err(not_file());
     }
     // Should a FIFO have replaced the file since, opening it does not wait for a writer.
-    let mut options = File::options();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options
-        .open(&resolved)
+    let file = crate::small_file::open_nonblocking(&resolved)
         .map_err(io("open the library", &resolved))?;
     let meta = file
         .metadata()
