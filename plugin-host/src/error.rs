@@ -48,8 +48,9 @@ pub enum Error {
 
     /// `source.mode` is a mode this host cannot load directly.
     #[error(
-        "plugin `{plugin}`: {}: field `source.mode` is `{mode}`, which this host cannot load; build the plugin and set `source.mode` to `local_so` with `source.path` naming the library",
-        manifest.display()
+        "plugin `{plugin}`: {}: field `source.mode` is `{mode}`, which names source code, not a library; build it into a plugin folder with `plugctl build {}`, or set `source.mode` to `local_so` with `source.path` naming the library",
+        manifest.display(),
+        manifest.parent().unwrap_or(manifest).display()
     )]
     UnsupportedSource {
         /// The plugin folder name.

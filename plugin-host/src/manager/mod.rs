@@ -402,12 +402,26 @@ impl PluginManager {
     /// (see the crate docs): the same a load would return for a plugin that fails them.
     pub fn inspect(&self, name: &str) -> Result<Inspection, Error> {
         let dir = self.plugin_dir(name)?;
-        let checked = check(name, &dir, &self.check_config(name, &dir))?;
+        self.inspect_dir(name, dir)
+    }
+
+    /// Checks the plugin folder `dir`, which may lie anywhere, as an upgrade from it would:
+    /// steps 0 to 3 of a load, with the folder named `name` (its `plugin.json` must name the
+    /// same plugin) and, for a folder outside the base directory, the permission checks but
+    /// not the containment check. **No code of the plugin runs.** This is how a package is
+    /// checked after extraction and before it is moved into the base directory.
+    ///
+    /// # Errors
+    ///
+    /// The errors of steps 0 to 3 of a load (see the crate docs).
+    pub fn inspect_dir(&self, name: &str, dir: impl AsRef<Path>) -> Result<Inspection, Error> {
+        let dir = dir.as_ref();
+        let checked = check(name, dir, &self.check_config(name, dir))?;
         Ok(Inspection {
             name: name.to_owned(),
             version: checked.manifest.version.clone(),
             sdk_version: checked.sdk_version,
-            dir,
+            dir: dir.to_path_buf(),
             library: checked.library,
             library_bytes: checked.bytes.len() as u64,
             sha256: crate::library::checksum::hex_digest(&checked.bytes),

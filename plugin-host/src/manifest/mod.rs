@@ -98,6 +98,15 @@ pub struct Source {
     /// [`Manifest::library_candidates`]). For [`SourceMode::RemoteGit`]: a
     /// git remote URL.
     pub path: String,
+    /// For [`SourceMode::RemoteGit`]: the commit to build (4 to 64 hex digits), if pinned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rev: Option<String>,
+    /// For [`SourceMode::RemoteGit`]: the tag to build, if pinned by tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// For [`SourceMode::RemoteGit`]: the branch to build, if given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 /// How a plugin's [`Source::path`] is interpreted.

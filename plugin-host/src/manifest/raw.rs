@@ -40,6 +40,12 @@ pub(super) struct RawManifest {
 pub(super) struct RawSource {
     pub(super) mode: SourceMode,
     pub(super) path: String,
+    #[serde(default)]
+    pub(super) rev: Option<String>,
+    #[serde(default)]
+    pub(super) tag: Option<String>,
+    #[serde(default)]
+    pub(super) branch: Option<String>,
 }
 
 #[derive(Deserialize)]

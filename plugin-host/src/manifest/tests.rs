@@ -425,6 +425,52 @@ fn bad_manifests() -> Vec<(&'static str, String, Expect)> {
             ),
             Invalid("source.path"),
         ),
+        (
+            "remote_git scp-like with a user that reads as an option",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "-oProxyCommand=x@example.com:a.git"}),
+            ),
+            Invalid("source.path"),
+        ),
+        // source.rev, source.tag, source.branch
+        (
+            "rev with local_so",
+            with("/source/rev", json!("0123abcd")),
+            Invalid("source.rev"),
+        ),
+        (
+            "rev and tag both",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "rev": "0123abcd", "tag": "v1"}),
+            ),
+            Invalid("source.tag"),
+        ),
+        (
+            "rev not hex",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "rev": "main"}),
+            ),
+            Invalid("source.rev"),
+        ),
+        (
+            "tag read as an option",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "tag": "--upload-pack=x"}),
+            ),
+            Invalid("source.tag"),
+        ),
+        (
+            "branch with ..",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "branch": "a..b"}),
+            ),
+            Invalid("source.branch"),
+        ),
         // http_services
         (
             "empty driver",
@@ -720,7 +766,10 @@ fn full_manifest_parses_and_round_trips() {
         m.source,
         Source {
             mode: SourceMode::LocalSo,
-            path: "hello".into()
+            path: "hello".into(),
+            rev: None,
+            tag: None,
+            branch: None,
         }
     );
     let services = m.http_services.as_ref().unwrap();
@@ -985,4 +1034,27 @@ fn library_candidates_per_platform() {
         shown.contains(&base.join(MANIFEST_FILE).display().to_string()),
         "{shown}"
     );
+}
+
+#[test]
+fn a_remote_git_source_keeps_its_pin() {
+    for (key, value) in [
+        ("rev", "0123abcd"),
+        ("tag", "v1.2.0"),
+        ("branch", "release/1"),
+    ] {
+        let doc = with(
+            "/source",
+            json!({"mode": "remote_git", "path": "file:///src/hello", key: value}),
+        );
+        let m = parse(&doc).unwrap();
+        let pin = match key {
+            "rev" => &m.source.rev,
+            "tag" => &m.source.tag,
+            _ => &m.source.branch,
+        };
+        assert_eq!(pin.as_deref(), Some(value), "{key}");
+        let back = serde_json::to_value(&m).unwrap();
+        assert_eq!(back["source"][key], value);
+    }
 }

@@ -190,10 +190,92 @@ impl Validator<'_> {
             SourceMode::LocalSo => self.local_path(&raw.path)?,
             SourceMode::RemoteGit => self.git_remote(&raw.path)?,
         }
+        let pins = [
+            ("source.rev", &raw.rev),
+            ("source.tag", &raw.tag),
+            ("source.branch", &raw.branch),
+        ];
+        let given: Vec<_> = pins
+            .iter()
+            .filter_map(|(field, value)| value.as_deref().map(|v| (*field, v)))
+            .collect();
+        if let Some((field, value)) = given.first() {
+            if raw.mode != SourceMode::RemoteGit {
+                return Err(self.invalid(
+                    *field,
+                    value,
+                    "a git revision is only meaningful with `source.mode` \"remote_git\"",
+                    "remove the field, or set `source.mode` to \"remote_git\"",
+                ));
+            }
+        }
+        if let [_, (field, value), ..] = given.as_slice() {
+            return Err(self.invalid(
+                *field,
+                value,
+                format!("more than one of `source.rev`, `source.tag` and `source.branch` is given"),
+                "pin the source with one of them (a `rev` is the strongest pin)",
+            ));
+        }
+        if let Some(rev) = &raw.rev {
+            self.git_rev(rev)?;
+        }
+        for (field, value) in [("source.tag", &raw.tag), ("source.branch", &raw.branch)] {
+            if let Some(value) = value {
+                self.git_ref(field, value)?;
+            }
+        }
         Ok(Source {
             mode: raw.mode,
             path: raw.path,
+            rev: raw.rev,
+            tag: raw.tag,
+            branch: raw.branch,
         })
+    }
+
+    fn git_rev(&self, rev: &str) -> Checked<()> {
+        if (4..=64).contains(&rev.len()) && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(());
+        }
+        Err(self.invalid(
+            "source.rev",
+            rev,
+            "not a commit id (4 to 64 hexadecimal digits)",
+            "give the commit as `git rev-parse HEAD` prints it; for a tag or a branch use \
+             `source.tag` or `source.branch`",
+        ))
+    }
+
+    /// A tag or branch name that git accepts and that cannot be read as an option.
+    fn git_ref(&self, field: &str, name: &str) -> Checked<()> {
+        let reason = if name.is_empty() {
+            "the name is empty"
+        } else if name.len() > 200 {
+            "the name is longer than 200 characters"
+        } else if name.starts_with('-') {
+            "the name starts with '-' and would be read as an option"
+        } else if name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
+        {
+            "the name contains a space, a control character or one of ~ ^ : ? * [ \\"
+        } else if name.contains("..") || name.contains("@{") || name.contains("//") {
+            "the name contains '..', '@{' or '//'"
+        } else if name.starts_with(['/', '.'])
+            || name.ends_with(['/', '.'])
+            || name.ends_with(".lock")
+        {
+            "the name starts or ends with '/' or '.', or ends with '.lock'"
+        } else {
+            return Ok(());
+        };
+        Err(self.invalid(
+            field,
+            name,
+            reason,
+            "give a tag or branch name as git shows it, such as \"v1.2.0\" or \"main\"",
+        ))
     }
 
     pub(super) fn local_path(&self, path: &str) -> Checked<()> {
@@ -245,6 +327,7 @@ impl Validator<'_> {
             .and_then(|(user, rest)| rest.split_once(':').map(|(host, path)| (user, host, path)))
             .is_some_and(|(user, host, path)| {
                 !user.is_empty()
+                    && !user.starts_with('-')
                     && !user.contains(['/', ':'])
                     && !host.is_empty()
                     && !host.contains(['/', '@'])
