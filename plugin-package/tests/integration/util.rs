@@ -1,0 +1,5 @@
+//! Helpers shared by the tests.
+
+#![allow(dead_code)]
+
+pub use plugin_test_support::fixtures;
