@@ -48,3 +48,55 @@ impl Default for Limits {
         }
     }
 }
+
+/// The lowercase hex SHA-256 of `bytes`.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Reads the regular file `path`, of at most `cap` bytes. The file is opened without
+/// blocking (a FIFO would otherwise wait for a writer) and its type is checked on the opened
+/// file; the read stops one byte past the cap, whatever the file claims.
+pub(crate) fn read_regular_file(
+    path: &Path,
+    cap: u64,
+    what: &'static str,
+) -> Result<Vec<u8>, crate::Error> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options
+        .open(path)
+        .map_err(crate::Error::io("open", path))?;
+    let meta = file
+        .metadata()
+        .map_err(crate::Error::io("read the metadata of", path))?;
+    let too_large = || crate::Error::TooLarge {
+        what,
+        path: path.to_path_buf(),
+        limit: cap,
+    };
+    if !meta.is_file() {
+        return Err(crate::Error::NotAFile {
+            what,
+            path: path.to_path_buf(),
+        });
+    }
+    if meta.len() > cap {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(crate::Error::io("read", path))?;
+    if bytes.len() as u64 > cap {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}

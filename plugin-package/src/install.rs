@@ -1,16 +1,85 @@
 //! Installing a package into a manager's base directory: verify, extract, check, move in.
+//!
+//! The order is the point: the package's bytes are trusted (a trusted signature, or a
+//! SHA-256 the operator pinned) before anything is extracted; the plugin's name and version
+//! from its signed trusted comment must equal its `plugin.json`; a lower version than the
+//! one installed is refused unless forced; the archive is extracted into a hidden staging
+//! folder inside the base directory (the loader and the watcher skip hidden entries); every
+//! check of the loader that needs no `dlopen` runs on the staged folder; and only then is it
+//! moved into place. A plugin already running in the manager is replaced through its hot
+//! upgrade, so no call is dropped. Any failure removes the staging folder: the base directory
+//! is left as it was.
 
-use plugin_host::PluginManager;
+use std::path::{Path, PathBuf};
+
+use plugin_host::{PluginManager, PluginState, UpgradeOptions, Upgraded};
+
+use crate::archive::{self, read_manifest};
+use crate::build::Built;
+use crate::download::{self, DownloadOptions};
+use crate::format::{read_regular_file, sha256_hex};
+use crate::sign::{self, PublicKey, Signed, TrustedKeys};
+use crate::{package_file_name, signature_path, Error, Limits, PACKAGE_EXTENSION};
 
 /// Installs packages into a manager's base directory.
+///
+/// # Examples
+///
+/// ```no_run
+/// use plugin_host::PluginManager;
+/// use plugin_package::{Installer, PublicKey};
+///
+/// let manager = PluginManager::new("plugins");
+/// let key = PublicKey::from_file("release.pub".as_ref())?;
+/// let installed = Installer::new(&manager).trust(key).install_file("hello-0.1.0.plg")?;
+/// println!("installed {} {}", installed.name, installed.version);
+/// manager.load_plugin(&installed.name)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Installer<'m> {
     manager: &'m PluginManager,
+    keys: TrustedKeys,
+    allow_unsigned: bool,
+    sha256: Option<String>,
+    force: bool,
+    limits: Limits,
+    download: DownloadOptions,
 }
 
-impl<'m> Installer<'m> {
-    /// An installer for `manager`'s base directory.
-    pub fn new(manager: &'m PluginManager) -> Self {
-        Installer { manager }
+/// Where a package came from, for messages and for the file-name check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A package file.
+    File(PathBuf),
+    /// A URL.
+    Url(String),
+    /// A plugin built from source on this machine.
+    Build(String),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Url(url) => f.write_str(url),
+            Origin::Build(source) => write!(f, "the build of {source}"),
+        }
+    }
+}
+
+impl Origin {
+    /// The last segment of the file name or URL path, if it ends with `.plg`.
+    fn package_file_name(&self) -> Option<&str> {
+        let name = match self {
+            Origin::File(path) => path.file_name()?.to_str()?,
+            Origin::Url(url) => {
+                let path = url.split(['?', '#']).next()?;
+                path.rsplit('/').next()?
+            }
+            Origin::Build(_) => return None,
+        };
+        name.ends_with(&format!(".{PACKAGE_EXTENSION}"))
+            .then_some(name)
     }
 }
 
@@ -21,4 +90,357 @@ pub struct Installed {
     pub name: String,
     /// The version installed.
     pub version: semver::Version,
+    /// The version it replaced, if one was installed.
+    pub previous: Option<semver::Version>,
+    /// The plugin's folder in the base directory.
+    pub dir: PathBuf,
+    /// The key that signed the package, if a trusted signature was verified.
+    pub signed_by: Option<String>,
+    /// The package's SHA-256, lowercase hex (none for a build).
+    pub sha256: Option<String>,
+    /// The hot upgrade, when the plugin was running in the manager.
+    pub upgraded: Option<Upgraded>,
+}
+
+/// What [`verify_file`] found: a package whose bytes match a trusted signature and whose
+/// signed name and version are those of its `plugin.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The plugin's name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: semver::Version,
+    /// The key that signed it, as minisign prints its ID.
+    pub key_id: String,
+    /// The package's SHA-256, lowercase hex.
+    pub sha256: String,
+}
+
+/// Verifies the package file `package` against its detached signature `FILE.plg.minisig`
+/// and `keys`, without extracting anything: the signature, the name and version it binds,
+/// and the file's name.
+pub fn verify_file(package: &Path, keys: &TrustedKeys) -> Result<Verified, Error> {
+    let limits = Limits::default();
+    let bytes = read_regular_file(package, limits.max_package_bytes, "package")?;
+    let sig_path = signature_path(package);
+    if !sig_path.exists() {
+        return Err(Error::Unsigned {
+            origin: package.display().to_string(),
+            hint: format!(
+                "no signature file {} beside it; get it from the package's publisher",
+                sig_path.display()
+            ),
+        });
+    }
+    let signature = read_signature(&sig_path, &limits)?;
+    let manifest = read_manifest(&bytes, &limits)?;
+    let signed = sign::verify(&bytes, &signature, keys)?;
+    let origin = Origin::File(package.to_path_buf());
+    check_binding(&origin, &manifest, Some(&signed))?;
+    Ok(Verified {
+        name: manifest.name,
+        version: manifest.version,
+        key_id: signed.key_id,
+        sha256: sha256_hex(&bytes),
+    })
+}
+
+fn read_signature(path: &Path, limits: &Limits) -> Result<String, Error> {
+    let bytes = read_regular_file(path, limits.max_signature_bytes, "signature")?;
+    String::from_utf8(bytes).map_err(|_| Error::SignatureNotText {
+        origin: path.display().to_string(),
+    })
+}
+
+/// The signed name and version must be the package's, and a package file named like a
+/// package must be named after its contents.
+fn check_binding(
+    origin: &Origin,
+    manifest: &plugin_host::Manifest,
+    signed: Option<&Signed>,
+) -> Result<(), Error> {
+    if let Some(signed) = signed {
+        if signed.name != manifest.name || signed.version != manifest.version {
+            return Err(Error::SignedForAnother {
+                origin: origin.to_string(),
+                signed_name: signed.name.clone(),
+                signed_version: signed.version.clone(),
+                name: manifest.name.clone(),
+                version: manifest.version.clone(),
+            });
+        }
+    }
+    if let Some(file_name) = origin.package_file_name() {
+        let expected = package_file_name(&manifest.name, &manifest.version);
+        if file_name != expected {
+            return Err(Error::Renamed {
+                origin: origin.to_string(),
+                file_name: file_name.to_owned(),
+                expected,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl<'m> Installer<'m> {
+    /// An installer for `manager`'s base directory that requires a trusted signature (add
+    /// keys with [`trust`](Installer::trust)) or a pinned SHA-256.
+    pub fn new(manager: &'m PluginManager) -> Self {
+        Installer {
+            manager,
+            keys: TrustedKeys::new(),
+            allow_unsigned: false,
+            sha256: None,
+            force: false,
+            limits: Limits::default(),
+            download: DownloadOptions::default(),
+        }
+    }
+
+    /// Trusts signatures by `key`.
+    pub fn trust(mut self, key: PublicKey) -> Self {
+        self.keys.add(key);
+        self
+    }
+
+    /// Trusts signatures by every key in `keys`.
+    pub fn trust_all(mut self, keys: TrustedKeys) -> Self {
+        for key in keys.iter() {
+            self.keys.add(key.clone());
+        }
+        self
+    }
+
+    /// Accepts a package file without a trusted signature. For development only; a URL still
+    /// needs a trusted signature or a pinned SHA-256.
+    pub fn allow_unsigned(mut self, allow: bool) -> Self {
+        self.allow_unsigned = allow;
+        self
+    }
+
+    /// Pins the package's SHA-256 (64 hex digits): a package with other bytes is refused.
+    /// A pinned digest stands in for a signature.
+    pub fn sha256(mut self, hex: impl Into<String>) -> Self {
+        self.sha256 = Some(hex.into().to_ascii_lowercase());
+        self
+    }
+
+    /// Allows installing a lower version than the one installed (a downgrade, refused by
+    /// default because a replayed old package is how a downgrade attack looks).
+    pub fn force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
+    /// Size caps for packages.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Caps, timeout and progress for [`install_url`](Installer::install_url).
+    pub fn download_options(mut self, options: DownloadOptions) -> Self {
+        self.download = options;
+        self
+    }
+
+    /// Installs the package file `package`, with its signature `FILE.plg.minisig` if present.
+    pub fn install_file(&self, package: impl AsRef<Path>) -> Result<Installed, Error> {
+        let package = package.as_ref();
+        let bytes = read_regular_file(package, self.limits.max_package_bytes, "package")?;
+        let sig_path = signature_path(package);
+        let signature = if sig_path.exists() {
+            Some(read_signature(&sig_path, &self.limits)?)
+        } else {
+            None
+        };
+        self.install_bytes(&bytes, signature.as_deref(), Origin::File(package.into()))
+    }
+
+    /// Downloads the package at `url` (http or https) and installs it. Its signature is
+    /// fetched from `URL.minisig` when keys are trusted; without a trusted signature, a
+    /// pinned [`sha256`](Installer::sha256) is required.
+    pub fn install_url(&self, url: &str) -> Result<Installed, Error> {
+        if self.keys.is_empty() && self.sha256.is_none() {
+            return Err(Error::Unsigned {
+                origin: url.to_owned(),
+                hint: "a download needs a trusted signature (--key PUB) or a pinned digest \
+                       (--sha256 HEX); --allow-unsigned does not apply to URLs"
+                    .to_owned(),
+            });
+        }
+        let mut options = self.download.clone();
+        options.max_bytes = options.max_bytes.min(self.limits.max_package_bytes);
+        let bytes = download::download(url, &options)?;
+        let signature = if self.keys.is_empty() {
+            None
+        } else {
+            let sig_options = DownloadOptions {
+                max_bytes: self.limits.max_signature_bytes,
+                progress: None,
+                ..options
+            };
+            download::download_if_present(&format!("{url}.minisig"), &sig_options)?
+                .map(|b| {
+                    String::from_utf8(b).map_err(|_| Error::SignatureNotText {
+                        origin: format!("{url}.minisig"),
+                    })
+                })
+                .transpose()?
+        };
+        self.install_bytes(&bytes, signature.as_deref(), Origin::Url(url.to_owned()))
+    }
+
+    /// Installs a package held in memory. `signature` is the text of its `.minisig`.
+    pub fn install_bytes(
+        &self,
+        package: &[u8],
+        signature: Option<&str>,
+        origin: Origin,
+    ) -> Result<Installed, Error> {
+        let digest = sha256_hex(package);
+        // 1. Trust the bytes: a pinned digest, a trusted signature, or an explicit opt-out.
+        if let Some(expected) = &self.sha256 {
+            if *expected != digest {
+                return Err(Error::Sha256Mismatch {
+                    origin: origin.to_string(),
+                    expected: expected.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        let signed = match signature {
+            Some(text) if !self.keys.is_empty() => Some(sign::verify(package, text, &self.keys)?),
+            _ => None,
+        };
+        if signed.is_none() && self.sha256.is_none() && !self.allow_unsigned {
+            return Err(Error::Unsigned {
+                origin: origin.to_string(),
+                hint: match (signature.is_some(), self.keys.is_empty()) {
+                    (true, true) => "it is signed, but no key is trusted: pass the publisher's \
+                                     public key with --key PUB"
+                        .to_owned(),
+                    _ => "get its signature (FILE.plg.minisig) from the publisher, pin its \
+                          digest with --sha256, or, for development only, pass --allow-unsigned"
+                        .to_owned(),
+                },
+            });
+        }
+        // 2. What the package claims, bound to what was signed.
+        let manifest = read_manifest(package, &self.limits)?;
+        check_binding(&origin, &manifest, signed.as_ref())?;
+        let previous = self.check_version(&manifest.name, &manifest.version)?;
+
+        // 3. Extract into a hidden staging folder inside the base directory.
+        let staging = self.staging()?;
+        let dir = staging.path().join(&manifest.name);
+        std::fs::create_dir(&dir).map_err(Error::io("create the staging folder", &dir))?;
+        archive::extract(package, &dir, &self.limits)?;
+
+        let mut installed = self.move_in(&manifest.name, &dir, staging)?;
+        installed.previous = previous;
+        installed.signed_by = signed.map(|s| s.key_id);
+        installed.sha256 = Some(digest);
+        Ok(installed)
+    }
+
+    /// Installs a plugin [`build`](crate::build::build) made, through the same version
+    /// check, loader checks and move as a package.
+    pub fn install_built(&self, built: Built) -> Result<Installed, Error> {
+        let previous = self.check_version(&built.name, &built.version)?;
+        let staging = self.staging()?;
+        let dir = staging.path().join(&built.name);
+        std::fs::rename(&built.dir, &dir).map_err(Error::io("stage the built plugin", &dir))?;
+        drop(built);
+        let mut installed = self.move_in_named(&dir, staging)?;
+        installed.previous = previous;
+        Ok(installed)
+    }
+
+    fn move_in_named(&self, dir: &Path, staging: tempfile::TempDir) -> Result<Installed, Error> {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        self.move_in(&name, dir, staging)
+    }
+
+    fn staging(&self) -> Result<tempfile::TempDir, Error> {
+        let base = self.manager.base_dir();
+        tempfile::Builder::new()
+            .prefix(".install-")
+            .tempdir_in(base)
+            .map_err(Error::io("create a staging folder in", base))
+    }
+
+    /// The version installed now, if any; refuses a downgrade unless forced.
+    fn check_version(
+        &self,
+        name: &str,
+        version: &semver::Version,
+    ) -> Result<Option<semver::Version>, Error> {
+        let running = self
+            .manager
+            .get(name)
+            .ok()
+            .and_then(|handle| handle.summary())
+            .map(|summary| summary.version);
+        let on_disk = plugin_host::Manifest::load(&self.manager.base_dir().join(name))
+            .ok()
+            .map(|m| m.version);
+        let installed = running.into_iter().chain(on_disk).max();
+        if let Some(installed) = &installed {
+            if version < installed && !self.force {
+                return Err(Error::Downgrade {
+                    plugin: name.to_owned(),
+                    installed: installed.clone(),
+                    package: version.clone(),
+                });
+            }
+        }
+        Ok(installed)
+    }
+
+    /// Runs the loader's checks on the staged folder `dir`, then moves it into the base
+    /// directory: by a hot upgrade when the plugin runs in the manager, else by renames.
+    fn move_in(
+        &self,
+        name: &str,
+        dir: &Path,
+        staging: tempfile::TempDir,
+    ) -> Result<Installed, Error> {
+        let inspection = self.manager.inspect_dir(name, dir)?;
+        let target = self.manager.base_dir().join(name);
+        let upgraded = if self.manager.state(name) == Some(PluginState::Active) {
+            let options = UpgradeOptions::new().allow_downgrade(self.force);
+            Some(self.manager.upgrade(name, dir, options)?)
+        } else {
+            // The old folder, if any, moves into the staging folder and goes with it.
+            let old = staging.path().join(".old");
+            let had_old = target.exists();
+            if had_old {
+                std::fs::rename(&target, &old)
+                    .map_err(Error::io("move aside the installed folder", &target))?;
+            }
+            if let Err(err) = std::fs::rename(dir, &target) {
+                if had_old {
+                    let _ = std::fs::rename(&old, &target);
+                }
+                return Err(Error::io("move the new folder into", &target)(err));
+            }
+            None
+        };
+        drop(staging);
+        Ok(Installed {
+            name: name.to_owned(),
+            version: inspection.version,
+            previous: None,
+            dir: target,
+            signed_by: None,
+            sha256: None,
+            upgraded,
+        })
+    }
 }
