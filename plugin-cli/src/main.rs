@@ -7,6 +7,13 @@
 //!         [--set-file K=PATH]... [--label LABEL] [--timeout DURATION]
 //! plugctl [--dir DIR] unload|reload|enable|disable NAME
 //! plugctl [--dir DIR] watch
+//! plugctl keygen --out PREFIX
+//! plugctl [--dir DIR] trust PUB
+//! plugctl pack DIR [-o FILE] [--sign PREFIX.key]
+//! plugctl [--dir DIR] verify FILE [--key PUB]...
+//! plugctl [--dir DIR] install FILE|URL [--key PUB]... [--sha256 HEX] [--allow-unsigned] [--force]
+//! plugctl [--dir DIR] build GIT_URL|PATH [--rev REV] [--cache-dir DIR] [--force]
+//! plugctl new NAME [--path DIR] [--sdk PATH]
 //! plugctl completions SHELL
 //! ```
 //!
@@ -17,6 +24,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod inspect;
+mod package;
 mod values;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -140,6 +148,8 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
         timeout: Option<Duration>,
     },
+    #[command(flatten)]
+    Package(package::PackageCommand),
 }
 
 /// A failure: a one-line cause and a hint.
@@ -227,6 +237,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     let output = cli.output;
+    if let Command::Package(command) = cli.command {
+        return package::run(command, &cli.dir, cli.insecure_permissions, output);
+    }
     let manager = PluginManager::builder(&cli.dir)
         .insecure_permissions(cli.insecure_permissions)
         .build();
@@ -238,7 +251,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         .into());
     }
     match cli.command {
-        Command::Completions { .. } => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Package(_) => unreachable!("handled above"),
         Command::List { load, json } => {
             let output = if json { Output::Json } else { output };
             if load {

@@ -75,3 +75,11 @@ pub fn build(
     let _ = (source, options, staging_parent);
     Err(BuildError::Unimplemented)
 }
+
+impl SourceSpec {
+    /// Reads the CLI's `GIT_URL|PATH [--rev REV]`.
+    pub fn parse(arg: &str, rev: Option<&str>) -> Result<SourceSpec, BuildError> {
+        let _ = (arg, rev);
+        Err(BuildError::Unimplemented)
+    }
+}

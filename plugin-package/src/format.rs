@@ -71,9 +71,7 @@ pub(crate) fn read_regular_file(
     options.read(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options
-        .open(path)
-        .map_err(crate::Error::io("open", path))?;
+    let file = options.open(path).map_err(crate::Error::io("open", path))?;
     let meta = file
         .metadata()
         .map_err(crate::Error::io("read the metadata of", path))?;
