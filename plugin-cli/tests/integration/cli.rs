@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use plugin_test_support::fixtures;
 
-fn plugctl(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn plugctl(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_plugctl"))
         .arg("--dir")
         .arg(dir)
@@ -15,11 +15,11 @@ fn plugctl(dir: &Path, args: &[&str]) -> Output {
         .expect("plugctl runs")
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 

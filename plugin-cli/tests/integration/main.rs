@@ -2,4 +2,5 @@
 //! built outside the workspace.
 
 mod cli;
+mod package;
 mod readme;
