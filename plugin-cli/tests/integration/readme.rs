@@ -112,3 +112,48 @@ fn readme_plugin_and_host_build_outside_the_workspace_and_run() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Hello, world!");
 }
+
+/// README.md's package commands, run as written by `bash` in an empty folder with `plugctl`
+/// on the PATH: the author's path (new, build, call, keygen, pack and sign), then the
+/// operator's (trust, verify, install, call).
+#[test]
+fn readme_package_commands_run_as_written() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let author = fenced_after(&readme, "The author's path", "```sh");
+    let operator = fenced_after(&readme, "The operator's path", "```sh");
+    let work = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_plugctl")).parent().unwrap();
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    for (what, script) in [("author", &author), ("operator", &operator)] {
+        let out = run_ok(
+            Command::new("bash")
+                .args(["-euo", "pipefail", "-c", script])
+                .current_dir(work.path())
+                .env("PATH", &path)
+                .env_remove("PLUGCTL_DIR")
+                // Builds share one target directory, so the SDK compiles once per run.
+                .env(
+                    "CARGO_TARGET_DIR",
+                    root.join("target").join("package-builds"),
+                )
+                .env("XDG_CACHE_HOME", work.path().join("cache")),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // Each path ends with a call of the plugin it made or installed.
+        assert!(
+            stdout.contains("\"greeting\": \"Hello, world!\""),
+            "{what}: {stdout}"
+        );
+    }
+    assert!(work.path().join("greeter-0.1.0.plg.minisig").is_file());
+    assert!(work
+        .path()
+        .join("deployed")
+        .join("greeter")
+        .join("plugin.json")
+        .is_file());
+}
