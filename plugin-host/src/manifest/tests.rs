@@ -651,7 +651,7 @@ fn syntax_errors_explain_themselves() {
         (&*with("/foo", json!(1)), "unknown field `foo`"),
         (
             &*with("/source/x", json!(1)),
-            "unknown field `x`, expected `mode` or `path` (in `source.x`)",
+            "unknown field `x`, expected one of `mode`, `path`, `rev`, `tag`, `branch` (in `source.x`)",
         ),
         (
             &*with("/http_services/routes/1/method", json!(1)),
