@@ -213,7 +213,7 @@ impl Validator<'_> {
             return Err(self.invalid(
                 *field,
                 value,
-                format!("more than one of `source.rev`, `source.tag` and `source.branch` is given"),
+                "more than one of `source.rev`, `source.tag` and `source.branch` is given",
                 "pin the source with one of them (a `rev` is the strongest pin)",
             ));
         }
