@@ -5,5 +5,6 @@ mod archive;
 mod build;
 mod download;
 mod install;
+mod server;
 mod sign;
 mod util;
