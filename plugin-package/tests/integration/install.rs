@@ -321,3 +321,128 @@ fn a_fifo_given_as_the_package_is_refused_without_blocking() {
     let err = setup.installer().install_file(&fifo).unwrap_err();
     assert!(matches!(err, Error::NotAFile { .. }), "{err}");
 }
+
+mod from_a_url {
+    use std::time::{Duration, Instant};
+
+    use plugin_package::download::{DownloadError, DownloadOptions};
+
+    use super::*;
+    use crate::server::{Response, Server};
+
+    #[test]
+    fn a_signed_package_downloads_with_its_signature_and_installs() {
+        let setup = Setup::new();
+        let package = setup.package("0.3.0", true);
+        let server = Server::start(vec![
+            (
+                "/versioned-0.3.0.plg",
+                Response::Bytes(std::fs::read(&package).unwrap()),
+            ),
+            (
+                "/versioned-0.3.0.plg.minisig",
+                Response::Bytes(std::fs::read(signature_path(&package)).unwrap()),
+            ),
+        ]);
+        let installed = setup
+            .installer()
+            .install_url(&server.url("/versioned-0.3.0.plg"))
+            .unwrap();
+        assert_eq!(
+            installed.signed_by.as_deref(),
+            Some(setup.keys.pair.key_id.as_str())
+        );
+        assert_eq!(setup.call_version(), "0.3.0");
+        assert_eq!(
+            server.requests(),
+            ["/versioned-0.3.0.plg", "/versioned-0.3.0.plg.minisig"]
+        );
+    }
+
+    #[test]
+    fn a_pinned_digest_installs_an_unsigned_download_and_refuses_other_bytes() {
+        let setup = Setup::new();
+        let package = setup.package("0.3.0", false);
+        let bytes = std::fs::read(&package).unwrap();
+        let digest = plugin_host::sha256_file(&package).unwrap();
+        let server = Server::start(vec![("/p.plg", Response::Bytes(bytes))]);
+        let url = server.url("/p.plg");
+
+        // A URL needs a signature or a digest: the opt-out for files does not apply.
+        let err = Installer::new(&setup.manager)
+            .allow_unsigned(true)
+            .install_url(&url)
+            .unwrap_err();
+        assert!(matches!(err, Error::Unsigned { .. }), "{err}");
+        assert!(server.requests().is_empty(), "nothing is fetched before");
+
+        let before = snapshot(setup.base.path());
+        let err = Installer::new(&setup.manager)
+            .sha256("ab".repeat(32))
+            .install_url(&url)
+            .unwrap_err();
+        assert!(matches!(err, Error::Sha256Mismatch { .. }), "{err}");
+        assert_eq!(snapshot(setup.base.path()), before);
+
+        // `p.plg` does not name a plugin and version, so it is not a renamed package.
+        let installed = Installer::new(&setup.manager)
+            .sha256(&digest)
+            .install_url(&url)
+            .unwrap();
+        assert_eq!(installed.version, semver::Version::new(0, 3, 0));
+    }
+
+    #[test]
+    fn each_failed_download_is_refused_and_the_base_is_unchanged() {
+        let setup = Setup::new();
+        let bytes = std::fs::read(setup.package("0.3.0", false)).unwrap();
+        let server = Server::start(vec![
+            ("/truncated.plg", Response::Truncated(bytes.clone())),
+            ("/big.plg", Response::Unsized(vec![0; 64 << 10])),
+            ("/loop-a", Response::Redirect("/loop-b".into())),
+            ("/loop-b", Response::Redirect("/loop-a".into())),
+            ("/stall.plg", Response::Stall),
+        ]);
+        let options = DownloadOptions {
+            max_bytes: 32 << 10,
+            timeout: Duration::from_secs(1),
+            ..DownloadOptions::default()
+        };
+        let before = snapshot(setup.base.path());
+        let cases: [(&str, fn(&DownloadError) -> bool); 5] = [
+            ("/truncated.plg", |e| {
+                matches!(e, DownloadError::Truncated { .. })
+            }),
+            ("/big.plg", |e| matches!(e, DownloadError::TooLarge { .. })),
+            ("/missing.plg", |e| {
+                matches!(e, DownloadError::Status { status: 404, .. })
+            }),
+            ("/loop-a", |e| {
+                matches!(e, DownloadError::TooManyRedirects { .. })
+            }),
+            ("/stall.plg", |e| matches!(e, DownloadError::Timeout { .. })),
+        ];
+        for (path, expected) in cases {
+            let started = Instant::now();
+            let mut options = options.clone();
+            if path == "/truncated.plg" {
+                options.max_bytes = 256 << 20;
+            }
+            let err = Installer::new(&setup.manager)
+                .sha256("ab".repeat(32))
+                .download_options(options)
+                .install_url(&server.url(path))
+                .unwrap_err();
+            match &err {
+                Error::Download(download) => assert!(expected(download), "{path}: {err}"),
+                other => panic!("{path}: {other}"),
+            }
+            assert!(err.to_string().contains(path), "{path}: {err}");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{path}: unbounded"
+            );
+            assert_eq!(snapshot(setup.base.path()), before, "{path}");
+        }
+    }
+}
