@@ -90,8 +90,8 @@ const RESERVED: [&str; 58] = [
 ///
 /// [`BuildError::InvalidName`] (as [`Error::Build`]) for a name that is not a valid plugin
 /// and crate name: 1 to 64 ASCII letters, digits, '-' or '_', starting with a letter, not a
-/// Rust keyword. [`Error::Io`] if `sdk` holds no `Cargo.toml`, if `parent/name` exists, or
-/// if a file cannot be written (the folder is then removed).
+/// Rust keyword. [`BuildError::AlreadyExists`] if `parent/name` exists. [`Error::Io`] if
+/// `sdk` holds no `Cargo.toml` or if a file cannot be written (the folder is then removed).
 pub fn new_plugin(name: &str, parent: &Path, sdk: &Path) -> Result<Scaffolded, Error> {
     check_name(name)?;
     let sdk_manifest = sdk.join("Cargo.toml");
@@ -128,11 +128,13 @@ pub fn new_plugin(name: &str, parent: &Path, sdk: &Path) -> Result<Scaffolded, E
 
     std::fs::create_dir_all(parent).map_err(Error::io("create the folder", parent))?;
     let dir = parent.join(name);
-    std::fs::create_dir(&dir).map_err(Error::io(
-        "create the new plugin's folder (it must not exist yet; choose another name or \
-         remove it)",
-        &dir,
-    ))?;
+    std::fs::create_dir(&dir).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::Build(BuildError::AlreadyExists { path: dir.clone() })
+        } else {
+            Error::io("create the new plugin's folder", &dir)(source)
+        }
+    })?;
     let written = write_files(&dir, &files);
     if written.is_err() {
         let _ = std::fs::remove_dir_all(&dir);

@@ -1,6 +1,7 @@
 //! The cargo side of a build: `cargo build --release` with JSON messages on standard output,
 //! and the cdylib `plugin.json` names picked from them.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -9,13 +10,19 @@ use serde::Deserialize;
 
 use super::{command, BuildError, BuildOptions};
 
-/// The library cargo built, and where it goes in the plugin folder.
+/// The library cargo built, and where it goes in the plugin folder. The target directory
+/// stays locked while it lives, so that no other build replaces the file before it is
+/// copied.
 pub(super) struct Library {
     /// The file cargo wrote.
     pub(super) built: PathBuf,
     /// Its path relative to the plugin folder, as `source.path` resolves.
     pub(super) relative: PathBuf,
+    _lock: Option<File>,
 }
+
+/// The lock file [`build`] holds in the target directory.
+const TARGET_LOCK: &str = ".plugin-package-build.lock";
 
 /// One line of `--message-format=json`; only what is needed.
 #[derive(Deserialize)]
@@ -44,6 +51,10 @@ pub(super) fn build(
     location: &str,
     options: &BuildOptions,
 ) -> Result<Library, BuildError> {
+    let target_dir = options.target_dir()?;
+    std::fs::create_dir_all(&target_dir)
+        .map_err(BuildError::io("create the target directory", &target_dir))?;
+    let lock = super::lock(&target_dir.join(TARGET_LOCK))?;
     let mut cmd = Command::new(&options.cargo);
     cmd.current_dir(dir).args([
         "build",
@@ -58,7 +69,7 @@ pub(super) fn build(
     }
     cmd.arg("--manifest-path")
         .arg(dir.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", options.target_dir());
+        .env("CARGO_TARGET_DIR", &target_dir);
     tracing::info!(dir = %dir.display(), "building with cargo");
     let mut cdylibs = Vec::new();
     let finished = command::run(&mut cmd, options.show_output, |line| {
@@ -72,11 +83,13 @@ pub(super) fn build(
             stderr: finished.stderr,
         });
     }
-    pick(manifest, &cdylibs).ok_or_else(|| BuildError::NoLibrary {
+    let mut library = pick(manifest, &cdylibs).ok_or_else(|| BuildError::NoLibrary {
         location: location.to_owned(),
         expected: expected_names(manifest, dir),
         found: cdylibs.iter().filter_map(|f| file_name(f)).collect(),
-    })
+    })?;
+    library._lock = Some(lock);
+    Ok(library)
 }
 
 /// The files of a `compiler-artifact` message for a cdylib target; none for anything else.
@@ -104,6 +117,7 @@ fn pick(manifest: &Manifest, built: &[PathBuf]) -> Option<Library> {
         Some(Library {
             built: file.clone(),
             relative,
+            _lock: None,
         })
     })
 }

@@ -48,7 +48,7 @@ pub(super) fn checkout(
     std::fs::create_dir_all(&root).map_err(BuildError::io("create the cache folder", &root))?;
     let name = cache_name(url);
     let dir = root.join(&name);
-    let lock = lock(&root.join(format!("{name}.lock")))?;
+    let lock = super::lock(&root.join(format!("{name}.lock")))?;
     let git = Git { options, dir: &dir };
     if dir.join(".git").is_dir() {
         tracing::info!(url, "fetching");
@@ -98,41 +98,6 @@ pub(super) fn cache_name(url: &str) -> String {
     let digest = Sha256::digest(url.as_bytes());
     let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("{name}-{hash}")
-}
-
-/// Holds an exclusive lock on `path` (created if missing) while the returned file is open,
-/// so that two builds never share a work tree at once. Unix only; elsewhere no lock.
-fn lock(path: &Path) -> Result<File, BuildError> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(BuildError::io("open the cache lock", path))?;
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        let flock = |operation| {
-            // SAFETY: `flock` reads no memory of ours; the descriptor belongs to `file`, which
-            // is open for the whole call.
-            if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        };
-        if flock(libc::LOCK_EX | libc::LOCK_NB).is_err() {
-            tracing::info!(lock = %path.display(), "waiting for another build of this repository");
-            loop {
-                match flock(libc::LOCK_EX) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(BuildError::io("lock", path)(e)),
-                }
-            }
-        }
-    }
-    Ok(file)
 }
 
 /// git commands on the clone at `dir`.

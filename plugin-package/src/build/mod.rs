@@ -35,6 +35,7 @@ mod git;
 mod source;
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -108,17 +109,18 @@ pub enum BuildError {
         /// The folder, or the URL and commit.
         location: String,
         /// What is wrong with the manifest.
-        source: ManifestError,
+        source: Box<ManifestError>,
     },
     /// The crate's own `plugin.json` is not `local_so`, so it cannot describe the built
     /// library.
     #[error(
-        "{}: `source.mode` is \"{mode}\", but the plugin.json next to the crate describes the \
-         built plugin and must be \"local_so\", with `source.path` naming its library (the \
-         crate name with '-' turned into '_')",
-        file.display()
+        "{location}: plugin.json has `source.mode` \"{mode}\", but the plugin.json next to the \
+         crate describes the built plugin and must be \"local_so\", with `source.path` naming \
+         its library (the crate name with '-' turned into '_')"
     )]
     NotLocalSo {
+        /// The folder, or the URL and commit.
+        location: String,
         /// The manifest file.
         file: PathBuf,
         /// Its mode.
@@ -238,6 +240,15 @@ pub enum BuildError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The folder for a new plugin exists already.
+    #[error(
+        "{} exists already; choose another name for the new plugin, or remove the folder",
+        path.display()
+    )]
+    AlreadyExists {
+        /// The folder.
+        path: PathBuf,
+    },
     /// A file operation failed.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
@@ -294,10 +305,13 @@ impl BuildOptions {
         }
     }
 
-    fn target_dir(&self) -> PathBuf {
-        self.target_dir
+    /// The target directory, absolute: cargo runs in the crate's folder.
+    fn target_dir(&self) -> Result<PathBuf, BuildError> {
+        let dir = self
+            .target_dir
             .clone()
-            .unwrap_or_else(|| self.cache_dir.join("target"))
+            .unwrap_or_else(|| self.cache_dir.join("target"));
+        std::path::absolute(&dir).map_err(BuildError::io("resolve the target directory", dir))
     }
 }
 
@@ -359,6 +373,7 @@ pub fn build(
             )
         }
         SourceSpec::Folder(dir) => {
+            let dir = &std::path::absolute(dir).map_err(BuildError::io("resolve the path", dir))?;
             let location = dir.display().to_string();
             let (manifest, text) = crate_manifest(dir, &location)?;
             let locked = dir.join("Cargo.lock").is_file();
@@ -378,10 +393,11 @@ fn crate_manifest(dir: &Path, location: &str) -> Result<(Manifest, String), Buil
     }
     let (manifest, text) = read_manifest(dir).map_err(|source| BuildError::Manifest {
         location: location.to_owned(),
-        source,
+        source: Box::new(source),
     })?;
     if manifest.source.mode != SourceMode::LocalSo {
         return Err(BuildError::NotLocalSo {
+            location: location.to_owned(),
             file: dir.join(MANIFEST_FILE),
             mode: manifest.source.mode,
         });
@@ -455,4 +471,40 @@ fn lay_out(
         version: manifest.version.clone(),
         commit,
     })
+}
+
+/// Holds an exclusive lock on `path` (created if missing) while the returned file is open,
+/// so that two builds never share a work tree, or a library in a target directory, at
+/// once. Unix only; elsewhere no lock.
+fn lock(path: &Path) -> Result<File, BuildError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(BuildError::io("open the lock file", path))?;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let flock = |operation| {
+            // SAFETY: `flock` reads no memory of ours; the descriptor belongs to `file`, which
+            // is open for the whole call.
+            if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        };
+        if flock(libc::LOCK_EX | libc::LOCK_NB).is_err() {
+            tracing::info!(lock = %path.display(), "waiting for another build to finish");
+            loop {
+                match flock(libc::LOCK_EX) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(BuildError::io("lock", path)(e)),
+                }
+            }
+        }
+    }
+    Ok(file)
 }

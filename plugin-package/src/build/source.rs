@@ -125,7 +125,7 @@ impl SourceSpec {
             let (manifest, _) =
                 super::read_manifest(&dir).map_err(|source| BuildError::Manifest {
                     location: dir.display().to_string(),
-                    source,
+                    source: Box::new(source),
                 })?;
             if manifest.source.mode == SourceMode::RemoteGit {
                 let mut spec = SourceSpec::from_manifest(&manifest)?;

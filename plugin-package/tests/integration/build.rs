@@ -451,8 +451,11 @@ fn new_plugin_writes_a_crate_and_refuses_bad_names_and_existing_folders() {
     let readme = made.dir.join("README.md");
     std::fs::write(&readme, "mine").unwrap();
     let err = new_plugin("my-plugin", &parent, &sdk()).unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err}");
-    assert!(err.to_string().contains("must not exist"), "{err}");
+    assert!(
+        matches!(err, Error::Build(BuildError::AlreadyExists { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("exists already"), "{err}");
     assert_eq!(
         std::fs::read_to_string(&readme).unwrap(),
         "mine",
