@@ -336,7 +336,7 @@ pub struct Built {
 ///
 /// A git source is checked out in the cache (see the [module docs](self)) and built with
 /// `--locked`; a folder is built in place, with `--locked` if it holds a `Cargo.lock`. Cargo's
-/// output goes to [`BuildOptions::target_dir`].
+/// output goes to the `target_dir` of [`BuildOptions`].
 ///
 /// # Errors
 ///

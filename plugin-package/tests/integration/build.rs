@@ -281,6 +281,13 @@ fn bad_urls_revisions_and_repositories_fail_before_cargo_runs() {
         assert!(err.to_string().contains("commit Cargo.lock"), "{err}");
     }
 
+    // `plugctl build <work tree> --rev v1`: cloned from the absolute path.
+    let spec = SourceSpec::parse(repo.to_str().unwrap(), Some("v1")).unwrap();
+    match build(&spec, &options, staging).unwrap_err() {
+        BuildError::NoLockfile { commit, .. } => assert_eq!(commit, first),
+        err => panic!("expected the missing Cargo.lock, got {err}"),
+    }
+
     for (pin, named) in [
         (Pin::Rev("deadbeef".into()), "revision deadbeef"),
         (Pin::Tag("v9".into()), "tag v9"),
