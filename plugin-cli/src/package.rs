@@ -257,11 +257,9 @@ pub(crate) fn run(
         } => {
             let manager = manager(dir, insecure_permissions)?;
             let spec = SourceSpec::parse(&source, rev.as_deref()).map_err(package_failure)?;
-            let options = BuildOptions {
-                cache_dir: cache_dir.unwrap_or_else(default_cache_dir),
-                cargo: std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
-                target_dir: std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from),
-            };
+            let mut options = BuildOptions::new(cache_dir.unwrap_or_else(default_cache_dir));
+            options.target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from);
+            options.show_output = true;
             let built = plugin_package::build::build(&spec, &options, manager.base_dir())
                 .map_err(package_failure)?;
             let installed = Installer::new(&manager)
