@@ -30,7 +30,7 @@ const HOW_TO_SIGN: &str = "sign packages with `plugctl sign`, or with `minisign 
 #[non_exhaustive]
 pub enum SignatureError {
     /// A key or signature file could not be read (missing, not a regular file, too large).
-    #[error("cannot read the {what} {}: {source}", path.display())]
+    #[error("cannot read the {what} file {}: {source}; check the path", path.display())]
     Read {
         /// What the file should hold: "public key", "secret key" or "signature".
         what: &'static str,
