@@ -21,5 +21,5 @@ pub use format::{package_file_name, signature_path, Limits, PACKAGE_EXTENSION};
 pub use install::{verify_file, Installed, Installer, Origin, Verified};
 pub use scaffold::{new_plugin, Scaffolded};
 #[cfg(feature = "sign")]
-pub use sign::{generate_keypair, sign_bytes, sign_package, KeyPair};
+pub use sign::{generate_keypair, sign_package, KeyPair};
 pub use sign::{PublicKey, SignatureError, Signed, TrustedKeys};

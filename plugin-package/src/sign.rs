@@ -270,11 +270,6 @@ impl TrustedKeys {
         self.keys.push(key);
     }
 
-    /// The keys trusted.
-    pub fn iter(&self) -> impl Iterator<Item = &PublicKey> {
-        self.keys.iter()
-    }
-
     /// Whether no key is trusted.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()

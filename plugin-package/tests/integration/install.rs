@@ -211,13 +211,11 @@ fn a_signature_for_another_plugin_or_version_is_refused() {
     let setup = Setup::new();
     let package = setup.package("0.3.0", false);
     let bytes = std::fs::read(&package).unwrap();
-    let lie = plugin_package::sign_bytes(
-        &bytes,
-        "versioned",
-        &semver::Version::new(0, 4, 0),
-        &setup.keys.pair.secret,
-    )
-    .unwrap();
+    let lie = setup
+        .keys
+        .pair
+        .sign_bytes(&bytes, "versioned", &semver::Version::new(0, 4, 0))
+        .unwrap();
     std::fs::write(signature_path(&package), lie).unwrap();
     let before = snapshot(setup.base.path());
     let err = setup.installer().install_file(&package).unwrap_err();

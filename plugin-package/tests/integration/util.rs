@@ -2,4 +2,4 @@
 
 #![allow(dead_code)]
 
-pub use plugin_test_support::fixtures;
+pub(crate) use plugin_test_support::fixtures;
