@@ -118,7 +118,7 @@ pub enum ArchiveError {
         after: &'static str,
     },
     /// The archive has more entries than [`Limits::max_entries`](crate::Limits).
-    #[error("the package has more than {max} entries; a package holds plugin.json, the library, its folders and a few README/LICENSE files")]
+    #[error("the package has more than {max} entries; a package holds plugin.json, the library, its folders and a few README/LICENSE files: check the package, or raise `max_entries`")]
     TooManyEntries {
         /// The limit.
         max: usize,
@@ -132,7 +132,7 @@ pub enum ArchiveError {
         reason: &'static str,
     },
     /// An entry is neither a regular file nor a folder.
-    #[error("package entry `{entry}` is a {kind}, which packages may not hold; only regular files and folders are accepted")]
+    #[error("package entry `{entry}` is a {kind}, which packages may not hold; only regular files and folders are accepted: pack the plugin folder again with `plugctl pack`")]
     EntryType {
         /// The entry's path.
         entry: String,
@@ -140,7 +140,7 @@ pub enum ArchiveError {
         kind: String,
     },
     /// Two entries have the same path (after removing `.` components and trailing slashes).
-    #[error("package entry `{entry}` appears twice (as the same path or as both a file and a folder); a package lists each path once")]
+    #[error("package entry `{entry}` appears twice (as the same path or as both a file and a folder); a package lists each path once: pack it again with `plugctl pack`")]
     Duplicate {
         /// The path.
         entry: String,
@@ -167,7 +167,7 @@ pub enum ArchiveError {
         entry: String,
     },
     /// `plugin.json` is larger than the host accepts.
-    #[error("package entry `{entry}` is larger than {max} bytes, the most a plugin.json may hold")]
+    #[error("package entry `{entry}` is larger than {max} bytes, the most a plugin.json may hold; shorten plugin.json and pack again")]
     ManifestTooLarge {
         /// The entry (`plugin.json`).
         entry: String,
@@ -225,7 +225,7 @@ pub enum ArchiveError {
         candidates: String,
     },
     /// A file is larger than [`Limits::max_file_bytes`](crate::Limits).
-    #[error("package entry `{entry}` is larger than the limit of {max} bytes per file")]
+    #[error("package entry `{entry}` is larger than the limit of {max} bytes per file; check the package, or raise `max_file_bytes`")]
     FileTooLarge {
         /// The entry.
         entry: String,
@@ -233,7 +233,7 @@ pub enum ArchiveError {
         max: u64,
     },
     /// The files add up to more than [`Limits::max_unpacked_bytes`](crate::Limits).
-    #[error("the package unpacks to more than the limit of {max} bytes (reached in entry {})", entry.as_deref().unwrap_or("(tar headers)"))]
+    #[error("the package unpacks to more than the limit of {max} bytes (reached in entry {}); check the package, or raise `max_unpacked_bytes`", entry.as_deref().unwrap_or("(tar headers)"))]
     UnpackedTooLarge {
         /// The entry being read when the limit was crossed, if any.
         entry: Option<String>,
@@ -241,7 +241,7 @@ pub enum ArchiveError {
         max: u64,
     },
     /// The unpacked data exceeds [`Limits::max_ratio`](crate::Limits) times the package.
-    #[error("the package unpacks to more than {max_ratio} times its {package_bytes} bytes (over {unpacked} bytes, reached in entry {}): refused as a likely decompression bomb; a real plugin's library compresses far less", entry.as_deref().unwrap_or("(tar headers)"))]
+    #[error("the package unpacks to more than {max_ratio} times its {package_bytes} bytes (over {unpacked} bytes, reached in entry {}): refused as a likely decompression bomb; a real plugin's library compresses far less (about 4 times); if this one is genuine, raise `max_ratio`", entry.as_deref().unwrap_or("(tar headers)"))]
     Ratio {
         /// The entry being read when the cap was crossed, if any.
         entry: Option<String>,
