@@ -42,18 +42,14 @@ pub enum Error {
         origin: String,
     },
     /// The signature is valid, but for another plugin or version than the package holds.
-    #[error("{origin}: the signature is for `{signed_name}` {signed_version}, but the package holds `{name}` {version}; the package or its signature was swapped: get both from the publisher again")]
+    #[error("{origin}: the signature is for {signed}, but the package holds {holds}; the package or its signature was swapped: get both from the publisher again")]
     SignedForAnother {
         /// The package file or URL.
         origin: String,
-        /// The name in the signed trusted comment.
-        signed_name: String,
-        /// The version in the signed trusted comment.
-        signed_version: semver::Version,
-        /// The name in the package's `plugin.json`.
-        name: String,
-        /// The version in the package's `plugin.json`.
-        version: semver::Version,
+        /// The plugin and version the signed trusted comment names (`` `name` 1.0.0 ``).
+        signed: String,
+        /// The plugin and version in the package's `plugin.json`.
+        holds: String,
     },
     /// A package file is named after another plugin or version than it holds.
     #[error("{origin}: the file is named `{file_name}`, but it holds `{expected}`; a package renamed to pass for another plugin or version is refused: rename it back to `{expected}` if that is the package you meant")]

@@ -163,10 +163,8 @@ fn check_binding(
         if signed.name != manifest.name || signed.version != manifest.version {
             return Err(Error::SignedForAnother {
                 origin: origin.to_string(),
-                signed_name: signed.name.clone(),
-                signed_version: signed.version.clone(),
-                name: manifest.name.clone(),
-                version: manifest.version.clone(),
+                signed: format!("`{}` {}", signed.name, signed.version),
+                holds: format!("`{}` {}", manifest.name, manifest.version),
             });
         }
     }

@@ -48,7 +48,6 @@ pub fn extract(package: &[u8], into: &Path, limits: &Limits) -> Result<Extracted
 
 /// Reads the package's `plugin.json` (its first entry) and validates it as [`extract`]
 /// would, without writing anything or reading further.
-#[allow(dead_code)] // For signing, which binds the signature to the manifest's name and version.
 pub(crate) fn read_manifest(package: &[u8], limits: &Limits) -> Result<Manifest, ArchiveError> {
     scan(package, limits, &mut Output::Nowhere, Stop::AfterManifest).map(|s| s.manifest)
 }

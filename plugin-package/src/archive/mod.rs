@@ -45,8 +45,6 @@ use std::path::PathBuf;
 use plugin_host::manifest::{ManifestError, SourceMode};
 
 pub use extract::extract;
-#[allow(unused_imports)]
-// read_manifest: for signing, which binds the manifest's name and version.
 pub(crate) use extract::{read_manifest, verify};
 pub use pack::pack;
 

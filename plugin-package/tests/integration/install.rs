@@ -407,7 +407,8 @@ mod from_a_url {
             ..DownloadOptions::default()
         };
         let before = snapshot(setup.base.path());
-        let cases: [(&str, fn(&DownloadError) -> bool); 5] = [
+        type Expect = fn(&DownloadError) -> bool;
+        let cases: [(&str, Expect); 5] = [
             ("/truncated.plg", |e| {
                 matches!(e, DownloadError::Truncated { .. })
             }),
