@@ -363,8 +363,8 @@ mod from_a_url {
         let package = setup.package("0.3.0", false);
         let bytes = std::fs::read(&package).unwrap();
         let digest = plugin_host::sha256_file(&package).unwrap();
-        let server = Server::start(vec![("/p.plg", Response::Bytes(bytes))]);
-        let url = server.url("/p.plg");
+        let server = Server::start(vec![("/download", Response::Bytes(bytes))]);
+        let url = server.url("/download");
 
         // A URL needs a signature or a digest: the opt-out for files does not apply.
         let err = Installer::new(&setup.manager)
@@ -382,7 +382,7 @@ mod from_a_url {
         assert!(matches!(err, Error::Sha256Mismatch { .. }), "{err}");
         assert_eq!(snapshot(setup.base.path()), before);
 
-        // `p.plg` does not name a plugin and version, so it is not a renamed package.
+        // A URL whose last segment is not a `.plg` name is not checked against the contents.
         let installed = Installer::new(&setup.manager)
             .sha256(&digest)
             .install_url(&url)
