@@ -48,8 +48,9 @@ struct Cli {
     )]
     dir: PathBuf,
 
-    /// How to print results and errors: `table` for people, `json` for programs.
-    #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
+    /// How to print results and errors: `table` for people, `json` for programs. Goes
+    /// before the command (`plugctl -o json list`): after it, `pack -o` names the package file.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
     output: Output,
 
     /// For development only: accept plugin folders that group or others can write, and
