@@ -23,3 +23,8 @@ pub use scaffold::{new_plugin, Scaffolded};
 #[cfg(feature = "sign")]
 pub use sign::{generate_keypair, sign_package, KeyPair};
 pub use sign::{PublicKey, SignatureError, Signed, TrustedKeys};
+
+/// docs/packages.md's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/packages.md")]
+struct PackagesDoctests;
