@@ -415,19 +415,9 @@ impl<'m> Installer<'m> {
             let options = UpgradeOptions::new().allow_downgrade(self.force);
             Some(self.manager.upgrade(name, dir, options)?)
         } else {
-            // The old folder, if any, moves into the staging folder and goes with it.
-            let old = staging.path().join(".old");
-            let had_old = target.exists();
-            if had_old {
-                std::fs::rename(&target, &old)
-                    .map_err(Error::io("move aside the installed folder", &target))?;
-            }
-            if let Err(err) = std::fs::rename(dir, &target) {
-                if had_old {
-                    let _ = std::fs::rename(&old, &target);
-                }
-                return Err(Error::io("move the new folder into", &target)(err));
-            }
+            // The old folder, if any, ends up in the staging folder and goes with it.
+            replace_folder(dir, &target, &staging.path().join(".old"))
+                .map_err(Error::io("move the new folder into", &target))?;
             None
         };
         drop(staging);
@@ -440,5 +430,86 @@ impl<'m> Installer<'m> {
             sha256: None,
             upgraded,
         })
+    }
+}
+
+/// Puts the folder `new` at `target`. If `target` exists, on Linux the two are exchanged in
+/// one step (`renameat2` with `RENAME_EXCHANGE`), so a host watching the base directory never
+/// sees the plugin missing, and `new` then holds the old folder; elsewhere, or on a file
+/// system that cannot exchange, the old folder is renamed to `aside` first, and back if the
+/// second rename fails.
+fn replace_folder(new: &Path, target: &Path, aside: &Path) -> std::io::Result<()> {
+    if !target.exists() {
+        return std::fs::rename(new, target);
+    }
+    #[cfg(target_os = "linux")]
+    if exchange(new, target).is_ok() {
+        return Ok(());
+    }
+    std::fs::rename(target, aside)?;
+    std::fs::rename(new, target).inspect_err(|_| {
+        let _ = std::fs::rename(aside, target);
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both paths are NUL-terminated strings that outlive the call, which only reads
+    // them; relative paths resolve against the working directory (`AT_FDCWD`).
+    let done = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_folder_puts_the_new_folder_in_place_and_keeps_the_old_one_out_of_the_way() {
+        let root = tempfile::tempdir().unwrap();
+        let (new, target, aside) = (
+            root.path().join("new"),
+            root.path().join("target"),
+            root.path().join("aside"),
+        );
+        std::fs::create_dir(&new).unwrap();
+        std::fs::write(new.join("v"), "1").unwrap();
+        replace_folder(&new, &target, &aside).unwrap();
+        assert_eq!(std::fs::read_to_string(target.join("v")).unwrap(), "1");
+        assert!(!new.exists() && !aside.exists());
+
+        std::fs::create_dir(&new).unwrap();
+        std::fs::write(new.join("v"), "2").unwrap();
+        replace_folder(&new, &target, &aside).unwrap();
+        assert_eq!(std::fs::read_to_string(target.join("v")).unwrap(), "2");
+        // The old version is in exactly one of the two places the staging folder removes.
+        let old: Vec<_> = [&new, &aside]
+            .into_iter()
+            .filter_map(|d| std::fs::read_to_string(d.join("v")).ok())
+            .collect();
+        assert_eq!(old, ["1"]);
+        #[cfg(target_os = "linux")]
+        assert!(
+            new.exists(),
+            "on Linux the folders are exchanged in one step"
+        );
     }
 }

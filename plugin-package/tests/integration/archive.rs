@@ -14,7 +14,7 @@ use tar::EntryType;
 use crate::util::fixtures;
 
 /// The library's file name for a `source.path` of `hello` on this platform.
-fn lib_name() -> String {
+pub(crate) fn lib_name() -> String {
     format!(
         "{}hello{}",
         std::env::consts::DLL_PREFIX,
@@ -23,7 +23,7 @@ fn lib_name() -> String {
 }
 
 /// A manifest for `hello` whose library is at `path`.
-fn manifest(path: &str) -> Vec<u8> {
+pub(crate) fn manifest(path: &str) -> Vec<u8> {
     format!(
         r#"{{"name":"hello","version":"0.1.0","maintainers":[],"source":{{"mode":"local_so","path":"{path}"}}}}"#
     )
@@ -31,7 +31,7 @@ fn manifest(path: &str) -> Vec<u8> {
 }
 
 /// One raw tar entry; its name goes into the header's bytes as it is.
-struct Raw {
+pub(crate) struct Raw {
     name: Vec<u8>,
     kind: EntryType,
     data: Vec<u8>,
@@ -39,7 +39,7 @@ struct Raw {
     link: Option<String>,
 }
 
-fn file(name: impl AsRef<[u8]>, data: impl Into<Vec<u8>>) -> Raw {
+pub(crate) fn file(name: impl AsRef<[u8]>, data: impl Into<Vec<u8>>) -> Raw {
     Raw {
         name: name.as_ref().to_vec(),
         kind: EntryType::Regular,
@@ -57,7 +57,7 @@ fn folder(name: &str) -> Raw {
     }
 }
 
-fn special(kind: EntryType, name: &str, link: Option<&str>) -> Raw {
+pub(crate) fn special(kind: EntryType, name: &str, link: Option<&str>) -> Raw {
     Raw {
         kind,
         link: link.map(str::to_owned),
@@ -90,7 +90,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-fn package(entries: &[Raw]) -> Vec<u8> {
+pub(crate) fn package(entries: &[Raw]) -> Vec<u8> {
     gzip(&tar_bytes(entries))
 }
 

@@ -445,3 +445,46 @@ mod from_a_url {
         }
     }
 }
+
+#[test]
+fn hostile_packages_leave_the_base_directory_as_it_was() {
+    use crate::archive::{file, lib_name, manifest, package, special};
+    let setup = Setup::new();
+    let lib = lib_name();
+    let json = manifest("hello");
+    let cases = [
+        (
+            "../x",
+            package(&[file("plugin.json", json.clone()), file("../x", "x")]),
+        ),
+        (
+            "symlink",
+            package(&[
+                file("plugin.json", json.clone()),
+                special(tar::EntryType::Symlink, &lib, Some("/etc/passwd")),
+            ]),
+        ),
+        (
+            "gzip bomb",
+            package(&[
+                file("plugin.json", json.clone()),
+                file(&lib, vec![0u8; 50 << 20]),
+            ]),
+        ),
+        ("not gzip", b"not a package".to_vec()),
+    ];
+    let before = snapshot(setup.base.path());
+    for (what, bytes) in cases {
+        let path = setup
+            .packages
+            .path()
+            .join(format!("case-{}.bin", what.len()));
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Installer::new(&setup.manager)
+            .allow_unsigned(true)
+            .install_file(&path)
+            .unwrap_err();
+        assert!(matches!(err, Error::Archive(_)), "{what}: {err}");
+        assert_eq!(snapshot(setup.base.path()), before, "{what}");
+    }
+}
