@@ -4,6 +4,27 @@
 //!
 //! A host that only loads plugin folders does not need this crate, and so pulls in no tar,
 //! gzip, HTTP or signature code. See `docs/packages.md` for the format and the trust model.
+//!
+//! # Examples
+//!
+//! Pack and sign a plugin folder, then install the package into another base directory,
+//! trusting the key that signed it:
+//!
+//! ```no_run
+//! use plugin_host::PluginManager;
+//! use plugin_package::{generate_keypair, pack, sign_package, Installer, PublicKey};
+//!
+//! let keys = generate_keypair("release".as_ref())?;
+//! let package = pack("plugins/hello".as_ref(), None)?; // ./hello-0.1.0.plg
+//! sign_package(&package.path, &keys.secret)?; // ./hello-0.1.0.plg.minisig
+//!
+//! let manager = PluginManager::new("deployed");
+//! let installed = Installer::new(&manager)
+//!     .trust(PublicKey::from_file(&keys.public)?)
+//!     .install_file(&package.path)?;
+//! manager.load_plugin(&installed.name)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
 
 mod archive;
