@@ -58,43 +58,130 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Whether [`read_capped`] follows a symbolic link at the path itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Links {
+    /// Read what the link points to (a file the user named).
+    Follow,
+    /// Refuse a link (a file inside a folder being packed).
+    Refuse,
+}
+
+/// Why [`read_capped`] read nothing.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// Opening or reading failed.
+    Io(std::io::Error),
+    /// The path is not a regular file but this kind of thing.
+    NotAFile(&'static str),
+    /// The file holds more than the cap, in bytes.
+    TooLarge(u64),
+}
+
+impl From<ReadError> for std::io::Error {
+    fn from(err: ReadError) -> Self {
+        use std::io::{Error, ErrorKind};
+        match err {
+            ReadError::Io(err) => err,
+            ReadError::NotAFile(kind) => Error::new(
+                ErrorKind::InvalidInput,
+                format!("it is a {kind}, not a regular file"),
+            ),
+            ReadError::TooLarge(cap) => Error::new(
+                ErrorKind::FileTooLarge,
+                format!("it is larger than {cap} bytes, the most read of such a file"),
+            ),
+        }
+    }
+}
+
+/// The kind of a file that is not a regular file, for messages.
+pub(crate) fn kind_of(file_type: std::fs::FileType) -> &'static str {
+    if file_type.is_symlink() {
+        return "symbolic link";
+    }
+    if file_type.is_dir() {
+        return "folder";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "FIFO (named pipe)";
+        }
+        if file_type.is_socket() {
+            return "socket";
+        }
+        if file_type.is_char_device() {
+            return "character device";
+        }
+        if file_type.is_block_device() {
+            return "block device";
+        }
+    }
+    "special file"
+}
+
 /// Reads the regular file `path`, of at most `cap` bytes. The file is opened without
-/// blocking (a FIFO would otherwise wait for a writer) and its type is checked on the opened
-/// file; the read stops one byte past the cap, whatever the file claims.
+/// blocking (a FIFO would otherwise wait for a writer) and, with [`Links::Refuse`], not
+/// through a link; its type is checked on the opened file; the read stops one byte past the
+/// cap, whatever the file claims.
+pub(crate) fn read_capped(path: &Path, cap: u64, links: Links) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    if links == Links::Refuse {
+        let meta = path.symlink_metadata().map_err(ReadError::Io)?;
+        if !meta.is_file() {
+            return Err(ReadError::NotAFile(kind_of(meta.file_type())));
+        }
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        let nofollow = match links {
+            Links::Follow => 0,
+            Links::Refuse => libc::O_NOFOLLOW,
+        };
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK | nofollow);
+    }
+    let file = options.open(path).map_err(ReadError::Io)?;
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotAFile(kind_of(meta.file_type())));
+    }
+    if meta.len() > cap {
+        return Err(ReadError::TooLarge(cap));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > cap {
+        return Err(ReadError::TooLarge(cap));
+    }
+    Ok(bytes)
+}
+
+/// [`read_capped`] of a file the user named, with the crate's errors.
 pub(crate) fn read_regular_file(
     path: &Path,
     cap: u64,
     what: &'static str,
 ) -> Result<Vec<u8>, crate::Error> {
-    use std::io::Read;
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path).map_err(crate::Error::io("open", path))?;
-    let meta = file
-        .metadata()
-        .map_err(crate::Error::io("read the metadata of", path))?;
-    let too_large = || crate::Error::TooLarge {
-        what,
-        path: path.to_path_buf(),
-        limit: cap,
-    };
-    if !meta.is_file() {
-        return Err(crate::Error::NotAFile {
+    read_capped(path, cap, Links::Follow).map_err(|err| match err {
+        ReadError::Io(source) => crate::Error::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        },
+        ReadError::NotAFile(_) => crate::Error::NotAFile {
             what,
             path: path.to_path_buf(),
-        });
-    }
-    if meta.len() > cap {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(cap.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(crate::Error::io("read", path))?;
-    if bytes.len() as u64 > cap {
-        return Err(too_large());
-    }
-    Ok(bytes)
+        },
+        ReadError::TooLarge(_) => crate::Error::TooLarge {
+            what,
+            path: path.to_path_buf(),
+            limit: cap,
+        },
+    })
 }

@@ -6,8 +6,7 @@
 //! `plugin-package name=NAME version=VERSION`; minisign's global signature covers it, so a
 //! valid signature binds the plugin's name and version as well as the package's bytes.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 #[cfg(feature = "sign")]
@@ -229,7 +228,8 @@ impl PublicKey {
         })
     }
 
-    /// The key ID, as minisign prints it (16 uppercase hex digits).
+    /// The key ID as minisign prints it in its messages and public key comments: the
+    /// little-endian `u64` in uppercase hex, without leading zeros.
     pub fn key_id(&self) -> &str {
         &self.key_id
     }
@@ -443,7 +443,7 @@ fn parse_signature(text: &str) -> Result<(minisign_verify::Signature, String), S
 fn key_id_of(bytes: &[u8]) -> String {
     let mut id = [0u8; 8];
     id.copy_from_slice(&bytes[..8]);
-    format!("{:016X}", u64::from_le_bytes(id))
+    format!("{:X}", u64::from_le_bytes(id))
 }
 
 /// The decoded size of a minisign secret key.
@@ -483,42 +483,9 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Reads the regular file `path` (symlinks followed), refusing anything else and anything
-/// longer than `cap` bytes; opening never waits (a FIFO put in its place does not hang).
+/// Reads a key or signature file the user named, capped at `cap` bytes.
 pub(crate) fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
-    let not_a_file = |meta: &std::fs::Metadata| {
-        let kind = if meta.is_dir() {
-            "a directory"
-        } else {
-            "a device, FIFO or socket"
-        };
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("it is {kind}, not a regular file"),
-        )
-    };
-    let meta = std::fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(not_a_file(&meta));
-    }
-    let mut options = File::options();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(not_a_file(&meta));
-    }
-    let mut bytes = Vec::with_capacity(meta.len().min(cap) as usize);
-    file.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > cap {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("it is larger than {cap} bytes, the most read of such a file"),
-        ));
-    }
-    Ok(bytes)
+    crate::format::read_capped(path, cap, crate::format::Links::Follow).map_err(io::Error::from)
 }
 
 #[cfg(test)]

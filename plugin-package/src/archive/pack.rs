@@ -1,8 +1,8 @@
 //! Packing a plugin folder: the host's own checks, then a deterministic archive written
 //! through a temporary file.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 use flate2::write::GzEncoder;
@@ -12,6 +12,7 @@ use plugin_host::{Manifest, PluginManager};
 use sha2::{Digest, Sha256};
 
 use super::{verify, ArchiveError, Packed, MANIFEST_ENTRY, OPTIONAL_FILES};
+use crate::format::{read_capped, Links, ReadError};
 use crate::{package_file_name, Error, Limits};
 
 /// The host's cap on a library's size (512 MiB): a larger one could not have been checked.
@@ -199,68 +200,21 @@ fn not_a_link(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// What a file that is not a regular file is, for messages.
-fn kind_of(file_type: std::fs::FileType) -> &'static str {
-    if file_type.is_symlink() {
-        return "symbolic link";
-    }
-    if file_type.is_dir() {
-        return "folder";
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if file_type.is_fifo() {
-            return "FIFO (named pipe)";
-        }
-        if file_type.is_socket() {
-            return "socket";
-        }
-        if file_type.is_char_device() {
-            return "character device";
-        }
-        if file_type.is_block_device() {
-            return "block device";
-        }
-    }
-    "special file"
-}
-
-/// Reads `path`, which must be a regular file (not a link) of at most `cap` bytes.
+/// A file of the folder being packed: a regular file, not a link, of at most `cap` bytes.
 fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, Error> {
-    let refuse = |file_type| ArchiveError::NotARegularFile {
-        path: path.to_path_buf(),
-        kind: kind_of(file_type),
-    };
-    let meta = path.symlink_metadata().map_err(Error::io("read", path))?;
-    if !meta.is_file() {
-        return Err(refuse(meta.file_type()).into());
-    }
-    let mut options = OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Not through a link, and without blocking if a FIFO took the file's place.
-        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    }
-    let file = options.open(path).map_err(Error::io("open", path))?;
-    let meta = file.metadata().map_err(Error::io("read", path))?;
-    if !meta.is_file() {
-        return Err(refuse(meta.file_type()).into());
-    }
-    let mut bytes = Vec::new();
-    file.take(cap.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(Error::io("read", path))?;
-    if bytes.len() as u64 > cap {
-        return Err(ArchiveError::FileTooLarge {
+    read_capped(path, cap, Links::Refuse).map_err(|err| match err {
+        ReadError::Io(source) => Error::io("read", path)(source),
+        ReadError::NotAFile(kind) => ArchiveError::NotARegularFile {
+            path: path.to_path_buf(),
+            kind,
+        }
+        .into(),
+        ReadError::TooLarge(_) => ArchiveError::FileTooLarge {
             entry: path.display().to_string(),
             max: cap,
         }
-        .into());
-    }
-    Ok(bytes)
+        .into(),
+    })
 }
 
 /// The gzip-compressed tar archive of `items`, the same bytes for the same items.

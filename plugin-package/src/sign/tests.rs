@@ -77,3 +77,9 @@ fn key_id_is_the_little_endian_u64_in_upper_hex() {
         .expect("minisign's sample key");
     assert_eq!(key.key_id(), "E7620F1842B4E81F");
 }
+
+#[test]
+fn a_key_id_with_leading_zeros_is_printed_without_them_as_minisign_does() {
+    assert_eq!(super::key_id_of(&[0xAB, 0x01, 0, 0, 0, 0, 0, 0]), "1AB");
+    assert_eq!(super::key_id_of(&[0xFF; 8]), "FFFFFFFFFFFFFFFF");
+}

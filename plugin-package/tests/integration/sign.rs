@@ -269,7 +269,7 @@ fn public_keys_that_are_not_public_keys_are_refused() {
     let err = PublicKey::from_file(&pair.secret).expect_err("a secret key");
     assert!(err.to_string().contains("secret key"), "{err}");
     let err = PublicKey::from_file(dir.path()).expect_err("a directory");
-    assert!(err.to_string().contains("directory"), "{err}");
+    assert!(err.to_string().contains("folder"), "{err}");
     let big = dir.path().join("big.pub");
     std::fs::write(&big, "x".repeat(5000)).expect("write");
     let err = PublicKey::from_file(&big).expect_err("too large");
