@@ -16,7 +16,7 @@ use super::{ArchiveError, Extracted, MANIFEST_ENTRY, RATIO_FLOOR};
 use crate::Limits;
 
 /// Extracts the package `package` (the bytes of a `.plg` file) into the existing empty
-/// folder `into`, checking every entry as the [module docs](self) describe.
+/// folder `into`, checking every entry as `docs/packages.md` describes.
 ///
 /// On success `into` holds `plugin.json`, the library and any README/LICENSE files, and
 /// nothing else. On error, everything written into `into` has been removed again, and

@@ -36,7 +36,7 @@ struct Item {
 /// The folder is first checked as the host checks a plugin before loading it (manifest,
 /// library, format and identity; no code of the plugin runs), with permission checks off;
 /// the plugin's name is the one in its `plugin.json`, whatever the folder is called. Then
-/// `plugin.json`, the library and any README/LICENSE files (see the [module docs](self))
+/// `plugin.json`, the library and any README/LICENSE files (the layout in `docs/packages.md`)
 /// are packed, the same bytes every time, and the package is checked as installation would
 /// check it. It is written to a temporary file beside `out` and renamed into place, so a
 /// package file is never half written.
