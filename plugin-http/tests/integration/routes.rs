@@ -227,6 +227,16 @@ fn a_body_over_the_limit_is_413() {
     let big = format!("{{\"a\": \"{}\"}}", "x".repeat(100));
     let reply = post(&server, "/api/plugin/samples", "application/json", &big);
     assert_eq!(reply.status, 413, "{}", reply.body);
+    // Sent chunked, without a length: the limit is found while reading.
+    let mut reader = std::io::Cursor::new(big.into_bytes());
+    let reply = Reply::read(
+        agent()
+            .post(server.url("/api/plugin/samples"))
+            .header("content-type", "application/json")
+            .send(ureq::SendBody::from_reader(&mut reader)),
+    );
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    assert_eq!(reply.error_kind(), "payload_too_large");
     let small = post(
         &server,
         "/api/plugin/samples",
