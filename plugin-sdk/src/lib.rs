@@ -43,6 +43,7 @@
 
 mod context;
 mod error;
+pub mod http;
 
 pub use context::Context;
 pub use error::IntoPluginError;
