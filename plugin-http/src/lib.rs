@@ -34,7 +34,7 @@ pub fn router(manager: Arc<PluginManager>, options: HttpOptions) -> Router {
     let state = state::AppState::new(manager, options);
     Router::new()
         .route("/metrics", get(metrics::handler))
-        .nest(API_PREFIX, api::router())
+        .nest(API_PREFIX, api::router(state.clone()))
         .merge(page::router())
         .fallback(routes::dispatch)
         .layer(DefaultBodyLimit::max(body_limit))
