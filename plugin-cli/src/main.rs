@@ -14,6 +14,7 @@
 //! plugctl [--dir DIR] install FILE|URL [--key PUB]... [--sha256 HEX] [--allow-unsigned] [--force]
 //! plugctl [--dir DIR] build GIT_URL|PATH [--rev REV] [--cache-dir DIR] [--force]
 //! plugctl new NAME [--path DIR] [--sdk PATH]
+//! plugctl [--dir DIR] serve [--addr 127.0.0.1:8080] [--token-file F] [--watch] [--timeout D]
 //! plugctl completions SHELL
 //! ```
 //!
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 mod inspect;
 mod package;
+mod serve;
 mod values;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -151,6 +153,9 @@ enum Command {
     },
     #[command(flatten)]
     Package(package::PackageCommand),
+    /// Serve the plugins over HTTP: their routes, the management API (/api/v1), /metrics
+    /// and a management page (/). The first line on stdout is the address.
+    Serve(serve::ServeArgs),
 }
 
 /// A failure: a one-line cause and a hint.
@@ -238,9 +243,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     let output = cli.output;
-    if let Command::Package(command) = cli.command {
-        return package::run(command, &cli.dir, cli.insecure_permissions, output);
-    }
+    let command = match cli.command {
+        Command::Package(command) => {
+            return package::run(command, &cli.dir, cli.insecure_permissions, output)
+        }
+        Command::Serve(args) => return serve::run(args, &cli.dir, cli.insecure_permissions),
+        command => command,
+    };
     let manager = PluginManager::builder(&cli.dir)
         .insecure_permissions(cli.insecure_permissions)
         .build();
@@ -251,8 +260,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         .into());
     }
-    match cli.command {
-        Command::Completions { .. } | Command::Package(_) => unreachable!("handled above"),
+    match command {
+        Command::Completions { .. } | Command::Package(_) | Command::Serve(_) => {
+            unreachable!("handled above")
+        }
         Command::List { load, json } => {
             let output = if json { Output::Json } else { output };
             if load {

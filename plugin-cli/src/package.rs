@@ -103,7 +103,7 @@ pub(crate) struct KeyArgs {
 
 impl KeyArgs {
     /// The keys given with --key, and those `plugctl trust` put in `dir`.
-    fn load(&self, dir: &Path) -> Result<TrustedKeys, Failure> {
+    pub(crate) fn load(&self, dir: &Path) -> Result<TrustedKeys, Failure> {
         let mut trusted = TrustedKeys::new();
         for path in &self.keys {
             trusted.add(PublicKey::from_file(path).map_err(package_failure)?);

@@ -5,7 +5,10 @@
 //! - `demo`: `build-samples`, then calls each sample through `plugctl` and prints the result.
 //! - `ci`: runs `.ci/run`, exactly what CI runs.
 //! - `bench`: runs the benchmarks and prints each target as a ratio against its baseline.
+//! - `bench-http`: requests per second through a plugin route against a native axum
+//!   handler, with `wrk` (also the last step of `bench`).
 
+mod bench_http;
 #[cfg(test)]
 mod tidy;
 
@@ -22,7 +25,8 @@ commands:
   build-samples [--release] [--out DIR]   build the sample plugins into DIR (default ./plugins)
   demo                                    build the samples and call each one through plugctl
   ci                                      run .ci/run (format, lint, tests, docs)
-  bench                                   run the benchmarks and print the ratios";
+  bench                                   run the benchmarks and print the ratios
+  bench-http                              HTTP throughput: a plugin route against native axum (wrk)";
 
 fn main() {
     if let Err(err) = run(std::env::args().skip(1).collect()) {
@@ -59,6 +63,7 @@ fn run(args: Vec<String>) -> Result<()> {
         "demo" => demo(),
         "ci" => ci(),
         "bench" => bench(rest),
+        "bench-http" => bench_http::bench_http(),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -333,7 +338,7 @@ fn bench(extra: &[String]) -> Result<()> {
         steady["failed"],
         verdict(during["failed"] == 0),
     );
-    Ok(())
+    bench_http::bench_http()
 }
 
 fn verdict(ok: bool) -> &'static str {

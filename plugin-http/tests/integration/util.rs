@@ -32,7 +32,11 @@ impl TestServer {
         }
         let manager = Arc::new(PluginManager::new(base.path()));
         let report = manager.load_plugins().unwrap();
-        assert!(report.all_loaded(), "{:?}", report.failed().collect::<Vec<_>>());
+        assert!(
+            report.all_loaded(),
+            "{:?}",
+            report.failed().collect::<Vec<_>>()
+        );
         Self::serve(base, manager, options)
     }
 
