@@ -131,6 +131,8 @@ pub(crate) struct PluginStats {
     pub(crate) upgrades: u64,
     /// Times the plugin was unloaded.
     pub(crate) unloads: u64,
+    /// Loads or upgrades of the plugin that failed.
+    pub(crate) load_failures: u64,
     /// Call durations.
     pub(crate) latency: LatencyStats,
 }
@@ -194,27 +196,18 @@ impl Metrics {
         self.with(plugin, |r| r.rejected.fetch_add(1, Ordering::Relaxed));
     }
 
-    /// A lifecycle event of the manager (loads, upgrades, ...).
+    /// A lifecycle event of the manager: loads, upgrades, unloads and failed loads count.
     pub(crate) fn event(&self, event: &Event) {
-        let counter = |r: &Record| {
-            match event {
-                Event::Loaded { .. } => Some(&r.loads),
-                Event::Upgraded { .. } => Some(&r.upgrades),
-                Event::Unloaded { .. } => Some(&r.unloads),
-                Event::Failed { .. } => Some(&r.load_failures),
-                _ => None,
-            }
-            .map(|c| c.fetch_add(1, Ordering::Relaxed))
+        let counter: fn(&Record) -> &AtomicU64 = match event {
+            Event::Loaded { .. } => |r| &r.loads,
+            Event::Upgraded { .. } => |r| &r.upgrades,
+            Event::Unloaded { .. } => |r| &r.unloads,
+            Event::Failed { .. } => |r| &r.load_failures,
+            _ => return,
         };
-        if matches!(
-            event,
-            Event::Loaded { .. }
-                | Event::Upgraded { .. }
-                | Event::Unloaded { .. }
-                | Event::Failed { .. }
-        ) {
-            self.with(event.plugin(), counter);
-        }
+        self.with(event.plugin(), |r| {
+            counter(r).fetch_add(1, Ordering::Relaxed)
+        });
     }
 
     /// What was recorded for `plugin`.
@@ -233,6 +226,7 @@ impl Metrics {
             loads: recorded.loads,
             upgrades: recorded.upgrades,
             unloads: recorded.unloads,
+            load_failures: recorded.load_failures,
             latency: recorded.latency_stats(),
             errors: recorded.errors,
         }
