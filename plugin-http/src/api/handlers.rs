@@ -91,22 +91,31 @@ pub(crate) async fn describe(
 ) -> Result<Json<PluginDetail>, ApiError> {
     let Path(name) = name.map_err(|r| rejected(r.status(), r.body_text()))?;
     let manager = state.manager.clone();
+    let metrics = serde_json::to_value(state.metrics.stats(&name)).ok();
     blocking("describing a plugin", move || {
         let disabled = manager.is_disabled(&name);
         let Some(status) = manager.list().into_iter().find(|s| s.name == name) else {
             let plain = !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\']);
             if plain && manager.base_dir().join(&name).is_dir() {
-                return Ok(Json(detail(PluginEntry::folder(&name, disabled), None)));
+                return Ok(Json(detail(
+                    PluginEntry::folder(&name, disabled),
+                    None,
+                    metrics,
+                )));
             }
             return Err(unknown_plugin(&manager, &name));
         };
         let entry = PluginEntry::of(&status, disabled);
-        Ok(Json(detail(entry, status.active.as_ref())))
+        Ok(Json(detail(entry, status.active.as_ref(), metrics)))
     })
     .await
 }
 
-fn detail(entry: PluginEntry, summary: Option<&plugin_host::PluginSummary>) -> PluginDetail {
+fn detail(
+    entry: PluginEntry,
+    summary: Option<&plugin_host::PluginSummary>,
+    metrics: Option<serde_json::Value>,
+) -> PluginDetail {
     // The summary's own serialization writes `loaded_at` as RFC 3339.
     let json = summary.and_then(|s| serde_json::to_value(s).ok());
     let field = |key: &str| json.as_ref().and_then(|j| j.get(key)).cloned();
@@ -129,7 +138,7 @@ fn detail(entry: PluginEntry, summary: Option<&plugin_host::PluginSummary>) -> P
             stuck_calls: entry.stuck_calls,
             retained_libraries: entry.retained_libraries,
         },
-        metrics: None,
+        metrics,
     }
 }
 

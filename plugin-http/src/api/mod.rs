@@ -32,7 +32,10 @@
 //! - **`PluginDetail`**: the fields of `PluginEntry` but the counters, plus `sdk_version`,
 //!   `loaded_at` (RFC 3339, UTC), `running_copy`, `dir`, `manifest` (the validated
 //!   `plugin.json`), `stats` (`{ calls_in_flight, stuck_calls, retained_libraries }`) and
-//!   `metrics` (`null` for now); the version fields are `null` for a plugin not active. 404
+//!   `metrics` (what this server counted of its calls: `calls`, `errors` by kind,
+//!   `panics`, `in_flight`, `stuck`, `rejected`, `loads`, `upgrades`, `unloads`,
+//!   `load_failures`, and `latency` with the mean, max, and p50 and p99 estimated from the
+//!   histogram's buckets); the version fields are `null` for a plugin not active. 404
 //!   for a name that is neither a plugin nor a folder.
 //! - **execute**: each of `values` is set in a new context (`ctx.set(key, value)`); `label`
 //!   is its routing label; its deadline is the server's request timeout, or `timeout_ms` if

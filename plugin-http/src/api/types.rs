@@ -141,7 +141,8 @@ pub(crate) struct PluginDetail {
     pub(crate) routes: Vec<RouteEntry>,
     /// Its counters.
     pub(crate) stats: PluginStats,
-    /// Per-plugin call metrics; `null` until the metrics module provides them.
+    /// What this server counted of the plugin's calls: calls, errors by kind, panics, in
+    /// flight, stuck, rejected, loads, upgrades, unloads, and latency (mean, max, p50, p99).
     pub(crate) metrics: Option<serde_json::Value>,
 }
 

@@ -82,3 +82,72 @@ fn metrics_show_states_and_follow_unloads_and_loads() {
     let upgrades = sample(&text, "plugin_upgrades_total{plugin=\"hello\"}");
     assert_eq!(upgrades, Some(1.0), "{text}");
 }
+
+#[test]
+fn calls_through_routes_and_the_api_move_the_counters() {
+    let server = TestServer::start(&["http-echo", "hello"], HttpOptions::new());
+    let client = agent();
+    for _ in 0..2 {
+        let response = client
+            .get(server.url("/api/plugin/sample/1"))
+            .call()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let failed = client
+        .get(server.url("/api/plugin/echo/error/invalid_input"))
+        .call()
+        .unwrap();
+    assert_eq!(failed.status(), 400);
+    let panicked = client
+        .get(server.url("/api/plugin/echo/error/panic"))
+        .call()
+        .unwrap();
+    assert_eq!(panicked.status(), 500);
+    let executed = client
+        .post(server.url("/api/v1/plugins/hello/execute"))
+        .header("Content-Type", "application/json")
+        .send(r#"{"values":{"sample":{"name":"x"}}}"#)
+        .unwrap();
+    assert_eq!(executed.status(), 200);
+
+    let text = scrape(&server);
+    let echo = |series: &str| sample(&text, &format!("{series}{{plugin=\"http-echo\"}}"));
+    assert_eq!(echo("plugin_calls_total"), Some(4.0), "{text}");
+    assert_eq!(echo("plugin_panics_total"), Some(1.0), "{text}");
+    assert_eq!(echo("plugin_calls_in_flight"), Some(0.0), "{text}");
+    assert_eq!(
+        echo("plugin_call_duration_seconds_count"),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "plugin_errors_total{plugin=\"http-echo\",kind=\"invalid_input\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "plugin_calls_total{plugin=\"hello\"}"),
+        Some(1.0),
+        "{text}"
+    );
+
+    // The API's description of the plugin carries the same counts.
+    let mut described = client
+        .get(server.url("/api/v1/plugins/http-echo"))
+        .call()
+        .unwrap();
+    let detail: serde_json::Value =
+        serde_json::from_str(&described.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(detail["metrics"]["calls"], 4, "{detail}");
+    assert_eq!(detail["metrics"]["errors"]["invalid_input"], 1, "{detail}");
+    assert!(
+        detail["metrics"]["latency"]["p99_seconds"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}

@@ -293,9 +293,9 @@ fn unload_button_unloads_the_plugin_and_the_page_shows_it() {
     tab.find_element(unload).unwrap().click().unwrap();
     wait_for(
         &tab,
-        "(c => !c || c.querySelector('.badge').dataset.state === 'unloaded')\
+        "(c => !c || c.querySelector('.badge').dataset.state === 'unloaded' || c.querySelector('.badge').dataset.state === 'discovered')\
          (document.querySelector('#plugins [data-plugin=\"counter\"]'))",
-        "counter's card to go or show it unloaded",
+        "counter's card to go or show it unloaded (or discovered: a folder no longer loaded)",
     );
     let state = server.manager.state("counter");
     assert!(
