@@ -41,3 +41,8 @@ pub fn router(manager: Arc<PluginManager>, options: HttpOptions) -> Router {
         .layer(RequestBodyLimitLayer::new(body_limit))
         .with_state(state)
 }
+
+/// docs/http.md's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/http.md")]
+struct HttpDoctests;
