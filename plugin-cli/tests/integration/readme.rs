@@ -157,3 +157,74 @@ fn readme_package_commands_run_as_written() {
         .join("plugin.json")
         .is_file());
 }
+
+/// README.md's HTTP commands, run as written from the repository's root: the samples are
+/// built into `plugins/`, `plugctl serve` serves them on the address README gives, and the
+/// route README names answers.
+#[cfg(unix)]
+#[test]
+fn readme_serve_commands_run_as_written() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = fenced_after(
+        &readme,
+        "## HTTP: serve the routes plugins declare",
+        "```sh",
+    );
+    let lines: Vec<&str> = block.lines().filter(|l| !l.trim().is_empty()).collect();
+    let [build, serve] = lines[..] else {
+        panic!("README's HTTP block has two commands: {block}");
+    };
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_plugctl")).parent().unwrap();
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    run_ok(
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", build])
+            .current_dir(&root)
+            .env("PATH", &path),
+    );
+    /// Stops the server however the test ends.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Server(
+        Command::new("bash")
+            .args(["-c", &format!("exec {serve}")])
+            .current_dir(&root)
+            .env("PATH", &path)
+            .env_remove("PLUGCTL_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = server.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(line.trim(), "listening on http://127.0.0.1:8080");
+    let url = "http://127.0.0.1:8080/api/plugin/sample/7";
+    assert!(
+        readme.contains(&format!("curl {url}")),
+        "README names {url}"
+    );
+    let mut response = ureq::get(url).call().unwrap();
+    let body = response.body_mut().read_to_string().unwrap();
+    assert_eq!(body, r#"{"id":"7","query":{}}"#);
+}
