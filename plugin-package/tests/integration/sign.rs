@@ -35,11 +35,11 @@ fn keygen_writes_a_private_secret_key_and_a_minisign_public_key() {
     let pair = keypair(dir.path(), "release");
     assert_eq!(pair.secret, dir.path().join("release.key"));
     assert_eq!(pair.public, dir.path().join("release.pub"));
-    assert_eq!(pair.key_id.len(), 16);
+    assert!((1..=16).contains(&pair.key_id.len()), "{}", pair.key_id);
     assert!(pair
         .key_id
         .chars()
-        .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()));
+        .all(|c| c.is_ascii_digit() || matches!(c, 'A'..='F')));
 
     let public = std::fs::read_to_string(&pair.public).expect("read the public key");
     let lines: Vec<&str> = public.lines().collect();
