@@ -9,7 +9,7 @@ use plugin_host::PluginManager;
 use plugin_http::HttpOptions;
 use serde_json::{json, Value};
 
-use crate::util::{agent, fixtures, TestServer};
+use crate::util::{agent, TestServer};
 
 /// A response, read whole.
 struct Reply {
@@ -59,25 +59,19 @@ fn post(server: &TestServer, path: &str, content_type: &str, body: &str) -> Repl
     )
 }
 
-/// Starts a server for `plugins`, after replacing the `plugin.json` of each plugin named in
-/// `manifests` with the JSON given.
-fn start_with(plugins: &[&str], manifests: &[(&str, Value)], options: HttpOptions) -> TestServer {
-    let base = tempfile::tempdir().unwrap();
-    for name in plugins {
-        fixtures().install(base.path(), name);
-    }
-    for (name, manifest) in manifests {
-        let path = base.path().join(name).join("plugin.json");
-        std::fs::write(path, serde_json::to_string_pretty(manifest).unwrap()).unwrap();
-    }
-    let manager = Arc::new(PluginManager::new(base.path()));
-    let report = manager.load_plugins().unwrap();
-    assert!(
-        report.all_loaded(),
-        "{:?}",
-        report.failed().collect::<Vec<_>>()
-    );
-    TestServer::serve(base, manager, options)
+/// `hostile` (with routes to its `poll` and `hang` modes) beside `http-echo`, with a 2 s
+/// deadline, a 1 s grace and at most 2 calls in flight per plugin: generous times, so a
+/// loaded machine answers the other requests well within them.
+fn slow_server() -> TestServer {
+    let options = HttpOptions::new()
+        .request_timeout(Duration::from_secs(2))
+        .grace(Duration::from_secs(1))
+        .max_in_flight(2);
+    TestServer::start_with(
+        &["hostile", "http-echo"],
+        &[("hostile", hostile_with_routes())],
+        options,
+    )
 }
 
 /// `hostile`'s identity, with routes to its `poll` and `hang` modes.
@@ -248,16 +242,7 @@ fn a_body_over_the_limit_is_413() {
 
 #[test]
 fn a_call_that_polls_cancellation_ends_at_the_deadline_while_others_answer() {
-    // Generous times, so a loaded machine answers the other requests well within them.
-    let options = HttpOptions::new()
-        .request_timeout(Duration::from_secs(2))
-        .grace(Duration::from_secs(1))
-        .max_in_flight(2);
-    let server = start_with(
-        &["hostile", "http-echo"],
-        &[("hostile", hostile_with_routes())],
-        options,
-    );
+    let server = slow_server();
     let url = server.url("/hostile/poll");
     let poll = std::thread::spawn(move || {
         let reply = Reply::read(agent().get(url).call());
@@ -288,16 +273,7 @@ fn a_call_that_polls_cancellation_ends_at_the_deadline_while_others_answer() {
 
 #[test]
 fn calls_that_ignore_cancellation_fill_their_plugins_cap_only() {
-    // Generous times, so a loaded machine answers the other requests well within them.
-    let options = HttpOptions::new()
-        .request_timeout(Duration::from_secs(2))
-        .grace(Duration::from_secs(1))
-        .max_in_flight(2);
-    let server = start_with(
-        &["hostile", "http-echo"],
-        &[("hostile", hostile_with_routes())],
-        options,
-    );
+    let server = slow_server();
     // `hang` returns only once its context holds `release` = true, which no request can
     // set, and unloading does not stop it: these two calls run until the process ends.
     for _ in 0..2 {
@@ -378,7 +354,7 @@ fn routes_on_the_servers_own_paths_are_not_served() {
         "source": { "mode": "local_so", "path": "label_router" },
         "http_services": { "driver": "axum", "routes": routes }
     });
-    let server = start_with(
+    let server = TestServer::start_with(
         &["label-router"],
         &[("label-router", manifest)],
         HttpOptions::new(),

@@ -26,9 +26,23 @@ pub(crate) struct TestServer {
 impl TestServer {
     /// Installs `plugins` from the fixtures, loads them, and serves them with `options`.
     pub(crate) fn start(plugins: &[&str], options: HttpOptions) -> TestServer {
+        Self::start_with(plugins, &[], options)
+    }
+
+    /// As [`start`](TestServer::start), after replacing the `plugin.json` of each plugin
+    /// named in `manifests` with the JSON given.
+    pub(crate) fn start_with(
+        plugins: &[&str],
+        manifests: &[(&str, serde_json::Value)],
+        options: HttpOptions,
+    ) -> TestServer {
         let base = tempfile::tempdir().unwrap();
         for name in plugins {
             fixtures().install(base.path(), name);
+        }
+        for (name, manifest) in manifests {
+            let path = base.path().join(name).join("plugin.json");
+            std::fs::write(path, serde_json::to_string_pretty(manifest).unwrap()).unwrap();
         }
         let manager = Arc::new(PluginManager::new(base.path()));
         let report = manager.load_plugins().unwrap();
