@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use headless_chrome::browser::tab::Tab;
 use headless_chrome::protocol::cdp::types::Event;
@@ -182,20 +182,32 @@ fn eval(tab: &Tab, expression: &str) -> serde_json::Value {
     result.value.unwrap_or(serde_json::Value::Null)
 }
 
-/// Waits (at most 20 s) until `expression` is true in the page.
+/// Waits (at most 15 s) until `expression` is true in the page: the page itself re-checks it
+/// on every change of its document, and gives up after 15 s.
 fn wait_for(tab: &Tab, expression: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if eval(tab, expression) == serde_json::Value::Bool(true) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what} ({expression}); the page shows: {}",
-            eval(tab, "document.querySelector('main').innerText")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let waiter = format!(
+        "new Promise(resolve => {{
+            const ok = () => {{ try {{ return !!({expression}); }} catch (e) {{ return false; }} }};
+            if (ok()) {{ resolve(true); return; }}
+            const seen = new MutationObserver(() => {{
+                if (ok()) {{ seen.disconnect(); resolve(true); }}
+            }});
+            seen.observe(document.documentElement,
+                {{ subtree: true, childList: true, attributes: true, characterData: true }});
+            setTimeout(() => {{ seen.disconnect(); resolve(ok()); }}, 15000);
+        }})"
+    );
+    let met = tab
+        .evaluate(&waiter, true)
+        .ok()
+        .and_then(|r| r.value)
+        .unwrap_or(serde_json::Value::Null);
+    assert_eq!(
+        met,
+        serde_json::Value::Bool(true),
+        "timed out waiting for {what} ({expression}); the page shows: {}",
+        eval(tab, "document.querySelector('main').innerText")
+    );
 }
 
 /// A screenshot of the whole page at `width`, to `target/screenshots/{name}.png`: the
