@@ -221,6 +221,9 @@ fn a_signature_for_another_plugin_or_version_is_refused() {
     let err = setup.installer().install_file(&package).unwrap_err();
     assert!(matches!(err, Error::SignedForAnother { .. }), "{err}");
     assert!(err.to_string().contains("0.4.0"), "{err}");
+    // The message names the package file it is about.
+    let path = package.display().to_string();
+    assert!(err.to_string().starts_with(&path), "{err}");
     assert_eq!(snapshot(setup.base.path()), before);
 }
 
