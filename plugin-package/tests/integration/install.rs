@@ -249,6 +249,23 @@ fn a_pinned_digest_or_an_explicit_opt_out_stands_in_for_a_signature() {
 }
 
 #[test]
+fn a_signature_is_not_required_to_verify_when_no_key_is_trusted_and_a_digest_is_pinned() {
+    let setup = Setup::new();
+    let package = setup.package("0.3.0", true);
+    let digest = plugin_host::sha256_file(&package).unwrap();
+    let installed = Installer::new(&setup.manager)
+        .sha256(&digest)
+        .install_file(&package)
+        .unwrap();
+    assert_eq!(installed.signed_by, None, "no key was trusted to check it");
+    let err = Installer::new(&setup.manager)
+        .force(true)
+        .install_file(&package)
+        .unwrap_err();
+    assert!(err.to_string().contains("no key is trusted"), "{err}");
+}
+
+#[test]
 fn an_older_version_over_a_newer_one_is_refused_unless_forced() {
     let setup = Setup::new();
     setup
@@ -358,6 +375,46 @@ mod from_a_url {
             server.requests(),
             ["/versioned-0.3.0.plg", "/versioned-0.3.0.plg.minisig"]
         );
+    }
+
+    #[test]
+    fn the_signature_download_has_its_own_cap_and_no_progress_bar() {
+        let setup = Setup::new();
+        let package = setup.package("0.3.0", true);
+        let bytes = std::fs::read(&package).unwrap();
+        let total = bytes.len() as u64;
+        let server = Server::start(vec![
+            ("/versioned-0.3.0.plg", Response::Bytes(bytes)),
+            (
+                "/versioned-0.3.0.plg.minisig",
+                Response::Bytes(vec![b'x'; 64 << 10]),
+            ),
+        ]);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let options = DownloadOptions {
+            progress: Some({
+                let seen = seen.clone();
+                std::sync::Arc::new(move |_done, total| seen.lock().unwrap().push(total))
+            }),
+            ..DownloadOptions::default()
+        };
+        let err = setup
+            .installer()
+            .download_options(options)
+            .install_url(&server.url("/versioned-0.3.0.plg"))
+            .unwrap_err();
+        // A 64 KiB "signature" is over the 4 KiB cap of signatures, not the package's.
+        assert!(
+            matches!(
+                err,
+                Error::Download(DownloadError::TooLarge { limit: 4096, .. })
+            ),
+            "{err}"
+        );
+        // The progress callback reports the package's download only.
+        let totals = seen.lock().unwrap().clone();
+        assert!(!totals.is_empty());
+        assert!(totals.iter().all(|t| *t == Some(total)), "{totals:?}");
     }
 
     #[test]
