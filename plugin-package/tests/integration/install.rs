@@ -384,12 +384,31 @@ mod from_a_url {
         let bytes = std::fs::read(&package).unwrap();
         let total = bytes.len() as u64;
         let server = Server::start(vec![
-            ("/versioned-0.3.0.plg", Response::Bytes(bytes)),
+            ("/big/versioned-0.3.0.plg", Response::Bytes(bytes.clone())),
             (
-                "/versioned-0.3.0.plg.minisig",
+                "/big/versioned-0.3.0.plg.minisig",
                 Response::Bytes(vec![b'x'; 64 << 10]),
             ),
+            ("/bad/versioned-0.3.0.plg", Response::Bytes(bytes)),
+            (
+                "/bad/versioned-0.3.0.plg.minisig",
+                Response::Bytes(vec![b'x'; 100]),
+            ),
         ]);
+        // A 64 KiB "signature" is over the 4 KiB cap of signatures, not the package's.
+        let err = setup
+            .installer()
+            .install_url(&server.url("/big/versioned-0.3.0.plg"))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Download(DownloadError::TooLarge { limit: 4096, .. })
+            ),
+            "{err}"
+        );
+
+        // The progress callback reports the package's download only, not the signature's.
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let options = DownloadOptions {
             progress: Some({
@@ -401,17 +420,9 @@ mod from_a_url {
         let err = setup
             .installer()
             .download_options(options)
-            .install_url(&server.url("/versioned-0.3.0.plg"))
+            .install_url(&server.url("/bad/versioned-0.3.0.plg"))
             .unwrap_err();
-        // A 64 KiB "signature" is over the 4 KiB cap of signatures, not the package's.
-        assert!(
-            matches!(
-                err,
-                Error::Download(DownloadError::TooLarge { limit: 4096, .. })
-            ),
-            "{err}"
-        );
-        // The progress callback reports the package's download only.
+        assert!(matches!(err, Error::Signature(_)), "{err}");
         let totals = seen.lock().unwrap().clone();
         assert!(!totals.is_empty());
         assert!(totals.iter().all(|t| *t == Some(total)), "{totals:?}");
