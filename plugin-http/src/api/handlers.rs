@@ -55,6 +55,24 @@ fn unknown_plugin(manager: &PluginManager, name: &str) -> ApiError {
     )
 }
 
+/// Lists the plugin routes served now, and the routes refused with their reasons.
+#[utoipa::path(
+    get, path = "/api/v1/routes", tag = "plugins",
+    responses(
+        (status = 200, description = "The route table", body = super::types::RouteTableResponse),
+        (status = 401, description = "Missing or wrong token", body = super::types::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn routes(
+    State(state): State<Arc<AppState>>,
+) -> Json<super::types::RouteTableResponse> {
+    Json(super::types::RouteTableResponse {
+        routes: state.routes.routes(),
+        refused: state.routes.refusals(),
+    })
+}
+
 /// Lists the plugins.
 #[utoipa::path(
     get, path = "/api/v1/plugins", tag = "plugins",

@@ -13,6 +13,7 @@
 //! |---|---|---|
 //! | `GET /api/v1/plugins` | — | 200 `{ "plugins": [PluginEntry] }` |
 //! | `GET /api/v1/plugins/{name}` | — | 200 `PluginDetail`; 404 |
+//! | `GET /api/v1/routes` | — | 200 `{ "routes": [{ "plugin", "method", "route", "pattern", "label" }], "refused": [{ "plugin", "method", "route", "reason" }] }` |
 //! | `POST /api/v1/plugins/{name}/execute` | `{ "values": {..}, "label"?, "timeout_ms"? }` | 200 `{ "values": {..} }` |
 //! | `POST /api/v1/plugins/{name}/load` | — | 200 `LifecycleResponse`; 409, 422 |
 //! | `POST /api/v1/plugins/{name}/unload` | — | 200 `LifecycleResponse` with `drain`; 404 |
@@ -82,6 +83,7 @@ use crate::state::AppState;
 pub(crate) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/plugins", get(handlers::list))
+        .route("/routes", get(handlers::routes))
         .route("/plugins/{name}", get(handlers::describe))
         .route("/plugins/{name}/execute", post(handlers::execute))
         .route("/plugins/{name}/load", post(handlers::load))

@@ -19,6 +19,7 @@ use super::{handlers, packages};
     ),
     paths(
         handlers::list,
+        handlers::routes,
         handlers::describe,
         handlers::execute,
         handlers::load,

@@ -261,3 +261,13 @@ pub(crate) struct ErrorDetail {
     /// What happened, for people.
     message: String,
 }
+
+/// `GET /api/v1/routes`: the plugin routes served now, and those refused.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RouteTableResponse {
+    /// The routes served, sorted by route then method.
+    pub(crate) routes: Vec<crate::routes::MountedRoute>,
+    /// The routes plugins declare that are not served, each with the reason (another plugin
+    /// holds it, it lies on the server's own paths, or its driver is not served).
+    pub(crate) refused: Vec<crate::routes::RouteRefusal>,
+}

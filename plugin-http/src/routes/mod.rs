@@ -20,7 +20,7 @@
 //!   the plugin whose name sorts first gets it. The other is refused.
 //!
 //! Every refused route is logged (`tracing` warning, once, naming the plugins and how to fix
-//! it) and listed with its reason by the management API.
+//! it) and listed with its reason by the management API (`GET /api/v1/routes`).
 //!
 //! # From request to context
 //!

@@ -19,7 +19,7 @@ pub(crate) const DRIVERS: [&str; 2] = ["axum", "beego"];
 pub(crate) const RESERVED_PREFIXES: [&str; 3] = [crate::API_PREFIX, "/metrics", "/assets"];
 
 /// A plugin route being served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub(crate) struct MountedRoute {
     /// The plugin serving it.
     pub(crate) plugin: String,
@@ -34,7 +34,7 @@ pub(crate) struct MountedRoute {
 }
 
 /// A route a plugin declares that is not served, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub(crate) struct RouteRefusal {
     /// The plugin declaring it.
     pub(crate) plugin: String,
@@ -120,13 +120,11 @@ impl RouteTable {
     }
 
     /// The routes served now, sorted by route then method.
-    #[allow(dead_code, reason = "read by the management API and page")]
     pub(crate) fn routes(&self) -> Vec<MountedRoute> {
         self.current.load().mounted.clone()
     }
 
     /// The declared routes not served now, and why.
-    #[allow(dead_code, reason = "read by the management API and page")]
     pub(crate) fn refusals(&self) -> Vec<RouteRefusal> {
         self.current.load().refusals.clone()
     }

@@ -308,6 +308,28 @@ fn a_contested_route_goes_to_one_plugin_by_a_fixed_rule() {
     let server = TestServer::start(&["http-echo", "label-router"], HttpOptions::new());
     // Both new: the name that sorts first wins.
     assert_eq!(get(&server, "/api/plugin/sample/7").status, 200);
+    // The API lists who serves the route, and the refusal with its reason.
+    let table = get(&server, "/api/v1/routes").json();
+    let owner = |route: &str| {
+        table["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["route"] == route && r["method"] == "GET")
+            .map(|r| r["plugin"].clone())
+    };
+    assert_eq!(
+        owner("/api/plugin/sample/:id"),
+        Some(json!("http-echo")),
+        "{table}"
+    );
+    let refused = table["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 2, "{table}");
+    assert!(
+        refused.iter().all(|r| r["plugin"] == "label-router"
+            && r["reason"].as_str().unwrap().contains("http-echo")),
+        "{table}"
+    );
     let reply = post(
         &server,
         "/api/plugin/samples",
