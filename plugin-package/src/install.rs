@@ -348,21 +348,13 @@ impl<'m> Installer<'m> {
     pub fn install_built(&self, built: Built) -> Result<Installed, Error> {
         let previous = self.check_version(&built.name, &built.version)?;
         let staging = self.staging()?;
-        let dir = staging.path().join(&built.name);
+        let name = built.name.clone();
+        let dir = staging.path().join(&name);
         std::fs::rename(&built.dir, &dir).map_err(Error::io("stage the built plugin", &dir))?;
         drop(built);
-        let mut installed = self.move_in_named(&dir, staging)?;
+        let mut installed = self.move_in(&name, &dir, staging)?;
         installed.previous = previous;
         Ok(installed)
-    }
-
-    fn move_in_named(&self, dir: &Path, staging: tempfile::TempDir) -> Result<Installed, Error> {
-        let name = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        self.move_in(&name, dir, staging)
     }
 
     fn staging(&self) -> Result<tempfile::TempDir, Error> {

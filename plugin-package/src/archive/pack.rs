@@ -9,10 +9,9 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use plugin_host::manifest::{ManifestError, MAX_MANIFEST_BYTES};
 use plugin_host::{Manifest, PluginManager};
-use sha2::{Digest, Sha256};
 
 use super::{verify, ArchiveError, Packed, MANIFEST_ENTRY, OPTIONAL_FILES};
-use crate::format::{read_capped, Links, ReadError};
+use crate::format::{read_capped, sha256_hex, Links, ReadError};
 use crate::{package_file_name, Error, Limits};
 
 /// The host's cap on a library's size (512 MiB): a larger one could not have been checked.
@@ -96,7 +95,7 @@ pub fn pack(dir: &Path, out: Option<&Path>) -> Result<Packed, Error> {
     }
     let library = library_path(&dir, &inspection.library)?;
     let library_bytes = read_regular(&inspection.library, MAX_LIBRARY_BYTES)?;
-    if hex(&Sha256::digest(&library_bytes)) != inspection.sha256 {
+    if sha256_hex(&library_bytes) != inspection.sha256 {
         return Err(ArchiveError::Changed {
             path: inspection.library,
         }
@@ -160,7 +159,7 @@ pub fn pack(dir: &Path, out: Option<&Path>) -> Result<Packed, Error> {
         path: out,
         name: manifest.name,
         version: manifest.version,
-        sha256: hex(&Sha256::digest(&package)),
+        sha256: sha256_hex(&package),
         bytes: package.len() as u64,
         entries: items.into_iter().map(|i| i.path).collect(),
         unpacked_bytes: checked.unpacked_bytes,
@@ -270,9 +269,4 @@ fn write_atomically(out: &Path, bytes: &[u8]) -> Result<(), Error> {
     temp.persist(out)
         .map_err(|err| Error::io("write", out)(err.error))?;
     Ok(())
-}
-
-/// Lowercase hex.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
