@@ -29,9 +29,12 @@ pub(crate) struct InFlight {
 
 impl InFlight {
     fn semaphore(&self, plugin: &str, max: usize) -> Arc<Semaphore> {
-        self.caps
-            .lock()
-            .entry(plugin.to_owned())
+        let mut caps = self.caps.lock();
+        // Look up before inserting: the name is copied once per plugin, not once per call.
+        if let Some(semaphore) = caps.get(plugin) {
+            return semaphore.clone();
+        }
+        caps.entry(plugin.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(max)))
             .clone()
     }
