@@ -137,6 +137,26 @@ impl Context {
         ctx
     }
 
+    /// Runs `f` on the values, under their lock (process isolation writes them into a call).
+    pub(crate) fn with_values<R>(&self, f: impl FnOnce(usize, &mut dyn Iterator<Item = (&str, &Value)>) -> R) -> R {
+        let values = self.inner.values.lock();
+        f(values.len(), &mut values.iter().map(|(k, v)| (k.as_str(), v)))
+    }
+
+    /// Replaces every value with those `fill` stores (an isolated call's result). Nothing
+    /// is changed if `fill` fails.
+    pub(crate) fn replace_values<E>(
+        &self,
+        fill: impl FnOnce(&mut dyn FnMut(String, Value)) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut fresh = HashMap::default();
+        fill(&mut |k, v| {
+            fresh.insert(k, v);
+        })?;
+        *self.inner.values.lock() = fresh;
+        Ok(())
+    }
+
     /// The same context with a routing label (the seed's `label`, e.g. an HTTP route's label).
     ///
     /// Values are copied; cancellation is shared with `self`.
@@ -340,6 +360,10 @@ impl HostContext for CallContext<'_> {
     fn log(&self, level: LogLevel, message: RStr<'_>) {
         let plugin = self.plugin;
         let message = message.as_str();
+        // In a worker process, records go to the host, which logs them as below.
+        if crate::isolate::forward_log(level, message) {
+            return;
+        }
         match level {
             LogLevel::Error => tracing::error!(target: "plugins", plugin, "{message}"),
             LogLevel::Warn => tracing::warn!(target: "plugins", plugin, "{message}"),

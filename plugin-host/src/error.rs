@@ -320,6 +320,52 @@ pub enum Error {
         plugin: String,
     },
 
+    /// A process-isolated plugin's worker ended (a crash, an exit, or killed) while a call
+    /// ran on it. The worker restarts unless the plugin is quarantined.
+    #[error(
+        "plugin `{plugin}`: its worker process {exit} during the call; it restarts unless it keeps crashing (see `plugctl info {plugin}`)"
+    )]
+    WorkerCrashed {
+        /// The plugin name.
+        plugin: String,
+        /// How the worker ended.
+        exit: crate::isolate::WorkerExit,
+    },
+
+    /// A process-isolated plugin's worker could not be started, or did not report ready.
+    #[error("plugin `{plugin}`: cannot start its worker process: {reason}")]
+    WorkerStart {
+        /// The plugin name.
+        plugin: String,
+        /// What failed, and how to fix it.
+        reason: String,
+    },
+
+    /// A process-isolated plugin crashed too often and is quarantined: it serves no calls
+    /// until it is reloaded or enabled again.
+    #[error(
+        "plugin `{plugin}` is quarantined: {reason}; fix it and reload it (`plugctl reload {plugin}`)"
+    )]
+    Quarantined {
+        /// The plugin name.
+        plugin: String,
+        /// Its crashes.
+        reason: String,
+    },
+
+    /// A call to a process-isolated plugin carries more context than its channel holds.
+    #[error(
+        "plugin `{plugin}`: the call's context is {size} bytes, over the {limit} bytes an isolated call may carry; store less in the context, or raise `ProcessOptions::max_message`"
+    )]
+    MessageTooLarge {
+        /// The plugin name.
+        plugin: String,
+        /// The encoded context's size.
+        size: usize,
+        /// The channel's limit.
+        limit: usize,
+    },
+
     /// The plugin was unloaded; handles to it no longer accept calls.
     #[error("plugin `{plugin}` has been unloaded; get a new handle after loading it again")]
     Unloaded {
@@ -465,6 +511,10 @@ impl Error {
             | Error::FolderOutsideBase { plugin, .. }
             | Error::NoOutput { plugin, .. }
             | Error::Unloaded { plugin }
+            | Error::WorkerCrashed { plugin, .. }
+            | Error::WorkerStart { plugin, .. }
+            | Error::Quarantined { plugin, .. }
+            | Error::MessageTooLarge { plugin, .. }
             | Error::CopyNotExecutable { plugin, .. } => Some(plugin),
         }
     }

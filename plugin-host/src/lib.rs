@@ -41,6 +41,7 @@ mod cancel;
 mod context;
 pub mod discover;
 mod error;
+pub mod isolate;
 mod library;
 mod load;
 mod manager;
@@ -51,6 +52,7 @@ pub mod watch;
 
 pub use context::{CancelHandle, Context};
 pub use error::Error;
+pub use isolate::{Isolation, ProcessOptions};
 pub use library::sha256_file;
 pub use manager::{
     Drain, Event, Inspection, ListenerId, LoadOutcome, LoadReport, PluginHandle, PluginManager,

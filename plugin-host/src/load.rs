@@ -27,12 +27,14 @@ mod copy;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use plugin_abi::abi_stable::library::{lib_header_from_raw_library, LibraryError, RawLibrary};
 use plugin_abi::identity::Identity;
 use plugin_abi::PluginModRef;
 
+use crate::isolate::{ProcessOptions, Supervisor, SupervisorHooks};
 use crate::library;
 use crate::manifest::{Manifest, SourceMode, MANIFEST_FILE};
 use crate::Error;
@@ -54,10 +56,18 @@ pub(crate) struct CheckConfig<'a> {
     pub(crate) folders: library::FolderPolicy,
 }
 
+/// Where a loaded plugin's code runs.
+pub(crate) enum Code {
+    /// Mapped into this process.
+    InProcess(PluginModRef),
+    /// In a supervised worker process.
+    Process(Arc<Supervisor>),
+}
+
 /// A library that passed every check and whose root module is ready to call.
 pub(crate) struct Loaded {
     pub(crate) manifest: Manifest,
-    pub(crate) module: PluginModRef,
+    pub(crate) code: Code,
     pub(crate) dir: PathBuf,
     pub(crate) library: PathBuf,
     pub(crate) copy: PrivateCopy,
@@ -180,7 +190,7 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig<'_>) -> Result<Lo
 
     Ok(Loaded {
         manifest,
-        module,
+        code: Code::InProcess(module),
         dir: dir.to_path_buf(),
         library,
         copy,
@@ -189,7 +199,75 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig<'_>) -> Result<Lo
     })
 }
 
-fn open_module(
+/// Runs checks 0 to 3 on the plugin folder `dir` named `name`, then starts a worker process
+/// that maps the checked bytes (from a sealed memory file) and runs checks 4 and 5 and
+/// `on_load` itself. Nothing of the plugin is mapped into this process.
+#[cfg(target_os = "linux")]
+pub(crate) fn load_isolated(
+    name: &str,
+    dir: &Path,
+    config: &CheckConfig<'_>,
+    options: ProcessOptions,
+    hooks: SupervisorHooks,
+) -> Result<Loaded, Error> {
+    let Checked {
+        manifest,
+        library,
+        bytes,
+        sdk_version,
+    } = check(name, dir, config)?;
+    let fd = copy::sealed(name, &manifest.version, &bytes)?;
+    drop(bytes);
+    let supervisor = Supervisor::start(name, &manifest.version, fd, options, hooks)?;
+    let shown = PathBuf::from(format!(
+        "memfd:plugin:{name}-{} (in its worker)",
+        manifest.version
+    ));
+    Ok(Loaded {
+        manifest,
+        code: Code::Process(supervisor),
+        dir: dir.to_path_buf(),
+        library,
+        copy: PrivateCopy::Memory { shown },
+        sdk_version,
+        loaded_at: SystemTime::now(),
+    })
+}
+
+/// Runs `module`'s `on_unload` (the form with a context if it has one).
+pub(crate) fn on_unload(name: &str, module: PluginModRef) -> Result<(), Error> {
+    use plugin_abi::abi_stable::sabi_trait::TD_Opaque;
+    use plugin_abi::abi_stable::sabi_types::RRef;
+    use plugin_abi::abi_stable::std_types::RResult;
+    use plugin_abi::HostContext_TO;
+
+    // A library built with the context form exports it in the appended field; an older one
+    // has only the plain form.
+    let result = if let Some(Some(on_unload)) = module.on_unload_with_context() {
+        let ctx = crate::Context::background();
+        let abort = crate::cancel::AbortToken::new();
+        let call = crate::context::CallContext {
+            ctx: &ctx,
+            plugin: name,
+            abort: &abort,
+        };
+        on_unload(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque))
+    } else if let Some(on_unload) = module.on_unload() {
+        on_unload()
+    } else {
+        return Ok(());
+    };
+    match result {
+        RResult::ROk(()) => Ok(()),
+        RResult::RErr(err) => Err(Error::OnUnload {
+            plugin: name.to_owned(),
+            kind: err.kind,
+            message: err.message.into_string(),
+        }),
+    }
+}
+
+pub(crate) fn open_module(
     name: &str,
     library: &Path,
     raw: &'static RawLibrary,
@@ -231,7 +309,7 @@ fn classify(name: &str, library: &Path, err: LibraryError) -> Error {
 }
 
 /// abi_stable's layout errors span many lines; keep the first few for a readable message.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)

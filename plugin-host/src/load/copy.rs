@@ -214,6 +214,9 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(target_os = "linux")]
+pub(crate) use memfd::sealed;
+
+#[cfg(target_os = "linux")]
 mod memfd {
     use std::ffi::CString;
     use std::fs::File;
@@ -293,6 +296,25 @@ mod memfd {
             }
             Err(err) => Err(classify(name, library, err)),
         }
+    }
+
+    /// A sealed memory file holding `bytes`, for a worker process to map (process isolation).
+    pub(crate) fn sealed(name: &str, version: &semver::Version, bytes: &[u8]) -> Result<OwnedFd, Error> {
+        let label = memfd_name(name, version);
+        let fd = match create(&label) {
+            Ok(Some(fd)) => fd,
+            Ok(None) => {
+                return Err(memfd_error(
+                    name,
+                    "create the memory file a worker maps",
+                    &label,
+                    std::io::Error::other("memory files are not available on this system"),
+                ))
+            }
+            Err(e) => return Err(memfd_error(name, "create the memory file a worker maps", &label, e)),
+        };
+        fill_and_seal(fd, bytes)
+            .map_err(|e| memfd_error(name, "write the memory file a worker maps", &label, e))
     }
 
     fn give_up(name: &str, why: &str) {

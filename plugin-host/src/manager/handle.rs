@@ -45,6 +45,7 @@ use super::fence;
 use super::status::{PluginState, PluginStatus, PluginSummary};
 use super::version::{CallGuard, LoadedVersion, ThreadStripe};
 use crate::context::CallContext;
+use crate::load::Code;
 use crate::{Context, Error};
 
 /// One plugin name in the registry. Handles point here, so a handle sees upgrades and
@@ -339,13 +340,17 @@ impl PluginHandle {
             return Err(self.not_active());
         };
         let version = call.version;
+        let module = match &version.loaded.code {
+            Code::InProcess(module) => module,
+            Code::Process(worker) => return worker.call(ctx, &version.abort),
+        };
         let call = CallContext {
             ctx,
             plugin: &self.slot.name,
             abort: &version.abort,
         };
         let raw = HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque);
-        match (version.loaded.module.execute())(raw) {
+        match (module.execute())(raw) {
             RResult::ROk(()) => Ok(()),
             RResult::RErr(err) => Err(Error::call(&self.slot.name, err)),
         }

@@ -10,6 +10,7 @@ use super::status::{Drain, Event, PluginState, ShutdownOutcome, UpgradeOptions, 
 use super::version::{drain, remove_copy, run_on_unload, LoadedVersion};
 use super::{Listeners, PluginManager};
 use crate::watch::{WatchOptions, WatchTarget, Watcher};
+use crate::load::Code;
 use crate::Error;
 
 /// Waits on a thread of its own for the last call on a stuck version, then runs its
@@ -99,6 +100,18 @@ impl PluginManager {
             old.abort.abort();
             if !drain(&old, Some(self.drain_timeout)) {
                 let calls = old.in_flight.total();
+                if let Code::Process(supervisor) = &old.loaded.code {
+                    // Its calls run in a process of their own: end it, and them with it.
+                    tracing::error!(
+                        plugin = %slot.name,
+                        calls,
+                        "calls ignore cancellation; killing the plugin's worker"
+                    );
+                    supervisor.kill();
+                    drain(&old, None);
+                    slot.prune_draining();
+                    return (Drain::Killed { calls }, Ok(()));
+                }
                 old.stuck.store(true, Ordering::Relaxed);
                 tracing::error!(
                     plugin = %slot.name,
@@ -314,9 +327,25 @@ impl PluginManager {
             name: name.to_owned(),
         });
         match self.load_dir(name, &dir) {
+            Err(Error::AlreadyLoaded { .. }) if self.is_quarantined(name) => {
+                // Enabling a quarantined plugin lifts the quarantine: a fresh load.
+                self.reload(name).map(|_| ())
+            }
             Err(Error::AlreadyLoaded { .. }) => Ok(()),
             other => other,
         }
+    }
+
+    /// Whether the active version of `name` runs in a worker that crashed too often.
+    fn is_quarantined(&self, name: &str) -> bool {
+        let Some(slot) = self.plugins.load().get(name).cloned() else {
+            return false;
+        };
+        let current = slot.current.load();
+        matches!(
+            current.as_ref().map(|v| &v.loaded.code),
+            Some(Code::Process(supervisor)) if supervisor.is_quarantined()
+        )
     }
 
     /// Whether plugin `name` is disabled in the state file.

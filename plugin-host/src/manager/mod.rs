@@ -27,7 +27,8 @@ use parking_lot::Mutex;
 
 use crate::discover::discover;
 use crate::library::FolderPolicy;
-use crate::load::{check, load, CheckConfig, Copies, LoadConfig};
+use crate::isolate::{Isolation, ProcessOptions, SupervisorHooks, WorkerExit};
+use crate::load::{check, load, load_isolated, CheckConfig, Copies, LoadConfig};
 use crate::state_file::StateFile;
 use crate::Error;
 
@@ -68,6 +69,7 @@ pub struct PluginManager {
     copy_dir: CopyDir,
     drain_timeout: Duration,
     folders: FolderPolicy,
+    isolation: IsolationPolicy,
     /// Read on every `get`; replaced whole (copy on write) by writers.
     plugins: ArcSwap<HashMap<String, Arc<Slot>>>,
     /// Serialises changes to the map of slots (a name added or removed); held briefly.
@@ -89,9 +91,50 @@ pub struct PluginManagerBuilder {
     copy_dir: Option<PathBuf>,
     drain_timeout: Duration,
     folders: FolderPolicy,
+    isolation: IsolationPolicy,
+}
+
+/// Which plugins run isolated, and how.
+#[derive(Debug, Clone, Default)]
+struct IsolationPolicy {
+    default: Isolation,
+    overrides: HashMap<String, Isolation>,
+    options: ProcessOptions,
+}
+
+impl IsolationPolicy {
+    fn of(&self, name: &str) -> Isolation {
+        self.overrides.get(name).copied().unwrap_or(self.default)
+    }
 }
 
 impl PluginManagerBuilder {
+    /// Where plugins run by default: [`Isolation::InProcess`] (the default) or
+    /// [`Isolation::Process`], each in a supervised worker process. A host that isolates
+    /// plugins calls [`isolate::init`](crate::isolate::init) first thing in `main` (see the
+    /// `isolate` module).
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation.default = isolation;
+        self
+    }
+
+    /// Where the plugin `name` runs, whatever the default.
+    pub fn isolation_for(mut self, name: impl Into<String>, isolation: Isolation) -> Self {
+        self.isolation.overrides.insert(name.into(), isolation);
+        self
+    }
+
+    /// Runs the plugin `name` in a worker process: `isolation_for(name, Isolation::Process)`.
+    pub fn isolate(self, name: impl Into<String>) -> Self {
+        self.isolation_for(name, Isolation::Process)
+    }
+
+    /// How process-isolated plugins are run and supervised.
+    pub fn process_options(mut self, options: ProcessOptions) -> Self {
+        self.isolation.options = options;
+        self
+    }
+
     /// The version of the host application, checked against each plugin's `requires.host`.
     /// Defaults to the version of `plugin-host`.
     pub fn host_version(mut self, version: semver::Version) -> Self {
@@ -152,6 +195,7 @@ impl PluginManagerBuilder {
             },
             drain_timeout: self.drain_timeout,
             folders: self.folders,
+            isolation: self.isolation,
             plugins: ArcSwap::from_pointee(HashMap::new()),
             registry: Mutex::new(()),
             listeners: Listeners::default(),
@@ -176,6 +220,7 @@ impl PluginManager {
             copy_dir: None,
             drain_timeout: Duration::from_secs(30),
             folders: FolderPolicy::default(),
+            isolation: IsolationPolicy::default(),
         }
     }
 
@@ -351,7 +396,7 @@ impl PluginManager {
         &self,
         name: &str,
         dir: &Path,
-        slot: &Slot,
+        slot: &Arc<Slot>,
     ) -> Result<Arc<LoadedVersion>, Error> {
         let fallback = || self.copy_dir_for(name);
         let config = LoadConfig {
@@ -365,7 +410,16 @@ impl PluginManager {
             // Counted as soon as the library is mapped, for good: also when its load fails.
             mapped: &slot.retained,
         };
-        let loaded = load(name, dir, &config)?;
+        let loaded = match self.isolation.of(name) {
+            Isolation::InProcess => load(name, dir, &config)?,
+            Isolation::Process => load_isolated(
+                name,
+                dir,
+                &config.check,
+                self.isolation.options.clone(),
+                self.supervisor_hooks(slot),
+            )?,
+        };
         let version = Arc::new(LoadedVersion {
             files: Mutex::new(FolderStamp::of(dir, &loaded.library_in_folder())),
             loaded,
@@ -378,6 +432,37 @@ impl PluginManager {
             return Err(err);
         }
         Ok(version)
+    }
+
+    /// What a worker's supervisor reports back: crashes become events, and a quarantine
+    /// turns the plugin's state to failed.
+    fn supervisor_hooks(&self, slot: &Arc<Slot>) -> SupervisorHooks {
+        let (listeners, name) = (self.listeners.clone(), slot.name.clone());
+        let crashed = move |exit: &WorkerExit, restart: Option<Duration>| {
+            listeners.emit(Event::WorkerCrashed {
+                name: name.clone(),
+                exit: exit.clone(),
+                restart_in_ms: restart.map(|d| d.as_millis() as u64),
+            });
+        };
+        let (listeners, slot) = (self.listeners.clone(), Arc::downgrade(slot));
+        let quarantined = move |reason: &str| {
+            let Some(slot) = slot.upgrade() else { return };
+            slot.status.lock().state = PluginState::Failed(format!("quarantined: {reason}"));
+            listeners.emit(Event::Quarantined {
+                name: slot.name.clone(),
+                reason: reason.to_owned(),
+            });
+        };
+        SupervisorHooks {
+            crashed: Box::new(crashed),
+            quarantined: Box::new(quarantined),
+        }
+    }
+
+    /// Where the plugin `name` runs under this manager's settings.
+    pub fn isolation_of(&self, name: &str) -> Isolation {
+        self.isolation.of(name)
     }
 
     fn check_config(&self, name: &str, dir: &Path) -> CheckConfig<'_> {

@@ -5,7 +5,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::load::Loaded;
+use crate::isolate::{Isolation, WorkerExit, WorkerStatus};
+use crate::load::{Code, Loaded};
 use crate::manifest::Manifest;
 use crate::Error;
 
@@ -63,12 +64,19 @@ pub enum Drain {
         /// How many calls still run.
         calls: usize,
     },
+    /// In process isolation: `calls` calls ignored cancellation, so the worker was killed;
+    /// they returned [`Error::WorkerCrashed`], nothing of the old version runs any more, and
+    /// its `on_unload` did not run.
+    Killed {
+        /// How many calls were ended.
+        calls: usize,
+    },
 }
 
 impl Drain {
-    /// Whether every call returned.
+    /// Whether no call of the old version runs any more.
     pub fn is_clean(&self) -> bool {
-        matches!(self, Drain::Clean)
+        matches!(self, Drain::Clean | Drain::Killed { .. })
     }
 }
 
@@ -126,6 +134,25 @@ pub enum Event {
         /// How many calls still run.
         calls: usize,
     },
+    /// A process-isolated plugin's worker ended unexpectedly; calls in flight on it failed
+    /// with [`Error::WorkerCrashed`].
+    WorkerCrashed {
+        /// The plugin.
+        name: String,
+        /// How the worker ended.
+        exit: WorkerExit,
+        /// When it restarts, in milliseconds from now; `None` when the plugin is
+        /// quarantined instead.
+        restart_in_ms: Option<u64>,
+    },
+    /// A process-isolated plugin crashed too often: it is quarantined (state failed) until
+    /// it is reloaded or enabled.
+    Quarantined {
+        /// The plugin.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The last stuck call of a retired version returned, and its `on_unload` ran.
     Drained {
         /// The plugin.
@@ -148,6 +175,8 @@ impl Event {
             | Event::Enabled { name }
             | Event::Disabled { name }
             | Event::Stuck { name, .. }
+            | Event::WorkerCrashed { name, .. }
+            | Event::Quarantined { name, .. }
             | Event::Drained { name, .. } => name,
         }
     }
@@ -228,12 +257,32 @@ pub struct PluginSummary {
     pub has_on_load: bool,
     /// Whether the plugin exports an `on_unload` hook.
     pub has_on_unload: bool,
+    /// Where it runs: in this process or in a worker process.
+    pub isolation: Isolation,
+    /// Its worker process, in process isolation.
+    pub worker: Option<WorkerStatus>,
     /// The full, validated `plugin.json`.
     pub manifest: Manifest,
 }
 
 impl PluginSummary {
     pub(super) fn of(loaded: &Loaded) -> Self {
+        let (hooks, isolation, worker) = match &loaded.code {
+            Code::InProcess(module) => (
+                (
+                    module.on_load().is_some(),
+                    module.on_unload().is_some()
+                        || matches!(module.on_unload_with_context(), Some(Some(_))),
+                ),
+                Isolation::InProcess,
+                None,
+            ),
+            Code::Process(supervisor) => (
+                supervisor.hooks_present(),
+                Isolation::Process,
+                Some(supervisor.status()),
+            ),
+        };
         PluginSummary {
             name: loaded.manifest.name.clone(),
             version: loaded.manifest.version.clone(),
@@ -242,9 +291,10 @@ impl PluginSummary {
             running_copy: loaded.copy.shown(),
             sdk_version: loaded.sdk_version.clone(),
             loaded_at: loaded.loaded_at,
-            has_on_load: loaded.module.on_load().is_some(),
-            has_on_unload: loaded.module.on_unload().is_some()
-                || matches!(loaded.module.on_unload_with_context(), Some(Some(_))),
+            has_on_load: hooks.0,
+            has_on_unload: hooks.1,
+            isolation,
+            worker,
             manifest: loaded.manifest.clone(),
         }
     }

@@ -12,7 +12,7 @@ use plugin_abi::HostContext_TO;
 use super::install::FolderStamp;
 use crate::cancel::AbortToken;
 use crate::context::CallContext;
-use crate::load::Loaded;
+use crate::load::{Code, Loaded};
 use crate::{Context, Error};
 
 /// One loaded library of a plugin, with what a call needs besides it.
@@ -165,7 +165,11 @@ pub(super) fn drain(version: &LoadedVersion, timeout: Option<Duration>) -> bool 
 }
 
 pub(super) fn run_on_load(name: &str, version: &LoadedVersion) -> Result<(), Error> {
-    let Some(on_load) = version.loaded.module.on_load() else {
+    // A worker ran `on_load` itself before it reported ready.
+    let Code::InProcess(module) = &version.loaded.code else {
+        return Ok(());
+    };
+    let Some(on_load) = module.on_load() else {
         return Ok(());
     };
     let ctx = Context::background();
@@ -184,30 +188,11 @@ pub(super) fn run_on_load(name: &str, version: &LoadedVersion) -> Result<(), Err
     }
 }
 
+/// Runs the version's `on_unload`: in this process, or in its worker, which then exits.
 pub(super) fn run_on_unload(name: &str, loaded: &Loaded) -> Result<(), Error> {
-    // A library built with the context form exports it in the appended field; an older one
-    // has only the plain form.
-    let result = if let Some(Some(on_unload)) = loaded.module.on_unload_with_context() {
-        let ctx = Context::background();
-        let abort = AbortToken::new();
-        let call = CallContext {
-            ctx: &ctx,
-            plugin: name,
-            abort: &abort,
-        };
-        on_unload(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque))
-    } else if let Some(on_unload) = loaded.module.on_unload() {
-        on_unload()
-    } else {
-        return Ok(());
-    };
-    match result {
-        RResult::ROk(()) => Ok(()),
-        RResult::RErr(err) => Err(Error::OnUnload {
-            plugin: name.to_owned(),
-            kind: err.kind,
-            message: err.message.into_string(),
-        }),
+    match &loaded.code {
+        Code::InProcess(module) => crate::load::on_unload(name, *module),
+        Code::Process(supervisor) => supervisor.stop(),
     }
 }
 

@@ -5,7 +5,10 @@
 //! - `spin`: ignores cancellation and never returns (only for a child process);
 //! - `poll`: runs until `ctx.is_cancelled()` turns true (it never waits, so only the
 //!   cancellation state it polls can stop it), then returns a `cancelled` error;
-//! - `abort`, `segfault`, `exit` (status 7), `stack_overflow`, `panic`: what they say.
+//! - `abort`, `segfault`, `exit` (status 7), `stack_overflow`, `panic`: what they say;
+//! - `leak`: allocates `leak_mb` MiB (default 256), writes every page, and keeps it;
+//! - `ok`: returns at once, recording `pid`, the process it runs in, and logging a line at
+//!   info level (`hostile says hello`).
 //!
 //! It records `started` = `true` in the context as soon as a call begins, so a test can wait
 //! for the call to be running instead of sleeping. A `hang` call that is released records
@@ -52,8 +55,20 @@ fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
             Ok(())
         }
         "panic" => panic!("hostile plugin panics on purpose"),
+        "leak" => {
+            let mb = ctx.get::<usize>("leak_mb")?.unwrap_or(256);
+            let block = vec![1u8; mb << 20];
+            ctx.set("leaked_mb", &(block.len() >> 20))?;
+            std::mem::forget(std::hint::black_box(block));
+            Ok(())
+        }
+        "ok" => {
+            ctx.set("pid", &std::process::id())?;
+            ctx.info("hostile says hello");
+            Ok(())
+        }
         other => Err(PluginError::invalid_input(format!(
-            "unknown label `{other}`: use hang, spin, abort, segfault, exit, stack_overflow or panic"
+            "unknown label `{other}`: use hang, poll, spin, abort, segfault, exit, stack_overflow, panic, leak or ok"
         ))),
     }
 }

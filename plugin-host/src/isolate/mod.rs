@@ -1,0 +1,212 @@
+//! Process isolation: a plugin run in a supervised worker process instead of the host's.
+//!
+//! The same plugin library runs either way; the host chooses per plugin
+//! ([`PluginManagerBuilder::isolation`](crate::PluginManagerBuilder::isolation),
+//! [`isolate`](crate::PluginManagerBuilder::isolate)). In process mode the host runs every
+//! check that needs no `dlopen` on the library's bytes, writes them into a sealed memory
+//! file, and starts a worker (this same executable, re-run: see [`init`]) that maps that
+//! file, runs abi_stable's checks and the plugin's `on_load`, and serves calls.
+//!
+//! - `shm`: the call channel, lanes in a shared memory file with a futex per lane;
+//! - `wire`: how a call's context and its result are written into a lane;
+//! - `control`: the socket beside it (start-up report, logs, cancellation, stop, and the
+//!   end of the peer);
+//! - `worker`: the worker process's side;
+//! - `supervisor`: the host's side: start, call, kill at the deadline, restart with
+//!   back-off, quarantine.
+//!
+//! See `docs/isolation.md` for what is and is not contained.
+
+mod control;
+mod shm;
+mod supervisor;
+mod wire;
+mod worker;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub(crate) use supervisor::{Supervisor, SupervisorHooks};
+pub use supervisor::{WorkerExit, WorkerStatus};
+
+/// The environment variable that marks a process as a plugin worker. Its value is the
+/// worker's start-up parameters; [`init`] reads it.
+pub const WORKER_ENV: &str = "PLUGIN_HOST_WORKER";
+
+/// Where a plugin runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Isolation {
+    /// In the host's process, as a function call: the fastest, and a crash or a call that
+    /// never returns takes the host (or one of its threads) with it.
+    #[default]
+    InProcess,
+    /// In a worker process of its own, supervised by the host: a crash fails the calls in
+    /// flight and restarts the worker, a call that ignores its deadline gets its worker
+    /// killed, and an unload returns the plugin's memory.
+    Process,
+}
+
+impl Isolation {
+    /// `in-process` or `process`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::InProcess => "in-process",
+            Isolation::Process => "process",
+        }
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Isolation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "in-process" => Ok(Isolation::InProcess),
+            "process" => Ok(Isolation::Process),
+            other => Err(format!(
+                "unknown isolation `{other}`: expected `in-process` or `process`"
+            )),
+        }
+    }
+}
+
+/// How process-isolated plugins are run and supervised.
+///
+/// ```
+/// use std::time::Duration;
+/// use plugin_host::isolate::ProcessOptions;
+///
+/// let options = ProcessOptions::default()
+///     .grace(Duration::from_millis(500))
+///     .memory_limit(Some(512 << 20));
+/// assert_eq!(options.max_crashes, 5);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ProcessOptions {
+    /// How long after its deadline a call may still return before its worker is killed.
+    /// Default 1 s.
+    pub grace: Duration,
+    /// Crashes within [`crash_window`](Self::crash_window) after which the plugin is
+    /// quarantined (state failed) instead of restarted. Default 5.
+    pub max_crashes: u32,
+    /// The window crashes are counted in. Default 60 s.
+    pub crash_window: Duration,
+    /// The wait before the first restart; it doubles with each crash in the window.
+    /// Default 50 ms.
+    pub backoff: Duration,
+    /// The longest wait before a restart. Default 5 s.
+    pub max_backoff: Duration,
+    /// How long a worker may take to start, map the library and run `on_load`. Default 10 s.
+    pub start_timeout: Duration,
+    /// The worker's address-space limit in bytes (`RLIMIT_AS`), if any. Default none.
+    pub memory_limit: Option<u64>,
+    /// Calls a worker serves at once; further calls wait for one to end. Default 8.
+    pub lanes: usize,
+    /// The largest encoded context (values and label) a call may carry in or out.
+    /// Default 1 MiB.
+    pub max_message: usize,
+    /// The executable to run as the worker. Default: this process's own executable
+    /// (`/proc/self/exe`), which must call [`init`] first thing in `main`.
+    pub program: Option<PathBuf>,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        ProcessOptions {
+            grace: Duration::from_secs(1),
+            max_crashes: 5,
+            crash_window: Duration::from_secs(60),
+            backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+            start_timeout: Duration::from_secs(10),
+            memory_limit: None,
+            lanes: 8,
+            max_message: 1 << 20,
+            program: None,
+        }
+    }
+}
+
+impl ProcessOptions {
+    /// Sets [`grace`](Self::grace).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Sets [`max_crashes`](Self::max_crashes) and [`crash_window`](Self::crash_window).
+    pub fn quarantine_after(mut self, crashes: u32, window: Duration) -> Self {
+        self.max_crashes = crashes.max(1);
+        self.crash_window = window;
+        self
+    }
+
+    /// Sets [`backoff`](Self::backoff) and [`max_backoff`](Self::max_backoff).
+    pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.backoff = first;
+        self.max_backoff = max.max(first);
+        self
+    }
+
+    /// Sets [`start_timeout`](Self::start_timeout).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// Sets [`memory_limit`](Self::memory_limit).
+    pub fn memory_limit(mut self, bytes: Option<u64>) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// Sets [`lanes`](Self::lanes) (at least 1).
+    pub fn lanes(mut self, lanes: usize) -> Self {
+        self.lanes = lanes.clamp(1, 1024);
+        self
+    }
+
+    /// Sets [`max_message`](Self::max_message) (at least 4 KiB).
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes.clamp(4096, 1 << 30);
+        self
+    }
+
+    /// Sets [`program`](Self::program).
+    pub fn program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.program = Some(program.into());
+        self
+    }
+}
+
+/// Serves as a plugin worker if this process was started as one, and never returns then;
+/// returns at once otherwise.
+///
+/// A host that isolates plugins calls this first thing in `main`: by default a worker is
+/// this same executable run again with [`WORKER_ENV`] set, so no second executable ships.
+///
+/// ```no_run
+/// fn main() {
+///     plugin_host::isolate::init();
+///     // ... the host application, which may isolate plugins ...
+/// }
+/// ```
+pub fn init() {
+    if let Some(params) = std::env::var_os(WORKER_ENV) {
+        worker::main(params)
+    }
+}
+
+/// In a worker, sends a plugin's log record to the host and returns true; false elsewhere.
+pub(crate) fn forward_log(level: plugin_abi::LogLevel, message: &str) -> bool {
+    worker::forward_log(level, message)
+}

@@ -1,0 +1,868 @@
+//! The host's side of a worker: start it, call it, kill it at a deadline, restart it after a
+//! crash with back-off, and quarantine a plugin that keeps crashing.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use parking_lot::{Condvar, Mutex};
+use plugin_abi::{ErrorKind, LogLevel};
+use serde::Serialize;
+
+use super::control::{self, LoadFailure, Message};
+use super::shm::{self, Shm, DEAD, IDLE, REQUEST, RESPONSE};
+use super::wire::{Reader, Writer};
+use super::worker::{CHANNEL_FD, LIBRARY_FD, SOCKET_FD};
+use super::{ProcessOptions, WORKER_ENV};
+use crate::cancel::AbortToken;
+use crate::{Context, Error};
+
+/// How long a caller spins for the answer before it sleeps on the futex.
+const CALL_SPIN: Duration = Duration::from_micros(20);
+/// How often a waiting caller looks at its context's cancellation and the worker's life.
+const POLL: Duration = Duration::from_millis(10);
+/// How long a worker that closed its socket gets to finish exiting before it is killed.
+const EXIT_WAIT: Duration = Duration::from_secs(1);
+
+/// How a worker process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WorkerExit {
+    /// It exited with this status.
+    Exited {
+        /// The exit status.
+        status: i32,
+    },
+    /// A signal ended it (a segfault, an abort, a stack overflow, ...).
+    Signaled {
+        /// The signal number.
+        signal: i32,
+    },
+    /// The host killed it: a call ignored its deadline and its grace period.
+    KilledStuck,
+}
+
+impl std::fmt::Display for WorkerExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkerExit::Exited { status } => write!(f, "exited with status {status}"),
+            WorkerExit::Signaled { signal } => {
+                let name = match *signal {
+                    libc::SIGSEGV => " (SIGSEGV)",
+                    libc::SIGABRT => " (SIGABRT)",
+                    libc::SIGKILL => " (SIGKILL)",
+                    libc::SIGBUS => " (SIGBUS)",
+                    libc::SIGILL => " (SIGILL)",
+                    libc::SIGFPE => " (SIGFPE)",
+                    libc::SIGTERM => " (SIGTERM)",
+                    libc::SIGTRAP => " (SIGTRAP)",
+                    _ => "",
+                };
+                write!(f, "was killed by signal {signal}{name}")
+            }
+            WorkerExit::KilledStuck => f.write_str(
+                "was killed by the host because a call ignored its deadline and grace period",
+            ),
+        }
+    }
+}
+
+/// A process-isolated plugin's worker, as [`PluginStatus`](crate::PluginStatus) shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct WorkerStatus {
+    /// The worker's process id, while one runs.
+    pub pid: Option<u32>,
+    /// Times the worker was restarted after it ended.
+    pub restarts: u32,
+    /// How the last worker ended, if one did.
+    pub last_exit: Option<WorkerExit>,
+    /// Why the plugin is quarantined, if it is.
+    pub quarantined: Option<String>,
+}
+
+/// What the supervisor tells the manager.
+pub(crate) struct SupervisorHooks {
+    /// A worker ended unexpectedly; it restarts after the given wait (`None`: quarantined).
+    pub(crate) crashed: Box<dyn Fn(&WorkerExit, Option<Duration>) + Send + Sync>,
+    /// The plugin crashed too often and is quarantined, for this reason.
+    pub(crate) quarantined: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+/// Supervises the worker of one loaded version of a plugin.
+pub(crate) struct Supervisor {
+    name: String,
+    version: String,
+    /// The sealed memory file holding the library's checked bytes; each worker maps it.
+    library: OwnedFd,
+    program: PathBuf,
+    options: ProcessOptions,
+    hooks: SupervisorHooks,
+    current: ArcSwapOption<Worker>,
+    state: Mutex<State>,
+    changed: Condvar,
+    has_on_load: AtomicBool,
+    has_on_unload: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    restarts: u32,
+    crashes: VecDeque<Instant>,
+    last_exit: Option<WorkerExit>,
+    quarantined: Option<String>,
+    stopping: bool,
+}
+
+/// One worker process and the host's ends of its channel and socket.
+struct Worker {
+    pid: u32,
+    pidfd: OwnedFd,
+    shm: Shm,
+    socket: UnixStream,
+    /// Serialises writes to the socket (cancellations and stop).
+    send: Mutex<()>,
+    free: Mutex<Vec<usize>>,
+    lane_freed: Condvar,
+    seq: AtomicU64,
+    /// Set once the process is reaped; `exit` says how it ended.
+    dead: AtomicBool,
+    exit: Mutex<Option<WorkerExit>>,
+    ended: Condvar,
+    /// Set when the host ends the worker on purpose (stop, or a stuck call).
+    ending: AtomicBool,
+    killed_stuck: AtomicBool,
+    stopped: Mutex<Option<Result<(), (ErrorKind, String)>>>,
+}
+
+thread_local! {
+    /// A buffer per calling thread for requests and responses: no allocation per call.
+    static BUFFERS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+impl Supervisor {
+    /// Starts the first worker for `name` `version` from the library bytes in `library` (a
+    /// sealed memory file); returns once it reported ready, or the reason it did not.
+    pub(crate) fn start(
+        name: &str,
+        version: &semver::Version,
+        library: OwnedFd,
+        options: ProcessOptions,
+        hooks: SupervisorHooks,
+    ) -> Result<Arc<Supervisor>, Error> {
+        let program = match &options.program {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(|e| Error::WorkerStart {
+                plugin: name.to_owned(),
+                reason: format!("cannot find this program's executable to run as the worker: {e}; set ProcessOptions::program"),
+            })?,
+        };
+        let sup = Arc::new(Supervisor {
+            name: name.to_owned(),
+            version: version.to_string(),
+            library,
+            program,
+            options,
+            hooks,
+            current: ArcSwapOption::empty(),
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            has_on_load: AtomicBool::new(false),
+            has_on_unload: AtomicBool::new(false),
+        });
+        let worker = sup.spawn()?;
+        sup.current.store(Some(worker));
+        Ok(sup)
+    }
+
+    /// Whether the plugin has an `on_load` / `on_unload` hook (as its worker reported).
+    pub(crate) fn hooks_present(&self) -> (bool, bool) {
+        (
+            self.has_on_load.load(Ordering::Relaxed),
+            self.has_on_unload.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The worker's status now.
+    pub(crate) fn status(&self) -> WorkerStatus {
+        let pid = self
+            .current
+            .load()
+            .as_ref()
+            .filter(|w| !w.dead.load(Ordering::Acquire))
+            .map(|w| w.pid);
+        let state = self.state.lock();
+        WorkerStatus {
+            pid,
+            restarts: state.restarts,
+            last_exit: state.last_exit.clone(),
+            quarantined: state.quarantined.clone(),
+        }
+    }
+
+    /// Whether the plugin is quarantined.
+    pub(crate) fn is_quarantined(&self) -> bool {
+        self.state.lock().quarantined.is_some()
+    }
+
+    fn start_error(&self, reason: String) -> Error {
+        Error::WorkerStart {
+            plugin: self.name.clone(),
+            reason,
+        }
+    }
+
+    /// Starts a worker and waits for its report.
+    fn spawn(self: &Arc<Self>) -> Result<Arc<Worker>, Error> {
+        let io = |what: &str| {
+            let what = what.to_owned();
+            move |e: std::io::Error| self.start_error(format!("{what}: {e}"))
+        };
+        let (shm, channel) = Shm::create(self.options.lanes, self.options.max_message)
+            .map_err(io("cannot make the call channel"))?;
+        let (socket, theirs) = UnixStream::pair().map_err(io("cannot make the socket"))?;
+        let mut command = Command::new(&self.program);
+        command
+            .env(
+                WORKER_ENV,
+                format!("v1 {} {} {}", std::process::id(), self.name, self.version),
+            )
+            .stdin(Stdio::null())
+            // Its own process group: a terminal's Ctrl-C reaches the host, which shuts
+            // workers down in order, not the workers directly.
+            .process_group(0);
+        let fds = [theirs.as_raw_fd(), channel.as_raw_fd(), self.library.as_raw_fd()];
+        let memory = self.options.memory_limit;
+        // SAFETY: the closure runs in the child between fork and exec, and makes only
+        // async-signal-safe calls (fcntl, dup2, prctl, setrlimit) on plain integers copied
+        // into it; it allocates nothing and takes no lock.
+        unsafe {
+            command.pre_exec(move || child_setup(fds, memory));
+        }
+        let mut child = command.spawn().map_err(|e| {
+            self.start_error(format!(
+                "cannot run {}: {e}; set ProcessOptions::program to an executable that calls plugin_host::isolate::init()",
+                self.program.display()
+            ))
+        })?;
+        drop(theirs);
+        drop(channel);
+        let pid = child.id();
+        let pidfd = match pidfd_open(pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(self.start_error(format!("cannot watch the worker: {e}")));
+            }
+        };
+        let worker = Arc::new(Worker {
+            pid,
+            pidfd,
+            free: Mutex::new((0..shm.lanes()).rev().collect()),
+            shm,
+            socket,
+            send: Mutex::new(()),
+            lane_freed: Condvar::new(),
+            seq: AtomicU64::new(1),
+            dead: AtomicBool::new(false),
+            exit: Mutex::new(None),
+            ended: Condvar::new(),
+            ending: AtomicBool::new(false),
+            killed_stuck: AtomicBool::new(false),
+            stopped: Mutex::new(None),
+        });
+
+        // The report: ready, or why not, within the start timeout.
+        let _ = worker.socket.set_read_timeout(Some(self.options.start_timeout));
+        let report = control::receive(&worker.socket);
+        let _ = worker.socket.set_read_timeout(None);
+        let (ready, failure) = match report {
+            Ok(Some(Message::Ready {
+                has_on_load,
+                has_on_unload,
+            })) => {
+                self.has_on_load.store(has_on_load, Ordering::Relaxed);
+                self.has_on_unload.store(has_on_unload, Ordering::Relaxed);
+                (true, None)
+            }
+            Ok(Some(Message::Failed { failure, message })) => {
+                (false, Some(self.load_error(failure, message)))
+            }
+            Ok(Some(other)) => (
+                false,
+                Some(self.start_error(format!("it sent {other:?} before its report"))),
+            ),
+            // It ended before it reported: the monitor tells how.
+            Ok(None) => (false, None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                (
+                    false,
+                    Some(self.start_error(format!(
+                        "it did not report ready within {} (ProcessOptions::start_timeout); is on_load slow, or does the program call plugin_host::isolate::init() first thing?",
+                        humantime::format_duration(self.options.start_timeout)
+                    ))),
+                )
+            }
+            Err(e) => (false, Some(self.start_error(format!("its report: {e}")))),
+        };
+        let sup = Arc::downgrade(self);
+        let monitored = worker.clone();
+        let name = self.name.clone();
+        std::thread::Builder::new()
+            .name(format!("worker-{}", self.name))
+            .spawn(move || monitor(sup, monitored, child, name, ready))
+            .map_err(io("cannot start the worker's monitor thread"))?;
+        if let Some(err) = failure {
+            worker.kill();
+            worker.wait_dead(None);
+            return Err(err);
+        }
+        if !ready {
+            worker.wait_dead(None);
+            let exit = worker.exit.lock().clone();
+            return Err(self.start_error(match exit {
+                Some(exit) => format!("it {exit} before it reported ready"),
+                None => "it closed its socket before it reported ready".to_owned(),
+            }));
+        }
+        Ok(worker)
+    }
+
+    fn load_error(&self, failure: LoadFailure, message: String) -> Error {
+        let plugin = self.name.clone();
+        let path = PathBuf::from(format!("memfd:plugin:{}-{}", self.name, self.version));
+        match failure {
+            LoadFailure::NotAPlugin | LoadFailure::Identity => Error::NotAPlugin {
+                plugin,
+                path,
+                reason: message,
+            },
+            LoadFailure::AbiMismatch => Error::AbiMismatch {
+                plugin,
+                path,
+                reason: message,
+            },
+            LoadFailure::OnLoad(kind) => Error::OnLoad {
+                plugin,
+                kind,
+                message,
+            },
+            LoadFailure::Setup => self.start_error(message),
+        }
+    }
+
+    /// A live worker, waiting for a restart in progress (until `until`).
+    fn live_worker(&self, until: Option<Instant>) -> Result<Arc<Worker>, Error> {
+        loop {
+            if let Some(w) = self.current.load_full() {
+                if !w.dead.load(Ordering::Acquire) && !w.ending.load(Ordering::Acquire) {
+                    return Ok(w);
+                }
+            }
+            let mut state = self.state.lock();
+            if let Some(reason) = &state.quarantined {
+                return Err(Error::Quarantined {
+                    plugin: self.name.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            if state.stopping {
+                return Err(Error::Unloaded {
+                    plugin: self.name.clone(),
+                });
+            }
+            if let Some(w) = self.current.load_full() {
+                if !w.dead.load(Ordering::Acquire) && !w.ending.load(Ordering::Acquire) {
+                    return Ok(w);
+                }
+            }
+            match until {
+                Some(until) => {
+                    if self.changed.wait_until(&mut state, until).timed_out() {
+                        return Err(Error::Call {
+                            plugin: self.name.clone(),
+                            kind: ErrorKind::DeadlineExceeded,
+                            message: "the deadline passed while its worker restarted".into(),
+                        });
+                    }
+                }
+                None => self.changed.wait(&mut state),
+            }
+        }
+    }
+
+    /// Runs one call in `ctx` on the worker.
+    pub(crate) fn call(&self, ctx: &Context, abort: &AbortToken) -> Result<(), Error> {
+        let deadline = ctx.deadline();
+        let worker = self.live_worker(deadline)?;
+        let Some(lane) = worker.take_lane(deadline) else {
+            return Err(self.lost(&worker));
+        };
+        let seq = worker.seq.fetch_add(1, Ordering::Relaxed);
+        BUFFERS.with_borrow_mut(|(request, response)| {
+            let mut writer = Writer::new(std::mem::take(request));
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            writer.head(
+                seq,
+                remaining,
+                ctx.is_cancelled() || abort.is_aborted(),
+                ctx.label(),
+            );
+            ctx.with_values(|count, values| writer.values(count, values));
+            *request = writer.buf;
+            if request.len() > worker.shm.capacity() {
+                worker.release(lane);
+                return Err(Error::MessageTooLarge {
+                    plugin: self.name.clone(),
+                    size: request.len(),
+                    limit: worker.shm.capacity(),
+                });
+            }
+            worker.shm.send(lane, request, REQUEST);
+            self.wait_answer(&worker, lane, seq, ctx, abort, deadline, response)
+        })
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one call's parts, passed once")]
+    fn wait_answer(
+        &self,
+        worker: &Arc<Worker>,
+        lane: usize,
+        seq: u64,
+        ctx: &Context,
+        abort: &AbortToken,
+        deadline: Option<Instant>,
+        response: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        let kill_at = deadline.map(|d| d + self.options.grace);
+        let mut cancel_sent = false;
+        let mut spin = CALL_SPIN;
+        loop {
+            let slice = Instant::now() + POLL;
+            let until = kill_at.map_or(slice, |k| k.min(slice));
+            match shm::wait_while(worker.shm.state(lane), REQUEST, spin, Some(until)) {
+                Some(RESPONSE) => {
+                    let read = worker.shm.read(lane, response);
+                    worker.shm.state(lane).store(IDLE, Ordering::Relaxed);
+                    worker.release(lane);
+                    return match read.and_then(|()| self.apply(ctx, response)) {
+                        Some(Ok(())) => Ok(()),
+                        Some(Err((kind, message))) => Err(Error::Call {
+                            plugin: self.name.clone(),
+                            kind,
+                            message,
+                        }),
+                        None => {
+                            // A worker that writes nonsense is not trusted with more calls.
+                            worker.kill();
+                            Err(self.start_error(
+                                "its worker sent a malformed answer and was killed".into(),
+                            ))
+                        }
+                    };
+                }
+                Some(DEAD) | Some(IDLE) => return Err(self.lost(worker)),
+                Some(_) => return Err(self.lost(worker)),
+                None => {}
+            }
+            spin = Duration::ZERO;
+            if worker.dead.load(Ordering::Acquire) {
+                return Err(self.lost(worker));
+            }
+            if !cancel_sent && (ctx.is_cancelled() || abort.is_aborted()) {
+                cancel_sent = true;
+                worker.send(&Message::Cancel {
+                    lane: lane as u32,
+                    seq,
+                });
+            }
+            if kill_at.is_some_and(|k| Instant::now() >= k) {
+                worker.killed_stuck.store(true, Ordering::Release);
+                worker.kill();
+                return Err(Error::Call {
+                    plugin: self.name.clone(),
+                    kind: ErrorKind::DeadlineExceeded,
+                    message: format!(
+                        "the call ignored its deadline and did not return within the {} grace period; its worker (pid {}) was killed and restarts",
+                        humantime::format_duration(self.options.grace),
+                        worker.pid
+                    ),
+                });
+            }
+        }
+    }
+
+    /// The values and result of a response, applied to `ctx`; `None` if malformed.
+    fn apply(&self, ctx: &Context, response: &[u8]) -> Option<Result<(), (ErrorKind, String)>> {
+        let mut reader = Reader::new(response);
+        let result = reader.result().ok()?;
+        ctx.replace_values(|put| reader.values(|k, v| put(k, v)))
+            .ok()?;
+        Some(result)
+    }
+
+    /// The error for a call whose worker ended under it.
+    fn lost(&self, worker: &Worker) -> Error {
+        // The monitor records how it ended as soon as it has reaped it.
+        let exit = worker.wait_dead(Some(EXIT_WAIT * 2));
+        if worker.killed_stuck.load(Ordering::Acquire) {
+            return Error::WorkerCrashed {
+                plugin: self.name.clone(),
+                exit: WorkerExit::KilledStuck,
+            };
+        }
+        match exit {
+            Some(exit) => Error::WorkerCrashed {
+                plugin: self.name.clone(),
+                exit,
+            },
+            None => self.start_error("its worker stopped answering".into()),
+        }
+    }
+
+    /// Stops the worker for good: `on_unload` runs in it, then it exits (killed if it takes
+    /// longer than the start timeout). Returns `on_unload`'s result.
+    pub(crate) fn stop(&self) -> Result<(), Error> {
+        {
+            let mut state = self.state.lock();
+            state.stopping = true;
+            self.changed.notify_all();
+        }
+        let Some(worker) = self.current.swap(None) else {
+            return Ok(());
+        };
+        worker.ending.store(true, Ordering::Release);
+        if worker.dead.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        worker.send(&Message::Stop);
+        if worker.wait_dead(Some(self.options.start_timeout)).is_none() {
+            worker.kill();
+            worker.wait_dead(None);
+        }
+        let stopped = worker.stopped.lock().take();
+        match stopped {
+            Some(Err((kind, message))) => Err(Error::OnUnload {
+                plugin: self.name.clone(),
+                kind,
+                message,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Kills the worker for good, without `on_unload`, and waits until it is reaped.
+    pub(crate) fn kill(&self) {
+        {
+            let mut state = self.state.lock();
+            state.stopping = true;
+            self.changed.notify_all();
+        }
+        if let Some(worker) = self.current.swap(None) {
+            worker.ending.store(true, Ordering::Release);
+            worker.kill();
+            worker.wait_dead(None);
+        }
+    }
+
+    /// Called by the monitor once `worker` has ended: restart it, or quarantine the plugin.
+    fn ended(self: &Arc<Self>, worker: &Arc<Worker>, exit: WorkerExit) {
+        let mut state = self.state.lock();
+        state.last_exit = Some(exit.clone());
+        if state.stopping || worker.ending.load(Ordering::Acquire) {
+            self.changed.notify_all();
+            return;
+        }
+        let mut next = self.count_crash(&mut state);
+        drop(state);
+        loop {
+            // Hooks run with no lock held: a listener may well ask for the status.
+            let delay = match next {
+                Ok(delay) => {
+                    (self.hooks.crashed)(&exit, Some(delay));
+                    delay
+                }
+                Err(reason) => {
+                    (self.hooks.crashed)(&exit, None);
+                    (self.hooks.quarantined)(&reason);
+                    return;
+                }
+            };
+            // Wait out the back-off, unless a stop comes first.
+            let give_up = Instant::now() + delay;
+            let mut state = self.state.lock();
+            while !state.stopping && !self.changed.wait_until(&mut state, give_up).timed_out() {}
+            if state.stopping {
+                return;
+            }
+            drop(state);
+            let started = self.spawn();
+            let mut state = self.state.lock();
+            match started {
+                Ok(fresh) => {
+                    if state.stopping {
+                        fresh.ending.store(true, Ordering::Release);
+                        fresh.kill();
+                        return;
+                    }
+                    state.restarts += 1;
+                    self.current.store(Some(fresh));
+                    self.changed.notify_all();
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(plugin = %self.name, "worker restart failed: {}", err.report());
+                    next = self.count_crash(&mut state);
+                }
+            }
+        }
+    }
+
+    /// Counts a crash: the back-off before the restart, or the reason for quarantine.
+    fn count_crash(&self, state: &mut State) -> Result<Duration, String> {
+        let now = Instant::now();
+        state.crashes.push_back(now);
+        while state
+            .crashes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.options.crash_window)
+        {
+            state.crashes.pop_front();
+        }
+        let crashes = state.crashes.len() as u32;
+        if crashes >= self.options.max_crashes {
+            let reason = format!(
+                "its worker ended {crashes} times within {} (last: it {})",
+                humantime::format_duration(self.options.crash_window),
+                state
+                    .last_exit
+                    .as_ref()
+                    .map_or("failed to start".into(), ToString::to_string)
+            );
+            state.quarantined = Some(reason.clone());
+            self.current.store(None);
+            self.changed.notify_all();
+            return Err(reason);
+        }
+        let doubling = 2u32.saturating_pow(crashes.saturating_sub(1));
+        Ok(self
+            .options
+            .backoff
+            .saturating_mul(doubling)
+            .min(self.options.max_backoff))
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.state.lock().stopping = true;
+        if let Some(worker) = self.current.swap(None) {
+            worker.ending.store(true, Ordering::Release);
+            worker.kill();
+        }
+    }
+}
+
+impl Worker {
+    /// A free lane, waiting for one (until `until`); `None` if the worker died or the time
+    /// passed.
+    fn take_lane(&self, until: Option<Instant>) -> Option<usize> {
+        let mut free = self.free.lock();
+        loop {
+            if self.dead.load(Ordering::Acquire) {
+                return None;
+            }
+            if let Some(lane) = free.pop() {
+                return Some(lane);
+            }
+            match until {
+                Some(until) => {
+                    if self.lane_freed.wait_until(&mut free, until).timed_out() {
+                        return None;
+                    }
+                }
+                None => {
+                    self.lane_freed.wait_for(&mut free, POLL);
+                }
+            }
+        }
+    }
+
+    fn release(&self, lane: usize) {
+        self.free.lock().push(lane);
+        self.lane_freed.notify_one();
+    }
+
+    fn send(&self, message: &Message) {
+        let _guard = self.send.lock();
+        let _ = control::send(&self.socket, message);
+    }
+
+    fn kill(&self) {
+        // SAFETY: pidfd_send_signal on our own pidfd; the kernel checks everything else. A
+        // pidfd names this very process even once reaped, so no other process is hit.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0u32,
+            );
+        }
+    }
+
+    /// Waits until the monitor reaped the worker (at most `timeout`); how it ended.
+    fn wait_dead(&self, timeout: Option<Duration>) -> Option<WorkerExit> {
+        let mut exit = self.exit.lock();
+        let give_up = timeout.map(|t| Instant::now() + t);
+        while !self.dead.load(Ordering::Acquire) {
+            match give_up {
+                Some(g) => {
+                    if self.ended.wait_until(&mut exit, g).timed_out() {
+                        return None;
+                    }
+                }
+                None => self.ended.wait(&mut exit),
+            }
+        }
+        exit.clone()
+    }
+}
+
+/// The worker's monitor thread: forwards its log records, notices its end, reaps it, fails
+/// the calls waiting on it, and has the supervisor restart it.
+fn monitor(sup: Weak<Supervisor>, worker: Arc<Worker>, mut child: Child, name: String, ready: bool) {
+    if ready {
+        loop {
+            match control::receive(&worker.socket) {
+                Ok(Some(Message::Log { level, message })) => log(&name, level, &message),
+                Ok(Some(Message::Stopped { on_unload })) => {
+                    *worker.stopped.lock() = Some(on_unload);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    // The socket closed: the worker is ending. Give it a moment, then make sure.
+    if !poll_exit(&worker.pidfd, EXIT_WAIT) {
+        worker.kill();
+    }
+    let status = child.wait();
+    let exit = if worker.killed_stuck.load(Ordering::Acquire) {
+        WorkerExit::KilledStuck
+    } else {
+        match status {
+            Ok(status) => match (status.code(), status.signal()) {
+                (Some(code), _) => WorkerExit::Exited { status: code },
+                (None, Some(signal)) => WorkerExit::Signaled { signal },
+                _ => WorkerExit::Exited { status: -1 },
+            },
+            Err(_) => WorkerExit::Exited { status: -1 },
+        }
+    };
+    {
+        let mut slot = worker.exit.lock();
+        *slot = Some(exit.clone());
+        worker.dead.store(true, Ordering::Release);
+        worker.ended.notify_all();
+    }
+    // Fail the calls waiting on it.
+    for lane in 0..worker.shm.lanes() {
+        if worker.shm.state(lane).load(Ordering::Acquire) == REQUEST {
+            worker.shm.set(lane, DEAD);
+        }
+    }
+    worker.lane_freed.notify_all();
+    if !worker.ending.load(Ordering::Acquire) {
+        tracing::warn!(plugin = %name, pid = worker.pid, "plugin worker {exit}");
+    }
+    if ready {
+        if let Some(sup) = sup.upgrade() {
+            sup.ended(&worker, exit);
+        }
+    }
+}
+
+fn log(plugin: &str, level: LogLevel, message: &str) {
+    match level {
+        LogLevel::Error => tracing::error!(target: "plugins", plugin, "{message}"),
+        LogLevel::Warn => tracing::warn!(target: "plugins", plugin, "{message}"),
+        LogLevel::Info => tracing::info!(target: "plugins", plugin, "{message}"),
+        LogLevel::Debug => tracing::debug!(target: "plugins", plugin, "{message}"),
+        LogLevel::Trace => tracing::trace!(target: "plugins", plugin, "{message}"),
+    }
+}
+
+/// Whether the process behind `pidfd` exits within `timeout`.
+fn poll_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
+    let mut fds = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd, for the call's duration.
+    unsafe { libc::poll(&mut fds, 1, ms) > 0 }
+}
+
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor the call just returned, owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// In the child, before exec: the descriptors on 3, 4, 5, no new privileges, the memory
+/// limit. Only async-signal-safe calls.
+fn child_setup(fds: [RawFd; 3], memory: Option<u64>) -> std::io::Result<()> {
+    let targets = [SOCKET_FD, CHANNEL_FD, LIBRARY_FD];
+    let mut high = [0; 3];
+    for (i, fd) in fds.iter().enumerate() {
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) duplicates an open descriptor above 9.
+        high[i] = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10) };
+        if high[i] < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    for (fd, target) in high.iter().zip(targets) {
+        // SAFETY: dup2 onto a fixed number; the copy it makes is not close-on-exec.
+        if unsafe { libc::dup2(*fd, target) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    // SAFETY: prctl with PR_SET_NO_NEW_PRIVS and constant arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if let Some(bytes) = memory {
+        let limit = libc::rlimit {
+            rlim_cur: bytes as libc::rlim_t,
+            rlim_max: bytes as libc::rlim_t,
+        };
+        // SAFETY: setrlimit with a valid struct, for this (child) process.
+        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! How a call and its result are written into a lane: a compact binary form of the
+//! context's values (little-endian lengths, a tag byte per value).
+//!
+//! A request is `seq: u64`, the time left before the deadline in nanoseconds
+//! (`u64::MAX`: none), whether the context is already cancelled, the label, then the values.
+//! A response is `0` (ok) or `1, kind, message`, then the values as the call left them.
+//! Decoding checks every length against what is left and refuses nesting deeper than
+//! [`MAX_DEPTH`]; the peer is trusted no further than that.
+
+use plugin_abi::abi_stable::std_types::{RString, RVec};
+use plugin_abi::{ErrorKind, MapEntry, Value};
+
+/// Nesting deeper than this is refused (a list in a list in ...).
+const MAX_DEPTH: usize = 128;
+
+/// A call's parameters besides its values.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct CallHead {
+    pub(super) seq: u64,
+    pub(super) remaining: Option<std::time::Duration>,
+    pub(super) cancelled: bool,
+    pub(super) label: Option<String>,
+}
+
+/// Why bytes could not be decoded.
+#[derive(Debug)]
+pub(super) struct Malformed;
+
+pub(super) struct Writer {
+    pub(super) buf: Vec<u8>,
+}
+
+impl Writer {
+    pub(super) fn new(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        Writer { buf }
+    }
+
+    pub(super) fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+
+    pub(super) fn u32(&mut self, v: usize) {
+        self.buf.extend_from_slice(&(v as u32).to_le_bytes());
+    }
+
+    pub(super) fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub(super) fn str(&mut self, s: &str) {
+        self.u32(s.len());
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+
+    pub(super) fn head(
+        &mut self,
+        seq: u64,
+        remaining: Option<std::time::Duration>,
+        cancelled: bool,
+        label: Option<&str>,
+    ) {
+        self.u64(seq);
+        self.u64(remaining.map_or(u64::MAX, |d| {
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)
+        }));
+        self.u8(cancelled as u8);
+        match label {
+            Some(label) => {
+                self.u8(1);
+                self.str(label);
+            }
+            None => self.u8(0),
+        }
+    }
+
+    pub(super) fn result(&mut self, result: &Result<(), (ErrorKind, String)>) {
+        match result {
+            Ok(()) => self.u8(0),
+            Err((kind, message)) => {
+                self.u8(1);
+                self.u8(kind_code(*kind));
+                self.str(message);
+            }
+        }
+    }
+
+    /// Writes `count` entries, then each `(key, value)`.
+    pub(super) fn values<'k, 'v>(
+        &mut self,
+        count: usize,
+        entries: impl Iterator<Item = (&'k str, &'v Value)>,
+    ) {
+        self.u32(count);
+        for (key, value) in entries {
+            self.str(key);
+            self.value(value);
+        }
+    }
+
+    fn value(&mut self, value: &Value) {
+        match value {
+            Value::Null => self.u8(0),
+            Value::Bool(b) => {
+                self.u8(1);
+                self.u8(*b as u8);
+            }
+            Value::Int(i) => {
+                self.u8(2);
+                self.u64(*i as u64);
+            }
+            Value::Float(f) => {
+                self.u8(3);
+                self.u64(f.to_bits());
+            }
+            Value::String(s) => {
+                self.u8(4);
+                self.str(s);
+            }
+            Value::Bytes(b) => {
+                self.u8(5);
+                self.u32(b.len());
+                self.buf.extend_from_slice(b);
+            }
+            Value::List(items) => {
+                self.u8(6);
+                self.u32(items.len());
+                for item in items.iter() {
+                    self.value(item);
+                }
+            }
+            Value::Map(entries) => {
+                self.u8(7);
+                self.u32(entries.len());
+                for entry in entries.iter() {
+                    self.str(&entry.key);
+                    self.value(&entry.value);
+                }
+            }
+        }
+    }
+}
+
+pub(super) struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
+        if n > self.buf.len() {
+            return Err(Malformed);
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    pub(super) fn u8(&mut self) -> Result<u8, Malformed> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub(super) fn u32(&mut self) -> Result<usize, Malformed> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize)
+    }
+
+    pub(super) fn u64(&mut self) -> Result<u64, Malformed> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    pub(super) fn str(&mut self) -> Result<&'a str, Malformed> {
+        let len = self.u32()?;
+        std::str::from_utf8(self.take(len)?).map_err(|_| Malformed)
+    }
+
+    pub(super) fn head(&mut self) -> Result<CallHead, Malformed> {
+        let seq = self.u64()?;
+        let remaining = match self.u64()? {
+            u64::MAX => None,
+            nanos => Some(std::time::Duration::from_nanos(nanos)),
+        };
+        let cancelled = self.u8()? != 0;
+        let label = match self.u8()? {
+            0 => None,
+            1 => Some(self.str()?.to_owned()),
+            _ => return Err(Malformed),
+        };
+        Ok(CallHead {
+            seq,
+            remaining,
+            cancelled,
+            label,
+        })
+    }
+
+    pub(super) fn result(&mut self) -> Result<Result<(), (ErrorKind, String)>, Malformed> {
+        match self.u8()? {
+            0 => Ok(Ok(())),
+            1 => {
+                let kind = kind_from(self.u8()?);
+                Ok(Err((kind, self.str()?.to_owned())))
+            }
+            _ => Err(Malformed),
+        }
+    }
+
+    /// Reads the values, handing each `(key, value)` to `each`.
+    pub(super) fn values(&mut self, mut each: impl FnMut(String, Value)) -> Result<(), Malformed> {
+        let count = self.u32()?;
+        for _ in 0..count {
+            let key = self.str()?.to_owned();
+            let value = self.value(0)?;
+            each(key, value);
+        }
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(Malformed)
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, Malformed> {
+        if depth > MAX_DEPTH {
+            return Err(Malformed);
+        }
+        Ok(match self.u8()? {
+            0 => Value::Null,
+            1 => Value::Bool(self.u8()? != 0),
+            2 => Value::Int(self.u64()? as i64),
+            3 => Value::Float(f64::from_bits(self.u64()?)),
+            4 => Value::String(RString::from(self.str()?)),
+            5 => {
+                let len = self.u32()?;
+                Value::Bytes(RVec::from(self.take(len)?))
+            }
+            6 => {
+                let len = self.u32()?;
+                // Each item takes at least one byte: a length beyond what is left is a lie.
+                if len > self.buf.len() {
+                    return Err(Malformed);
+                }
+                let mut items = RVec::with_capacity(len);
+                for _ in 0..len {
+                    items.push(self.value(depth + 1)?);
+                }
+                Value::List(items)
+            }
+            7 => {
+                let len = self.u32()?;
+                if len > self.buf.len() {
+                    return Err(Malformed);
+                }
+                let mut entries = RVec::with_capacity(len);
+                for _ in 0..len {
+                    let key = RString::from(self.str()?);
+                    let value = self.value(depth + 1)?;
+                    entries.push(MapEntry { key, value });
+                }
+                Value::Map(entries)
+            }
+            _ => return Err(Malformed),
+        })
+    }
+}
+
+pub(super) fn kind_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::InvalidInput => 0,
+        ErrorKind::NotFound => 1,
+        ErrorKind::Cancelled => 2,
+        ErrorKind::DeadlineExceeded => 3,
+        ErrorKind::Panicked => 4,
+        ErrorKind::Unsupported => 5,
+        _ => 6,
+    }
+}
+
+pub(super) fn kind_from(code: u8) -> ErrorKind {
+    match code {
+        0 => ErrorKind::InvalidInput,
+        1 => ErrorKind::NotFound,
+        2 => ErrorKind::Cancelled,
+        3 => ErrorKind::DeadlineExceeded,
+        4 => ErrorKind::Panicked,
+        5 => ErrorKind::Unsupported,
+        _ => ErrorKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn sample() -> Value {
+        Value::Map(RVec::from(vec![
+            MapEntry {
+                key: "a".into(),
+                value: Value::List(RVec::from(vec![
+                    Value::Null,
+                    Value::Bool(true),
+                    Value::Int(-7),
+                    Value::Float(1.5),
+                    Value::String("é".into()),
+                    Value::Bytes(RVec::from(vec![0u8, 255])),
+                ])),
+            },
+            MapEntry {
+                key: "b".into(),
+                value: Value::Map(RVec::new()),
+            },
+        ]))
+    }
+
+    #[test]
+    fn a_request_round_trips() {
+        let head = CallHead {
+            seq: 9,
+            remaining: Some(Duration::from_millis(1500)),
+            cancelled: true,
+            label: Some("plugin.get".into()),
+        };
+        let value = sample();
+        let mut w = Writer::new(Vec::new());
+        w.head(head.seq, head.remaining, head.cancelled, head.label.as_deref());
+        w.values(2, [("x", &value), ("y", &Value::Int(3))].into_iter());
+        let mut r = Reader::new(&w.buf);
+        assert_eq!(r.head().unwrap(), head);
+        let mut seen = Vec::new();
+        r.values(|k, v| seen.push((k, v))).unwrap();
+        assert_eq!(seen, vec![("x".into(), value), ("y".into(), Value::Int(3))]);
+    }
+
+    #[test]
+    fn a_response_round_trips_its_error() {
+        let mut w = Writer::new(Vec::new());
+        w.result(&Err((ErrorKind::Panicked, "boom".into())));
+        w.values(0, std::iter::empty());
+        let mut r = Reader::new(&w.buf);
+        assert_eq!(r.result().unwrap(), Err((ErrorKind::Panicked, "boom".into())));
+        r.values(|_, _| panic!("no values")).unwrap();
+    }
+
+    #[test]
+    fn truncated_lying_and_deep_input_is_refused() {
+        let mut w = Writer::new(Vec::new());
+        w.values(1, [("k", &sample())].into_iter());
+        for cut in 0..w.buf.len() {
+            assert!(Reader::new(&w.buf[..cut]).values(|_, _| ()).is_err(), "cut at {cut}");
+        }
+        // A list claiming four billion items in a few bytes.
+        let lie = [1, 0, 0, 0, 1, 0, 0, 0, b'k', 6, 255, 255, 255, 255];
+        assert!(Reader::new(&lie).values(|_, _| ()).is_err());
+        // Nesting beyond the limit.
+        let mut deep = vec![1, 0, 0, 0, 1, 0, 0, 0, b'k'];
+        for _ in 0..=MAX_DEPTH + 1 {
+            deep.extend_from_slice(&[6, 1, 0, 0, 0]);
+        }
+        deep.push(0);
+        assert!(Reader::new(&deep).values(|_, _| ()).is_err());
+        // Trailing bytes.
+        let mut extra = w.buf.clone();
+        extra.push(0);
+        assert!(Reader::new(&extra).values(|_, _| ()).is_err());
+    }
+}

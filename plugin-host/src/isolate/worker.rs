@@ -1,0 +1,275 @@
+//! The worker process: maps the plugin the host checked, then serves its calls.
+//!
+//! The host starts the worker with [`WORKER_ENV`](super::WORKER_ENV) set to
+//! `v1 <host pid> <name> <version>` and three descriptors: the socket on 3, the channel on 4
+//! and the sealed memory file holding the library's bytes on 5. The worker
+//!
+//! 1. maps the library from descriptor 5 and runs abi_stable's checks, then checks that the
+//!    identity its code reports is the one the host expects;
+//! 2. runs `on_load` and reports `Ready` (or `Failed`, and exits);
+//! 3. starts one thread per lane, each serving the calls written into its lane;
+//! 4. reads the socket on its main thread: cancellations, `Stop` (run `on_unload`, report,
+//!    exit), and end of file, which means the host is gone: it exits at once.
+
+use std::ffi::OsString;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use plugin_abi::abi_stable::library::RawLibrary;
+use plugin_abi::abi_stable::sabi_trait::TD_Opaque;
+use plugin_abi::abi_stable::sabi_types::RRef;
+use plugin_abi::abi_stable::std_types::RResult;
+use plugin_abi::{ErrorKind, HostContext_TO, LogLevel, PluginModRef};
+
+use super::control::{self, LoadFailure, Message};
+use super::shm::{self, Shm, REQUEST, RESPONSE};
+use super::wire::{Reader, Writer};
+use crate::cancel::AbortToken;
+use crate::context::CallContext;
+use crate::{CancelHandle, Context, Error};
+
+pub(super) const SOCKET_FD: i32 = 3;
+pub(super) const CHANNEL_FD: i32 = 4;
+pub(super) const LIBRARY_FD: i32 = 5;
+
+/// How long a lane spins for the next call after answering one, before it sleeps.
+const LANE_SPIN: Duration = Duration::from_micros(50);
+
+/// The socket to the host, once this process is a worker: log records go there.
+static SOCKET: OnceLock<UnixStream> = OnceLock::new();
+
+/// Sends a plugin's log record to the host; false if this process is not a worker.
+pub(super) fn forward_log(level: LogLevel, message: &str) -> bool {
+    match SOCKET.get() {
+        Some(socket) => {
+            let _ = control::send(
+                socket,
+                &Message::Log {
+                    level,
+                    message: message.to_owned(),
+                },
+            );
+            true
+        }
+        None => false,
+    }
+}
+
+/// The worker's entry: never returns.
+pub(super) fn main(params: OsString) -> ! {
+    // SAFETY: the host passed the socket on this descriptor, open and owned by nothing else
+    // in this process (checked below by using it; a wrong one fails the first read).
+    let socket = UnixStream::from(unsafe { OwnedFd::from_raw_fd(SOCKET_FD) });
+    let Some((name, version)) = parse(&params) else {
+        let _ = control::send(
+            &socket,
+            &Message::Failed {
+                failure: LoadFailure::Setup,
+                message: format!("bad worker parameters {params:?}"),
+            },
+        );
+        exit(2)
+    };
+    let socket = SOCKET.get_or_init(|| socket);
+    match serve(socket, &name, &version) {
+        Ok(()) => exit(0),
+        Err((failure, message)) => {
+            let _ = control::send(socket, &Message::Failed { failure, message });
+            exit(1)
+        }
+    }
+}
+
+/// Ends the worker without running destructors or `atexit` handlers (the plugin's among
+/// them): nothing in this process outlives it anyway.
+fn exit(code: i32) -> ! {
+    // SAFETY: `_exit` ends the process at once; it is always safe to call.
+    unsafe { libc::_exit(code) }
+}
+
+fn parse(params: &OsString) -> Option<(String, String)> {
+    let text = params.to_str()?;
+    let mut words = text.split(' ');
+    if words.next()? != "v1" {
+        return None;
+    }
+    let host: i32 = words.next()?.parse().ok()?;
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != host {
+        // The host died before this worker started; no one would read its answers.
+        exit(3)
+    }
+    let name = words.next()?.to_owned();
+    let version = words.next()?.to_owned();
+    Some((name, version))
+}
+
+/// The call in progress on each lane, so a cancellation reaches it.
+type Current = Arc<Vec<Mutex<Option<(u64, CancelHandle)>>>>;
+
+fn serve(socket: &UnixStream, name: &str, version: &str) -> Result<(), (LoadFailure, String)> {
+    // SAFETY: the host passed the channel on this descriptor, as for the socket.
+    let channel_fd = unsafe { OwnedFd::from_raw_fd(CHANNEL_FD) };
+    let shm = Arc::new(
+        Shm::open(&channel_fd).map_err(|e| (LoadFailure::Setup, format!("the channel: {e}")))?,
+    );
+    drop(channel_fd);
+    let module = load(name, version)?;
+
+    let abort = AbortToken::new();
+    if let Some(on_load) = module.on_load() {
+        let ctx = Context::background();
+        let call = CallContext {
+            ctx: &ctx,
+            plugin: name,
+            abort: &abort,
+        };
+        if let RResult::RErr(err) = on_load(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque))
+        {
+            return Err((LoadFailure::OnLoad(err.kind), err.message.into_string()));
+        }
+    }
+    let has_on_unload = module.on_unload().is_some()
+        || matches!(module.on_unload_with_context(), Some(Some(_)));
+    let current: Current = Arc::new((0..shm.lanes()).map(|_| Mutex::new(None)).collect());
+    for lane in 0..shm.lanes() {
+        let (shm, current, name) = (shm.clone(), current.clone(), name.to_owned());
+        std::thread::Builder::new()
+            .name(format!("lane-{lane}"))
+            .spawn(move || serve_lane(&shm, lane, module, &name, &current))
+            .map_err(|e| (LoadFailure::Setup, format!("a lane thread: {e}")))?;
+    }
+    control::send(
+        socket,
+        &Message::Ready {
+            has_on_load: module.on_load().is_some(),
+            has_on_unload,
+        },
+    )
+    .map_err(|e| (LoadFailure::Setup, format!("the socket: {e}")))?;
+
+    loop {
+        match control::receive(socket) {
+            Ok(Some(Message::Cancel { lane, seq })) => {
+                if let Some(slot) = current.get(lane as usize) {
+                    if let Some((running, handle)) = &*slot.lock() {
+                        if *running == seq {
+                            handle.cancel();
+                        }
+                    }
+                }
+            }
+            Ok(Some(Message::Stop)) => {
+                let on_unload = crate::load::on_unload(name, module);
+                let _ = control::send(
+                    socket,
+                    &Message::Stopped {
+                        on_unload: on_unload.map_err(|e| match e {
+                            Error::OnUnload { kind, message, .. } => (kind, message),
+                            other => (ErrorKind::Other, other.to_string()),
+                        }),
+                    },
+                );
+                return Ok(());
+            }
+            // The host is gone, or speaks nonsense: no one will read an answer.
+            Ok(None) | Err(_) => exit(0),
+            Ok(Some(_)) => {}
+        }
+    }
+}
+
+fn load(name: &str, version: &str) -> Result<PluginModRef, (LoadFailure, String)> {
+    let path = format!("/proc/self/fd/{LIBRARY_FD}");
+    let raw = RawLibrary::load_at(Path::new(&path))
+        .map_err(|e| (LoadFailure::NotAPlugin, crate::load::one_line(&e.to_string())))?;
+    let raw: &'static RawLibrary = Box::leak(Box::new(raw));
+    let module = crate::load::open_module(name, Path::new(&path), raw).map_err(|e| match e {
+        Error::AbiMismatch { reason, .. } => (LoadFailure::AbiMismatch, reason),
+        Error::NotAPlugin { reason, .. } => (LoadFailure::NotAPlugin, reason),
+        other => (LoadFailure::NotAPlugin, other.to_string()),
+    })?;
+    let info = (module.info())();
+    if info.name.as_str() != name || info.version.as_str() != version {
+        return Err((
+            LoadFailure::Identity,
+            format!(
+                "its code reports `{} {}`, not `{name} {version}`",
+                info.name, info.version
+            ),
+        ));
+    }
+    Ok(module)
+}
+
+fn serve_lane(shm: &Shm, lane: usize, module: PluginModRef, name: &str, current: &Current) {
+    let abort = AbortToken::new();
+    let mut input = Vec::new();
+    let mut output = Vec::new();
+    loop {
+        let state = shm.state(lane).load(std::sync::atomic::Ordering::Acquire);
+        if state != REQUEST {
+            shm::wait_while(shm.state(lane), state, LANE_SPIN, None);
+            continue;
+        }
+        if shm.read(lane, &mut input).is_none() {
+            exit(4)
+        }
+        let mut reader = Reader::new(&input);
+        let Ok(head) = reader.head() else { exit(4) };
+        let ctx = match head.remaining {
+            Some(left) => Context::with_timeout(left),
+            None => Context::background(),
+        };
+        let ctx = match head.label {
+            Some(label) => ctx.with_label(label),
+            None => ctx,
+        };
+        if ctx
+            .replace_values(|put| reader.values(|k, v| put(k, v)))
+            .is_err()
+        {
+            exit(4)
+        }
+        if head.cancelled {
+            ctx.cancel();
+        }
+        *current[lane].lock() = Some((head.seq, ctx.cancel_handle()));
+        let call = CallContext {
+            ctx: &ctx,
+            plugin: name,
+            abort: &abort,
+        };
+        let result = match (module.execute())(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque))
+        {
+            RResult::ROk(()) => Ok(()),
+            RResult::RErr(err) => Err((err.kind, err.message.into_string())),
+        };
+        *current[lane].lock() = None;
+
+        let mut writer = Writer::new(std::mem::take(&mut output));
+        writer.result(&result);
+        ctx.with_values(|count, values| writer.values(count, values));
+        output = writer.buf;
+        if output.len() > shm.capacity() {
+            let size = output.len();
+            let mut writer = Writer::new(std::mem::take(&mut output));
+            writer.result(&Err((
+                ErrorKind::InvalidInput,
+                format!(
+                    "the context after the call holds {} bytes of values, more than the {} an \
+                     isolated call may return (ProcessOptions::max_message)",
+                    size,
+                    shm.capacity()
+                ),
+            )));
+            writer.values(0, std::iter::empty());
+            output = writer.buf;
+        }
+        shm.send(lane, &output, RESPONSE);
+    }
+}
