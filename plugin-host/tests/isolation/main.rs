@@ -1,0 +1,25 @@
+//! Process isolation, driven through the public API: crashes and hangs contained, restarts,
+//! quarantine, real unload, upgrades under load, and no worker left behind.
+//!
+//! A binary of its own with `harness = false`: this test binary is also the worker program
+//! (its `main` calls [`plugin_host::isolate::init`] first, as a host's would), which
+//! libtest's generated `main` cannot do.
+
+mod crashes;
+mod lifecycle;
+mod util;
+
+use libtest_mimic::{Arguments, Trial};
+
+fn main() {
+    plugin_host::isolate::init();
+    let args = Arguments::from_args();
+    let mut trials = Vec::new();
+    for (name, test) in crashes::TESTS.iter().chain(lifecycle::TESTS) {
+        trials.push(Trial::test(*name, move || {
+            test();
+            Ok(())
+        }));
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
