@@ -370,7 +370,7 @@ impl Supervisor {
     fn live_worker(&self, until: Option<Instant>) -> Result<Arc<Worker>, Error> {
         loop {
             if let Some(w) = self.current.load_full() {
-                if !w.dead.load(Ordering::Acquire) && !w.ending.load(Ordering::Acquire) {
+                if w.serves() {
                     return Ok(w);
                 }
             }
@@ -387,7 +387,7 @@ impl Supervisor {
                 });
             }
             if let Some(w) = self.current.load_full() {
-                if !w.dead.load(Ordering::Acquire) && !w.ending.load(Ordering::Acquire) {
+                if w.serves() {
                     return Ok(w);
                 }
             }
@@ -450,7 +450,6 @@ impl Supervisor {
         response: &mut Vec<u8>,
     ) -> Result<(), Error> {
         let kill_at = deadline.map(|d| d + self.options.grace);
-        let mut cancel_sent = false;
         let mut spin = CALL_SPIN;
         loop {
             let slice = Instant::now() + POLL;
@@ -484,8 +483,10 @@ impl Supervisor {
             if worker.dead.load(Ordering::Acquire) {
                 return Err(self.lost(worker));
             }
-            if !cancel_sent && (ctx.is_cancelled() || abort.is_aborted()) {
-                cancel_sent = true;
+            if ctx.is_cancelled() || abort.is_aborted() {
+                // Sent again at each poll until the call answers: the first may arrive before
+                // the worker's lane has picked the call up (a cancellation of a call that has
+                // ended is ignored: the worker matches `seq`).
                 worker.send(&Message::Cancel {
                     lane: lane as u32,
                     seq,
@@ -701,6 +702,13 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Whether new calls may go to this worker: it is neither dead nor being ended.
+    fn serves(&self) -> bool {
+        !self.dead.load(Ordering::Acquire)
+            && !self.ending.load(Ordering::Acquire)
+            && !self.killed_stuck.load(Ordering::Acquire)
     }
 
     fn release(&self, lane: usize) {

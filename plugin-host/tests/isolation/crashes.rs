@@ -1,39 +1,39 @@
 //! A plugin that crashes or hangs in its worker: the host survives, the call returns a typed
-//! error, and the next call runs on a restarted worker.
+//! error, and the next call runs on a restarted worker; a plugin that keeps crashing is
+//! quarantined.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugin_host::isolate::WorkerExit;
-use plugin_host::{Error, ErrorKind, ProcessOptions};
+use plugin_host::{CancelReason, Context, Error, ErrorKind, Event, PluginState, ProcessOptions};
 
-use crate::util::{call, isolated, worker_pid};
+use crate::util::{call, isolated, worker_pid, TIMEOUT};
 
 pub(crate) const TESTS: &[(&str, fn())] = &[
-    ("crashes::a_call_runs_in_another_process_and_its_values_come_back", values_come_back),
     ("crashes::each_crash_fails_its_call_and_the_next_runs_on_a_new_worker", each_crash),
+    ("crashes::a_call_ignoring_its_deadline_returns_on_time_and_others_keep_running", stuck_call),
+    ("crashes::a_cancellation_reaches_the_plugin_in_its_worker", cancellation),
+    ("crashes::a_plugin_that_keeps_crashing_is_quarantined_until_reloaded_or_enabled", quarantine),
+    ("crashes::a_worker_over_its_memory_limit_ends_and_the_host_does_not", memory_limit),
 ];
 
-fn values_come_back() {
-    let (_base, m) = isolated(&["hostile"], ProcessOptions::default());
-    m.load_plugin("hostile").unwrap();
-    let pid = worker_pid(&m);
-    assert_ne!(pid, std::process::id(), "the plugin runs in a worker, not the host");
-    let status = m.get("hostile").unwrap().status();
-    let worker = status.active.unwrap().worker.expect("a worker status");
-    assert_eq!(worker.pid, Some(pid));
+/// Fast restarts, so the tests do not wait on back-off.
+fn quick() -> ProcessOptions {
+    ProcessOptions::default().backoff(Duration::from_millis(1), Duration::from_millis(5))
 }
 
 fn each_crash() {
-    let (_base, m) = isolated(
-        &["hostile"],
-        ProcessOptions::default().backoff(Duration::from_millis(1), Duration::from_millis(5)),
-    );
+    let (_base, m) = isolated(&["hostile"], quick());
     m.load_plugin("hostile").unwrap();
-    let cases: &[(&str, WorkerExit)] = &[
-        ("segfault", WorkerExit::Signaled { signal: libc_sig::SEGV }),
-        ("abort", WorkerExit::Signaled { signal: libc_sig::ABRT }),
-        ("exit", WorkerExit::Exited { status: 7 }),
-        ("stack_overflow", WorkerExit::Signaled { signal: libc_sig::SEGV }),
+    let events = m.subscribe();
+    let cases: &[(&str, Option<WorkerExit>)] = &[
+        ("segfault", Some(WorkerExit::Signaled { signal: libc_sig::SEGV })),
+        ("abort", Some(WorkerExit::Signaled { signal: libc_sig::ABRT })),
+        ("exit", Some(WorkerExit::Exited { status: 7 })),
+        // Rust's guard-page handler reports the overflow, then aborts.
+        ("stack_overflow", Some(WorkerExit::Signaled { signal: libc_sig::ABRT })),
     ];
     for (label, expected) in cases {
         let before = worker_pid(&m);
@@ -42,30 +42,173 @@ fn each_crash() {
         match result {
             Err(Error::WorkerCrashed { plugin, exit }) => {
                 assert_eq!(plugin, "hostile");
-                if *label == "stack_overflow" {
-                    // Rust's guard page handler reports SIGSEGV, then aborts.
-                    assert!(
-                        matches!(exit, WorkerExit::Signaled { .. }),
-                        "{label}: {exit:?}"
-                    );
-                } else {
-                    assert_eq!(&exit, expected, "{label}");
-                }
+                assert_eq!(Some(&exit), expected.as_ref(), "{label}");
+                let shown = Error::WorkerCrashed { plugin, exit }.to_string();
+                assert!(shown.contains("hostile"), "{shown}");
             }
             other => panic!("{label}: expected WorkerCrashed, got {other:?}"),
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "{label} took {:?}", started.elapsed());
+        assert!(started.elapsed() < TIMEOUT, "{label} took {:?}", started.elapsed());
+        match events.recv_timeout(TIMEOUT).expect("a crash event") {
+            Event::WorkerCrashed { name, exit, restart_in_ms } => {
+                assert_eq!(name, "hostile");
+                assert_eq!(Some(&exit), expected.as_ref());
+                assert!(restart_in_ms.is_some(), "it restarts");
+            }
+            other => panic!("{label}: unexpected event {other:?}"),
+        }
         let after = worker_pid(&m);
         assert_ne!(before, after, "{label}: a new worker serves the next call");
     }
-    // A panic is caught by the SDK in the worker: a plain call error, and the same worker.
+    // A panic is caught by the SDK inside the worker: a plain call error, on the same worker.
     let before = worker_pid(&m);
     let (_ctx, result) = call(&m, "panic");
     let err = result.unwrap_err();
     assert_eq!(err.plugin_error_kind(), Some(ErrorKind::Panicked), "{err}");
     assert_eq!(worker_pid(&m), before);
-    let worker = m.get("hostile").unwrap().status().active.unwrap().worker.unwrap();
+    let status = m.get("hostile").unwrap().status();
+    assert_eq!(status.state, PluginState::Active);
+    let worker = status.active.unwrap().worker.unwrap();
     assert_eq!(worker.restarts, 4);
+    assert_eq!(worker.last_exit, Some(WorkerExit::Signaled { signal: libc_sig::ABRT }));
+}
+
+fn stuck_call() {
+    let (_base, m) = isolated(
+        &["hostile", "versioned"],
+        quick().grace(Duration::from_millis(200)),
+    );
+    m.load_plugins().unwrap();
+    let m = Arc::new(m);
+    let before = worker_pid(&m);
+
+    // Another plugin is called all along, from another thread.
+    let done = Arc::new(AtomicBool::new(false));
+    let other = {
+        let (m, done) = (m.clone(), done.clone());
+        std::thread::spawn(move || {
+            let handle = m.get("versioned").unwrap();
+            let mut calls = 0u32;
+            while !done.load(Ordering::Relaxed) {
+                handle.execute(&Context::background()).expect("the other plugin answers");
+                calls += 1;
+            }
+            calls
+        })
+    };
+
+    let timeout = Duration::from_millis(300);
+    let ctx = Context::with_timeout(timeout).with_label("spin");
+    let started = Instant::now();
+    let err = m.get("hostile").unwrap().execute(&ctx).unwrap_err();
+    let took = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    assert_eq!(err.plugin_error_kind(), Some(ErrorKind::DeadlineExceeded), "{err}");
+    assert!(err.to_string().contains("killed"), "{err}");
+    // Deadline plus grace, plus a margin for a loaded machine; never the spin's forever.
+    assert!(took >= timeout, "returned before its deadline: {took:?}");
+    assert!(took < Duration::from_secs(10), "returned late: {took:?}");
+    assert!(other.join().unwrap() > 0, "the other plugin was called meanwhile");
+
+    let after = worker_pid(&m);
+    assert_ne!(before, after, "the stuck worker was replaced");
+    let worker = m.get("hostile").unwrap().status().active.unwrap().worker.unwrap();
+    assert_eq!(worker.last_exit, Some(WorkerExit::KilledStuck));
+}
+
+fn cancellation() {
+    let (_base, m) = isolated(&["hostile", "versioned"], quick());
+    m.load_plugins().unwrap();
+    // Cancelled mid-call from another thread: `poll` returns only once it sees it.
+    let ctx = Context::background().with_label("poll");
+    let handle = ctx.cancel_handle();
+    let hostile = m.get("hostile").unwrap();
+    let canceller = {
+        let hostile = hostile.clone();
+        std::thread::spawn(move || {
+            crate::util::wait_until("the call is in flight", || {
+                hostile.status().calls_in_flight == 1
+            });
+            handle.cancel();
+        })
+    };
+    let err = hostile.execute(&ctx).unwrap_err();
+    canceller.join().unwrap();
+    assert_eq!(err.plugin_error_kind(), Some(ErrorKind::Cancelled), "{err}");
+
+    // A deadline reaches a plugin that waits for it, which then returns by itself.
+    let ctx = Context::with_timeout(Duration::from_millis(50));
+    ctx.set("hold_ms", &60_000u64).unwrap();
+    let started = Instant::now();
+    m.get("versioned").unwrap().execute(&ctx).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(ctx.reason(), Some(CancelReason::DeadlineExceeded));
+    assert_eq!(ctx.get::<String>("version_at_end").unwrap().as_deref(), Some("1.0.0"));
+}
+
+fn quarantine() {
+    let (_base, m) = isolated(
+        &["hostile"],
+        quick().quarantine_after(3, Duration::from_secs(600)),
+    );
+    m.load_plugin("hostile").unwrap();
+    let events = m.subscribe();
+    for _ in 0..3 {
+        let (_ctx, result) = call(&m, "exit");
+        assert!(matches!(result, Err(Error::WorkerCrashed { .. })), "{result:?}");
+    }
+    let quarantined = loop {
+        match events.recv_timeout(TIMEOUT).expect("a quarantine event") {
+            Event::Quarantined { name, reason } => break (name, reason),
+            Event::WorkerCrashed { .. } => continue,
+            other => panic!("unexpected event {other:?}"),
+        }
+    };
+    assert_eq!(quarantined.0, "hostile");
+    assert!(quarantined.1.contains("3 times"), "{}", quarantined.1);
+    let (_ctx, result) = call(&m, "ok");
+    assert!(matches!(result, Err(Error::Quarantined { .. })), "{result:?}");
+    let state = m.state("hostile").unwrap();
+    assert!(
+        matches!(&state, PluginState::Failed(reason) if reason.contains("quarantined")),
+        "{state:?}"
+    );
+
+    // A reload lifts it.
+    m.reload("hostile").unwrap();
+    assert_eq!(m.state("hostile"), Some(PluginState::Active));
+    worker_pid(&m);
+
+    // So does enable, after another quarantine.
+    for _ in 0..3 {
+        let (_ctx, result) = call(&m, "exit");
+        assert!(result.is_err());
+    }
+    crate::util::wait_until("quarantined again", || {
+        matches!(call(&m, "ok").1, Err(Error::Quarantined { .. }))
+    });
+    m.enable("hostile").unwrap();
+    worker_pid(&m);
+}
+
+fn memory_limit() {
+    let (_base, m) = isolated(&["hostile"], quick().memory_limit(Some(1 << 30)));
+    m.load_plugin("hostile").unwrap();
+    let ctx = Context::background().with_label("leak");
+    ctx.set("leak_mb", &2048u64).unwrap();
+    let err = m.get("hostile").unwrap().execute(&ctx).unwrap_err();
+    // Rust aborts on a failed allocation.
+    assert!(
+        matches!(
+            err,
+            Error::WorkerCrashed {
+                exit: WorkerExit::Signaled { signal: libc_sig::ABRT },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    worker_pid(&m);
 }
 
 /// Signal numbers on Linux.
