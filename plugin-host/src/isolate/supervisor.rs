@@ -284,7 +284,13 @@ impl Supervisor {
 
         // The report: ready, or why not, within the start timeout.
         let _ = worker.socket.set_read_timeout(Some(self.options.start_timeout));
-        let report = control::receive(&worker.socket);
+        // Log records from `on_load` may come first.
+        let report = loop {
+            match control::receive(&worker.socket) {
+                Ok(Some(Message::Log { level, message })) => log(&self.name, level, &message),
+                other => break other,
+            }
+        };
         let _ = worker.socket.set_read_timeout(None);
         let (ready, failure) = match report {
             Ok(Some(Message::Ready {

@@ -1,3 +1,212 @@
-//! Load, unload, upgrade and shutdown in process mode.
+//! Load, call, unload, upgrade and shutdown in process mode: the same events and guarantees
+//! as in-process, plus memory returned on unload and no worker left behind.
 
-pub(crate) const TESTS: &[(&str, fn())] = &[];
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use plugin_host::{
+    Context, Error, ErrorKind, Isolation, PluginManager, ProcessOptions, UpgradeOptions,
+};
+use plugin_test_support::{fixtures, install_folder, versioned_variant};
+
+use crate::util::{alive, isolated, logged, wait_until, worker_pid};
+
+pub(crate) const TESTS: &[(&str, fn())] = &[
+    ("lifecycle::values_label_and_logs_cross_to_the_worker_and_back", values_and_logs),
+    ("lifecycle::only_the_plugins_named_run_isolated", per_plugin),
+    ("lifecycle::a_load_failure_in_the_worker_is_typed_and_leaves_no_worker", load_failure),
+    ("lifecycle::an_oversized_context_is_refused_and_the_worker_stays", oversized),
+    ("lifecycle::unloading_returns_the_plugins_memory_and_ends_its_worker", unload_returns_memory),
+    ("lifecycle::upgrades_under_load_fail_no_call_and_mix_no_versions", upgrade_under_load),
+    ("lifecycle::dropping_the_manager_ends_every_worker", drop_ends_workers),
+];
+
+fn values_and_logs() {
+    let (_base, m) = isolated(&["hostile"], ProcessOptions::default());
+    m.load_plugin("hostile").unwrap();
+    let ctx = Context::background().with_label("ok");
+    ctx.set("kept", &serde_json::json!({ "nested": [1, "two", null, 3.5] }))
+        .unwrap();
+    ctx.set_value("bytes", plugin_host::Value::Bytes(vec![0u8, 1, 255].into()));
+    m.get("hostile").unwrap().execute(&ctx).unwrap();
+    // The plugin's own values came back, and the host's are kept as they were.
+    assert!(ctx.get::<u32>("pid").unwrap().is_some());
+    assert_eq!(ctx.get::<bool>("started").unwrap(), Some(true));
+    assert_eq!(
+        ctx.get::<serde_json::Value>("kept").unwrap(),
+        Some(serde_json::json!({ "nested": [1, "two", null, 3.5] }))
+    );
+    assert_eq!(
+        ctx.get_value("bytes"),
+        Some(plugin_host::Value::Bytes(vec![0u8, 1, 255].into()))
+    );
+    let mut keys = ctx.keys();
+    keys.sort();
+    assert_eq!(keys, ["bytes", "kept", "pid", "started"]);
+    // Its log record reached this process's `tracing`, under its name.
+    wait_until("the plugin's log line arrives", || {
+        logged()
+            .lines()
+            .any(|l| l.contains("hostile says hello") && l.contains("plugin=\"hostile\""))
+    });
+}
+
+fn per_plugin() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "hostile");
+    fixtures().install(base.path(), "noop");
+    let m = PluginManager::builder(base.path()).isolate("hostile").build();
+    m.load_plugins().unwrap();
+    assert_eq!(m.isolation_of("hostile"), Isolation::Process);
+    assert_eq!(m.isolation_of("noop"), Isolation::InProcess);
+    let noop = m.get("noop").unwrap().status().active.unwrap();
+    assert_eq!((noop.isolation, noop.worker), (Isolation::InProcess, None));
+    let hostile = m.get("hostile").unwrap().status().active.unwrap();
+    assert_eq!(hostile.isolation, Isolation::Process);
+    assert_ne!(worker_pid(&m), std::process::id());
+    // Nothing of the isolated plugin was mapped into this process.
+    assert_eq!(m.get("hostile").unwrap().status().retained_libraries, 0);
+    assert_eq!(m.get("noop").unwrap().status().retained_libraries, 1);
+}
+
+fn load_failure() {
+    let (_base, m) = isolated(&["panic-on-load"], ProcessOptions::default());
+    let err = m.load_plugin("panic-on-load").unwrap_err();
+    match &err {
+        Error::OnLoad { plugin, kind, message } => {
+            assert_eq!(plugin, "panic-on-load");
+            assert_eq!(*kind, ErrorKind::Panicked);
+            assert!(message.contains("boom from panic-on-load"), "{message}");
+        }
+        other => panic!("expected OnLoad, got {other:?}"),
+    }
+    // A missing worker program is a start error that says what to do.
+    let (_base, m) = isolated(
+        &["hostile"],
+        ProcessOptions::default().program("/nonexistent/worker"),
+    );
+    let err = m.load_plugin("hostile").unwrap_err();
+    assert!(matches!(err, Error::WorkerStart { .. }), "{err}");
+    assert!(err.to_string().contains("ProcessOptions::program"), "{err}");
+}
+
+fn oversized() {
+    let (_base, m) = isolated(&["hostile"], ProcessOptions::default().max_message(4096));
+    m.load_plugin("hostile").unwrap();
+    let before = worker_pid(&m);
+    let ctx = Context::background().with_label("ok");
+    ctx.set("big", &"x".repeat(10_000)).unwrap();
+    let err = m.get("hostile").unwrap().execute(&ctx).unwrap_err();
+    assert!(
+        matches!(err, Error::MessageTooLarge { size, limit: 4096, .. } if size > 10_000),
+        "{err}"
+    );
+    assert_eq!(worker_pid(&m), before);
+}
+
+/// This process's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+fn unload_returns_memory() {
+    let (_base, m) = isolated(&["hostile"], ProcessOptions::default());
+    m.load_plugin("hostile").unwrap();
+    let pid = worker_pid(&m);
+    let host_before = rss_kib(std::process::id());
+    let ctx = Context::background().with_label("leak");
+    ctx.set("leak_mb", &300u64).unwrap();
+    m.get("hostile").unwrap().execute(&ctx).unwrap();
+    assert_eq!(ctx.get::<u64>("leaked_mb").unwrap(), Some(300));
+    assert!(rss_kib(pid) > 300 * 1024, "the worker holds the leak");
+    let host_during = rss_kib(std::process::id());
+    assert!(
+        host_during < host_before + 100 * 1024,
+        "the host grew from {host_before} KiB to {host_during} KiB"
+    );
+    m.unload("hostile").unwrap();
+    // `unload` returns once the worker is reaped: its memory is returned.
+    assert!(!alive(pid), "worker {pid} outlived the unload");
+}
+
+fn upgrade_under_load() {
+    let versions = ["1.0.0", "2.0.0", "1.0.1"];
+    let folders: Vec<_> = versions.iter().map(|v| versioned_variant(v, &[])).collect();
+    let base = tempfile::tempdir().unwrap();
+    install_folder(&folders[0], base.path(), "versioned");
+    let m = Arc::new(
+        PluginManager::builder(base.path())
+            .isolation(Isolation::Process)
+            .build(),
+    );
+    m.load_plugin("versioned").unwrap();
+    let handle = m.get("versioned").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (handle, stop) = (handle.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let ctx = Context::background();
+                    let result = handle.execute(&ctx).map(|()| {
+                        (
+                            ctx.get::<String>("version_at_start").unwrap().unwrap(),
+                            ctx.get::<String>("version_at_end").unwrap().unwrap(),
+                        )
+                    });
+                    seen.push(result);
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut pids = Vec::new();
+    for i in 1..=20 {
+        let next = i % versions.len();
+        let up = m
+            .upgrade(
+                "versioned",
+                &folders[next],
+                UpgradeOptions::new().allow_downgrade(true),
+            )
+            .unwrap();
+        assert!(up.drain.is_clean());
+        let worker = m.get("versioned").unwrap().status().active.unwrap().worker;
+        pids.push(worker.and_then(|w| w.pid).expect("a worker runs"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut calls = 0;
+    for caller in callers {
+        for result in caller.join().unwrap() {
+            let (start, end) = result.expect("no call fails during upgrades");
+            assert_eq!(start, end, "a call ran on two versions");
+            calls += 1;
+        }
+    }
+    assert!(calls > 0);
+    // Each upgrade started a worker and ended the one before it.
+    let last = pids.pop().unwrap();
+    assert!(alive(last));
+    for pid in pids {
+        assert!(!alive(pid), "the worker of a replaced version ({pid}) still runs");
+    }
+    assert_eq!(m.get("versioned").unwrap().status().retained_libraries, 0);
+}
+
+fn drop_ends_workers() {
+    let (_base, m) = isolated(&["hostile", "versioned"], ProcessOptions::default());
+    m.load_plugins().unwrap();
+    let pid = worker_pid(&m);
+    let other = {
+        let status = m.get("versioned").unwrap().status();
+        status.active.unwrap().worker.unwrap().pid.unwrap()
+    };
+    drop(m);
+    assert!(!alive(pid) && !alive(other), "a worker outlived its manager");
+}

@@ -13,6 +13,7 @@ use libtest_mimic::{Arguments, Trial};
 
 fn main() {
     plugin_host::isolate::init();
+    util::capture_logs();
     let args = Arguments::from_args();
     let mut trials = Vec::new();
     for (name, test) in crashes::TESTS.iter().chain(lifecycle::TESTS) {

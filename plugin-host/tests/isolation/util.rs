@@ -1,6 +1,5 @@
 //! Helpers for the isolation tests.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use plugin_host::{Context, Isolation, PluginManager, ProcessOptions};
@@ -59,8 +58,32 @@ pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// The base directory of a manager, for fixtures installed later.
-#[allow(dead_code)]
-pub(crate) fn base(manager: &PluginManager) -> &Path {
-    manager.base_dir()
+/// Everything logged through `tracing` in this test binary, as `fmt` writes it.
+static LOGGED: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGGED.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends every `tracing` record of the test binary to [`logged`]; call once, in `main`.
+pub(crate) fn capture_logs() {
+    tracing_subscriber::fmt()
+        .with_writer(|| Capture)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+}
+
+/// What was logged so far.
+pub(crate) fn logged() -> String {
+    String::from_utf8_lossy(&LOGGED.lock().unwrap()).into_owned()
 }
