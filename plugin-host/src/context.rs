@@ -138,9 +138,15 @@ impl Context {
     }
 
     /// Runs `f` on the values, under their lock (process isolation writes them into a call).
-    pub(crate) fn with_values<R>(&self, f: impl FnOnce(usize, &mut dyn Iterator<Item = (&str, &Value)>) -> R) -> R {
+    pub(crate) fn with_values<R>(
+        &self,
+        f: impl FnOnce(usize, &mut dyn Iterator<Item = (&str, &Value)>) -> R,
+    ) -> R {
         let values = self.inner.values.lock();
-        f(values.len(), &mut values.iter().map(|(k, v)| (k.as_str(), v)))
+        f(
+            values.len(),
+            &mut values.iter().map(|(k, v)| (k.as_str(), v)),
+        )
     }
 
     /// Replaces every value with those `fill` stores (an isolated call's result). Nothing

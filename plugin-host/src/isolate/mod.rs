@@ -195,6 +195,7 @@ impl ProcessOptions {
 /// this same executable run again with [`WORKER_ENV`] set, so no second executable ships.
 ///
 /// ```no_run
+/// # #[allow(clippy::needless_doctest_main)]
 /// fn main() {
 ///     plugin_host::isolate::init();
 ///     // ... the host application, which may isolate plugins ...

@@ -113,7 +113,9 @@ impl Shm {
     pub(super) fn open(fd: &OwnedFd) -> std::io::Result<Shm> {
         let size = std::fs::File::from(fd.try_clone()?).metadata()?.len() as usize;
         if size < LANE_HEADER {
-            return Err(std::io::Error::other("the channel is smaller than its header"));
+            return Err(std::io::Error::other(
+                "the channel is smaller than its header",
+            ));
         }
         let probe = Self::map(fd, size, 0, 0)?;
         // SAFETY: the mapping holds at least a header, written by the host before the
@@ -121,7 +123,9 @@ impl Shm {
         let header = unsafe { probe.base.cast::<Header>().as_ptr().read() };
         let (lanes, capacity) = (header.lanes as usize, header.capacity as usize);
         if header.magic != MAGIC || Self::size_for(lanes, capacity) != size {
-            return Err(std::io::Error::other("the channel's header does not match its size"));
+            return Err(std::io::Error::other(
+                "the channel's header does not match its size",
+            ));
         }
         let mut shm = probe;
         shm.lanes = lanes;
@@ -188,7 +192,10 @@ impl Shm {
     ///
     /// The caller must be the lane's writer (see the module docs).
     pub(super) fn send(&self, lane: usize, message: &[u8], state: u32) {
-        assert!(message.len() <= self.capacity, "message larger than the lane");
+        assert!(
+            message.len() <= self.capacity,
+            "message larger than the lane"
+        );
         // SAFETY: the message area is `capacity` bytes after the lane header; this side is
         // the lane's only writer until it publishes `state`.
         unsafe {
@@ -350,7 +357,10 @@ mod tests {
     fn a_wait_gives_up_at_its_deadline() {
         let (host, _fd) = Shm::create(1, 64).unwrap();
         let until = Instant::now() + Duration::from_millis(30);
-        assert_eq!(wait_while(host.state(0), IDLE, Duration::ZERO, Some(until)), None);
+        assert_eq!(
+            wait_while(host.state(0), IDLE, Duration::ZERO, Some(until)),
+            None
+        );
         assert!(Instant::now() >= until);
     }
 

@@ -90,10 +90,14 @@ pub struct WorkerStatus {
     pub quarantined: Option<String>,
 }
 
+/// Told that a worker ended unexpectedly; it restarts after the given wait (`None`:
+/// quarantined).
+pub(crate) type CrashHook = Box<dyn Fn(&WorkerExit, Option<Duration>) + Send + Sync>;
+
 /// What the supervisor tells the manager.
 pub(crate) struct SupervisorHooks {
-    /// A worker ended unexpectedly; it restarts after the given wait (`None`: quarantined).
-    pub(crate) crashed: Box<dyn Fn(&WorkerExit, Option<Duration>) + Send + Sync>,
+    /// A worker ended unexpectedly.
+    pub(crate) crashed: CrashHook,
     /// The plugin crashed too often and is quarantined, for this reason.
     pub(crate) quarantined: Box<dyn Fn(&str) + Send + Sync>,
 }
@@ -240,7 +244,11 @@ impl Supervisor {
             // Its own process group: a terminal's Ctrl-C reaches the host, which shuts
             // workers down in order, not the workers directly.
             .process_group(0);
-        let fds = [theirs.as_raw_fd(), channel.as_raw_fd(), self.library.as_raw_fd()];
+        let fds = [
+            theirs.as_raw_fd(),
+            channel.as_raw_fd(),
+            self.library.as_raw_fd(),
+        ];
         let memory = self.options.memory_limit;
         // SAFETY: the closure runs in the child between fork and exec, and makes only
         // async-signal-safe calls (fcntl, dup2, prctl, setrlimit) on plain integers copied
@@ -283,7 +291,9 @@ impl Supervisor {
         });
 
         // The report: ready, or why not, within the start timeout.
-        let _ = worker.socket.set_read_timeout(Some(self.options.start_timeout));
+        let _ = worker
+            .socket
+            .set_read_timeout(Some(self.options.start_timeout));
         // Log records from `on_load` may come first.
         let report = loop {
             match control::receive(&worker.socket) {
@@ -518,8 +528,7 @@ impl Supervisor {
     fn apply(&self, ctx: &Context, response: &[u8]) -> Option<Result<(), (ErrorKind, String)>> {
         let mut reader = Reader::new(response);
         let result = reader.result().ok()?;
-        ctx.replace_values(|put| reader.values(|k, v| put(k, v)))
-            .ok()?;
+        ctx.replace_values(|put| reader.values(put)).ok()?;
         Some(result)
     }
 
@@ -761,7 +770,13 @@ impl Worker {
 
 /// The worker's monitor thread: forwards its log records, notices its end, reaps it, fails
 /// the calls waiting on it, and has the supervisor restart it.
-fn monitor(sup: Weak<Supervisor>, worker: Arc<Worker>, mut child: Child, name: String, ready: bool) {
+fn monitor(
+    sup: Weak<Supervisor>,
+    worker: Arc<Worker>,
+    mut child: Child,
+    name: String,
+    ready: bool,
+) {
     if ready {
         loop {
             match control::receive(&worker.socket) {

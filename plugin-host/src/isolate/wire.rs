@@ -168,7 +168,9 @@ impl<'a> Reader<'a> {
     }
 
     pub(super) fn u64(&mut self) -> Result<u64, Malformed> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     pub(super) fn str(&mut self) -> Result<&'a str, Malformed> {
@@ -326,7 +328,12 @@ mod tests {
         };
         let value = sample();
         let mut w = Writer::new(Vec::new());
-        w.head(head.seq, head.remaining, head.cancelled, head.label.as_deref());
+        w.head(
+            head.seq,
+            head.remaining,
+            head.cancelled,
+            head.label.as_deref(),
+        );
         w.values(2, [("x", &value), ("y", &Value::Int(3))].into_iter());
         let mut r = Reader::new(&w.buf);
         assert_eq!(r.head().unwrap(), head);
@@ -341,7 +348,10 @@ mod tests {
         w.result(&Err((ErrorKind::Panicked, "boom".into())));
         w.values(0, std::iter::empty());
         let mut r = Reader::new(&w.buf);
-        assert_eq!(r.result().unwrap(), Err((ErrorKind::Panicked, "boom".into())));
+        assert_eq!(
+            r.result().unwrap(),
+            Err((ErrorKind::Panicked, "boom".into()))
+        );
         r.values(|_, _| panic!("no values")).unwrap();
     }
 
@@ -350,7 +360,10 @@ mod tests {
         let mut w = Writer::new(Vec::new());
         w.values(1, [("k", &sample())].into_iter());
         for cut in 0..w.buf.len() {
-            assert!(Reader::new(&w.buf[..cut]).values(|_, _| ()).is_err(), "cut at {cut}");
+            assert!(
+                Reader::new(&w.buf[..cut]).values(|_, _| ()).is_err(),
+                "cut at {cut}"
+            );
         }
         // A list claiming four billion items in a few bytes.
         let lie = [1, 0, 0, 0, 1, 0, 0, 0, b'k', 6, 255, 255, 255, 255];

@@ -128,13 +128,12 @@ fn serve(socket: &UnixStream, name: &str, version: &str) -> Result<(), (LoadFail
             plugin: name,
             abort: &abort,
         };
-        if let RResult::RErr(err) = on_load(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque))
-        {
+        if let RResult::RErr(err) = on_load(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque)) {
             return Err((LoadFailure::OnLoad(err.kind), err.message.into_string()));
         }
     }
-    let has_on_unload = module.on_unload().is_some()
-        || matches!(module.on_unload_with_context(), Some(Some(_)));
+    let has_on_unload =
+        module.on_unload().is_some() || matches!(module.on_unload_with_context(), Some(Some(_)));
     let current: Current = Arc::new((0..shm.lanes()).map(|_| Mutex::new(None)).collect());
     for lane in 0..shm.lanes() {
         let (shm, current, name) = (shm.clone(), current.clone(), name.to_owned());
@@ -185,8 +184,12 @@ fn serve(socket: &UnixStream, name: &str, version: &str) -> Result<(), (LoadFail
 
 fn load(name: &str, version: &str) -> Result<PluginModRef, (LoadFailure, String)> {
     let path = format!("/proc/self/fd/{LIBRARY_FD}");
-    let raw = RawLibrary::load_at(Path::new(&path))
-        .map_err(|e| (LoadFailure::NotAPlugin, crate::load::one_line(&e.to_string())))?;
+    let raw = RawLibrary::load_at(Path::new(&path)).map_err(|e| {
+        (
+            LoadFailure::NotAPlugin,
+            crate::load::one_line(&e.to_string()),
+        )
+    })?;
     let raw: &'static RawLibrary = Box::leak(Box::new(raw));
     let module = crate::load::open_module(name, Path::new(&path), raw).map_err(|e| match e {
         Error::AbiMismatch { reason, .. } => (LoadFailure::AbiMismatch, reason),
@@ -229,10 +232,7 @@ fn serve_lane(shm: &Shm, lane: usize, module: PluginModRef, name: &str, current:
             Some(label) => ctx.with_label(label),
             None => ctx,
         };
-        if ctx
-            .replace_values(|put| reader.values(|k, v| put(k, v)))
-            .is_err()
-        {
+        if ctx.replace_values(|put| reader.values(put)).is_err() {
             exit(4)
         }
         if head.cancelled {

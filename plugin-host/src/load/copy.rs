@@ -299,7 +299,11 @@ mod memfd {
     }
 
     /// A sealed memory file holding `bytes`, for a worker process to map (process isolation).
-    pub(crate) fn sealed(name: &str, version: &semver::Version, bytes: &[u8]) -> Result<OwnedFd, Error> {
+    pub(crate) fn sealed(
+        name: &str,
+        version: &semver::Version,
+        bytes: &[u8],
+    ) -> Result<OwnedFd, Error> {
         let label = memfd_name(name, version);
         let fd = match create(&label) {
             Ok(Some(fd)) => fd,
@@ -311,7 +315,14 @@ mod memfd {
                     std::io::Error::other("memory files are not available on this system"),
                 ))
             }
-            Err(e) => return Err(memfd_error(name, "create the memory file a worker maps", &label, e)),
+            Err(e) => {
+                return Err(memfd_error(
+                    name,
+                    "create the memory file a worker maps",
+                    &label,
+                    e,
+                ))
+            }
         };
         fill_and_seal(fd, bytes)
             .map_err(|e| memfd_error(name, "write the memory file a worker maps", &label, e))

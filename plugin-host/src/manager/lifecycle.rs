@@ -9,8 +9,8 @@ use super::install::{install_folder, FolderStamp};
 use super::status::{Drain, Event, PluginState, ShutdownOutcome, UpgradeOptions, Upgraded};
 use super::version::{drain, remove_copy, run_on_unload, LoadedVersion};
 use super::{Listeners, PluginManager};
-use crate::watch::{WatchOptions, WatchTarget, Watcher};
 use crate::load::Code;
+use crate::watch::{WatchOptions, WatchTarget, Watcher};
 use crate::Error;
 
 /// Waits on a thread of its own for the last call on a stuck version, then runs its

@@ -26,8 +26,8 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::discover::discover;
-use crate::library::FolderPolicy;
 use crate::isolate::{Isolation, ProcessOptions, SupervisorHooks, WorkerExit};
+use crate::library::FolderPolicy;
 use crate::load::{check, load, load_isolated, CheckConfig, Copies, LoadConfig};
 use crate::state_file::StateFile;
 use crate::Error;

@@ -12,11 +12,26 @@ use plugin_host::{CancelReason, Context, Error, ErrorKind, Event, PluginState, P
 use crate::util::{call, isolated, worker_pid, TIMEOUT};
 
 pub(crate) const TESTS: &[(&str, fn())] = &[
-    ("crashes::each_crash_fails_its_call_and_the_next_runs_on_a_new_worker", each_crash),
-    ("crashes::a_call_ignoring_its_deadline_returns_on_time_and_others_keep_running", stuck_call),
-    ("crashes::a_cancellation_reaches_the_plugin_in_its_worker", cancellation),
-    ("crashes::a_plugin_that_keeps_crashing_is_quarantined_until_reloaded_or_enabled", quarantine),
-    ("crashes::a_worker_over_its_memory_limit_ends_and_the_host_does_not", memory_limit),
+    (
+        "crashes::each_crash_fails_its_call_and_the_next_runs_on_a_new_worker",
+        each_crash,
+    ),
+    (
+        "crashes::a_call_ignoring_its_deadline_returns_on_time_and_others_keep_running",
+        stuck_call,
+    ),
+    (
+        "crashes::a_cancellation_reaches_the_plugin_in_its_worker",
+        cancellation,
+    ),
+    (
+        "crashes::a_plugin_that_keeps_crashing_is_quarantined_until_reloaded_or_enabled",
+        quarantine,
+    ),
+    (
+        "crashes::a_worker_over_its_memory_limit_ends_and_the_host_does_not",
+        memory_limit,
+    ),
 ];
 
 /// Fast restarts, so the tests do not wait on back-off.
@@ -29,11 +44,26 @@ fn each_crash() {
     m.load_plugin("hostile").unwrap();
     let events = m.subscribe();
     let cases: &[(&str, Option<WorkerExit>)] = &[
-        ("segfault", Some(WorkerExit::Signaled { signal: libc_sig::SEGV })),
-        ("abort", Some(WorkerExit::Signaled { signal: libc_sig::ABRT })),
+        (
+            "segfault",
+            Some(WorkerExit::Signaled {
+                signal: libc_sig::SEGV,
+            }),
+        ),
+        (
+            "abort",
+            Some(WorkerExit::Signaled {
+                signal: libc_sig::ABRT,
+            }),
+        ),
         ("exit", Some(WorkerExit::Exited { status: 7 })),
         // Rust's guard-page handler reports the overflow, then aborts.
-        ("stack_overflow", Some(WorkerExit::Signaled { signal: libc_sig::ABRT })),
+        (
+            "stack_overflow",
+            Some(WorkerExit::Signaled {
+                signal: libc_sig::ABRT,
+            }),
+        ),
     ];
     for (label, expected) in cases {
         let before = worker_pid(&m);
@@ -48,9 +78,17 @@ fn each_crash() {
             }
             other => panic!("{label}: expected WorkerCrashed, got {other:?}"),
         }
-        assert!(started.elapsed() < TIMEOUT, "{label} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "{label} took {:?}",
+            started.elapsed()
+        );
         match events.recv_timeout(TIMEOUT).expect("a crash event") {
-            Event::WorkerCrashed { name, exit, restart_in_ms } => {
+            Event::WorkerCrashed {
+                name,
+                exit,
+                restart_in_ms,
+            } => {
                 assert_eq!(name, "hostile");
                 assert_eq!(Some(&exit), expected.as_ref());
                 assert!(restart_in_ms.is_some(), "it restarts");
@@ -70,7 +108,12 @@ fn each_crash() {
     assert_eq!(status.state, PluginState::Active);
     let worker = status.active.unwrap().worker.unwrap();
     assert_eq!(worker.restarts, 4);
-    assert_eq!(worker.last_exit, Some(WorkerExit::Signaled { signal: libc_sig::ABRT }));
+    assert_eq!(
+        worker.last_exit,
+        Some(WorkerExit::Signaled {
+            signal: libc_sig::ABRT
+        })
+    );
 }
 
 fn stuck_call() {
@@ -90,7 +133,9 @@ fn stuck_call() {
             let handle = m.get("versioned").unwrap();
             let mut calls = 0u32;
             while !done.load(Ordering::Relaxed) {
-                handle.execute(&Context::background()).expect("the other plugin answers");
+                handle
+                    .execute(&Context::background())
+                    .expect("the other plugin answers");
                 calls += 1;
             }
             calls
@@ -103,16 +148,30 @@ fn stuck_call() {
     let err = m.get("hostile").unwrap().execute(&ctx).unwrap_err();
     let took = started.elapsed();
     done.store(true, Ordering::Relaxed);
-    assert_eq!(err.plugin_error_kind(), Some(ErrorKind::DeadlineExceeded), "{err}");
+    assert_eq!(
+        err.plugin_error_kind(),
+        Some(ErrorKind::DeadlineExceeded),
+        "{err}"
+    );
     assert!(err.to_string().contains("killed"), "{err}");
     // Deadline plus grace, plus a margin for a loaded machine; never the spin's forever.
     assert!(took >= timeout, "returned before its deadline: {took:?}");
     assert!(took < Duration::from_secs(10), "returned late: {took:?}");
-    assert!(other.join().unwrap() > 0, "the other plugin was called meanwhile");
+    assert!(
+        other.join().unwrap() > 0,
+        "the other plugin was called meanwhile"
+    );
 
     let after = worker_pid(&m);
     assert_ne!(before, after, "the stuck worker was replaced");
-    let worker = m.get("hostile").unwrap().status().active.unwrap().worker.unwrap();
+    let worker = m
+        .get("hostile")
+        .unwrap()
+        .status()
+        .active
+        .unwrap()
+        .worker
+        .unwrap();
     assert_eq!(worker.last_exit, Some(WorkerExit::KilledStuck));
 }
 
@@ -143,7 +202,10 @@ fn cancellation() {
     m.get("versioned").unwrap().execute(&ctx).unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(ctx.reason(), Some(CancelReason::DeadlineExceeded));
-    assert_eq!(ctx.get::<String>("version_at_end").unwrap().as_deref(), Some("1.0.0"));
+    assert_eq!(
+        ctx.get::<String>("version_at_end").unwrap().as_deref(),
+        Some("1.0.0")
+    );
 }
 
 fn quarantine() {
@@ -155,7 +217,10 @@ fn quarantine() {
     let events = m.subscribe();
     for _ in 0..3 {
         let (_ctx, result) = call(&m, "exit");
-        assert!(matches!(result, Err(Error::WorkerCrashed { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(Error::WorkerCrashed { .. })),
+            "{result:?}"
+        );
     }
     let quarantined = loop {
         match events.recv_timeout(TIMEOUT).expect("a quarantine event") {
@@ -167,7 +232,10 @@ fn quarantine() {
     assert_eq!(quarantined.0, "hostile");
     assert!(quarantined.1.contains("3 times"), "{}", quarantined.1);
     let (_ctx, result) = call(&m, "ok");
-    assert!(matches!(result, Err(Error::Quarantined { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::Quarantined { .. })),
+        "{result:?}"
+    );
     let state = m.state("hostile").unwrap();
     assert!(
         matches!(&state, PluginState::Failed(reason) if reason.contains("quarantined")),
@@ -202,7 +270,9 @@ fn memory_limit() {
         matches!(
             err,
             Error::WorkerCrashed {
-                exit: WorkerExit::Signaled { signal: libc_sig::ABRT },
+                exit: WorkerExit::Signaled {
+                    signal: libc_sig::ABRT
+                },
                 ..
             }
         ),

@@ -12,21 +12,42 @@ use plugin_test_support::{fixtures, install_folder, versioned_variant};
 use crate::util::{alive, isolated, logged, wait_until, worker_pid};
 
 pub(crate) const TESTS: &[(&str, fn())] = &[
-    ("lifecycle::values_label_and_logs_cross_to_the_worker_and_back", values_and_logs),
+    (
+        "lifecycle::values_label_and_logs_cross_to_the_worker_and_back",
+        values_and_logs,
+    ),
     ("lifecycle::only_the_plugins_named_run_isolated", per_plugin),
-    ("lifecycle::a_load_failure_in_the_worker_is_typed_and_leaves_no_worker", load_failure),
-    ("lifecycle::an_oversized_context_is_refused_and_the_worker_stays", oversized),
-    ("lifecycle::unloading_returns_the_plugins_memory_and_ends_its_worker", unload_returns_memory),
-    ("lifecycle::upgrades_under_load_fail_no_call_and_mix_no_versions", upgrade_under_load),
-    ("lifecycle::dropping_the_manager_ends_every_worker", drop_ends_workers),
+    (
+        "lifecycle::a_load_failure_in_the_worker_is_typed_and_leaves_no_worker",
+        load_failure,
+    ),
+    (
+        "lifecycle::an_oversized_context_is_refused_and_the_worker_stays",
+        oversized,
+    ),
+    (
+        "lifecycle::unloading_returns_the_plugins_memory_and_ends_its_worker",
+        unload_returns_memory,
+    ),
+    (
+        "lifecycle::upgrades_under_load_fail_no_call_and_mix_no_versions",
+        upgrade_under_load,
+    ),
+    (
+        "lifecycle::dropping_the_manager_ends_every_worker",
+        drop_ends_workers,
+    ),
 ];
 
 fn values_and_logs() {
     let (_base, m) = isolated(&["hostile"], ProcessOptions::default());
     m.load_plugin("hostile").unwrap();
     let ctx = Context::background().with_label("ok");
-    ctx.set("kept", &serde_json::json!({ "nested": [1, "two", null, 3.5] }))
-        .unwrap();
+    ctx.set(
+        "kept",
+        &serde_json::json!({ "nested": [1, "two", null, 3.5] }),
+    )
+    .unwrap();
     ctx.set_value("bytes", plugin_host::Value::Bytes(vec![0u8, 1, 255].into()));
     m.get("hostile").unwrap().execute(&ctx).unwrap();
     // The plugin's own values came back, and the host's are kept as they were.
@@ -55,7 +76,9 @@ fn per_plugin() {
     let base = tempfile::tempdir().unwrap();
     fixtures().install(base.path(), "hostile");
     fixtures().install(base.path(), "noop");
-    let m = PluginManager::builder(base.path()).isolate("hostile").build();
+    let m = PluginManager::builder(base.path())
+        .isolate("hostile")
+        .build();
     m.load_plugins().unwrap();
     assert_eq!(m.isolation_of("hostile"), Isolation::Process);
     assert_eq!(m.isolation_of("noop"), Isolation::InProcess);
@@ -73,7 +96,11 @@ fn load_failure() {
     let (_base, m) = isolated(&["panic-on-load"], ProcessOptions::default());
     let err = m.load_plugin("panic-on-load").unwrap_err();
     match &err {
-        Error::OnLoad { plugin, kind, message } => {
+        Error::OnLoad {
+            plugin,
+            kind,
+            message,
+        } => {
             assert_eq!(plugin, "panic-on-load");
             assert_eq!(*kind, ErrorKind::Panicked);
             assert!(message.contains("boom from panic-on-load"), "{message}");
@@ -194,7 +221,10 @@ fn upgrade_under_load() {
     let last = pids.pop().unwrap();
     assert!(alive(last));
     for pid in pids {
-        assert!(!alive(pid), "the worker of a replaced version ({pid}) still runs");
+        assert!(
+            !alive(pid),
+            "the worker of a replaced version ({pid}) still runs"
+        );
     }
     assert_eq!(m.get("versioned").unwrap().status().retained_libraries, 0);
 }
@@ -208,5 +238,8 @@ fn drop_ends_workers() {
         status.active.unwrap().worker.unwrap().pid.unwrap()
     };
     drop(m);
-    assert!(!alive(pid) && !alive(other), "a worker outlived its manager");
+    assert!(
+        !alive(pid) && !alive(other),
+        "a worker outlived its manager"
+    );
 }

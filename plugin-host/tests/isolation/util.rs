@@ -25,7 +25,10 @@ pub(crate) fn isolated(
 }
 
 /// Runs `hostile` with `label`.
-pub(crate) fn call(manager: &PluginManager, label: &str) -> (Context, Result<(), plugin_host::Error>) {
+pub(crate) fn call(
+    manager: &PluginManager,
+    label: &str,
+) -> (Context, Result<(), plugin_host::Error>) {
     let ctx = Context::background().with_label(label);
     let result = manager.get("hostile").and_then(|h| h.execute(&ctx));
     (ctx, result)
@@ -35,7 +38,9 @@ pub(crate) fn call(manager: &PluginManager, label: &str) -> (Context, Result<(),
 pub(crate) fn worker_pid(manager: &PluginManager) -> u32 {
     let (ctx, result) = call(manager, "ok");
     result.expect("an ok call succeeds");
-    ctx.get::<u32>("pid").unwrap().expect("the plugin records its pid")
+    ctx.get::<u32>("pid")
+        .unwrap()
+        .expect("the plugin records its pid")
 }
 
 /// Whether process `pid` exists (a zombie counts as gone).
