@@ -80,6 +80,11 @@ struct ReadmeDoctests;
 #[doc = include_str!("../../docs/host-guide.md")]
 struct HostGuideDoctests;
 
+/// docs/isolation.md's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/isolation.md")]
+struct IsolationDoctests;
+
 /// docs/lifecycle.md's Rust examples, compiled as doctests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/lifecycle.md")]
