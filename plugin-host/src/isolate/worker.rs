@@ -61,6 +61,15 @@ pub(super) fn forward_log(level: LogLevel, message: &str) -> bool {
 
 /// The worker's entry: never returns.
 pub(super) fn main(params: OsString) -> ! {
+    // Nothing the plugin starts may take itself for a worker, or inherit the channel.
+    // SAFETY: the worker is still single-threaded here: no other thread reads the
+    // environment.
+    unsafe { std::env::remove_var(super::WORKER_ENV) };
+    for fd in [SOCKET_FD, CHANNEL_FD, LIBRARY_FD] {
+        // SAFETY: fcntl(F_SETFD) on a descriptor number only changes its close-on-exec flag
+        // (or fails harmlessly if it is not open).
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
     // SAFETY: the host passed the socket on this descriptor, open and owned by nothing else
     // in this process (checked below by using it; a wrong one fails the first read).
     let socket = UnixStream::from(unsafe { OwnedFd::from_raw_fd(SOCKET_FD) });

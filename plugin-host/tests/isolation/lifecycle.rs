@@ -61,9 +61,22 @@ fn values_and_logs() {
         ctx.get_value("bytes"),
         Some(plugin_host::Value::Bytes(vec![0u8, 1, 255].into()))
     );
+    // Nothing the plugin starts would take itself for a worker or inherit the channel.
+    assert_eq!(ctx.get::<bool>("env_marker").unwrap(), Some(false));
+    assert_eq!(ctx.get::<u32>("inheritable_fds").unwrap(), Some(0));
     let mut keys = ctx.keys();
     keys.sort();
-    assert_eq!(keys, ["bytes", "kept", "pid", "started"]);
+    assert_eq!(
+        keys,
+        [
+            "bytes",
+            "env_marker",
+            "inheritable_fds",
+            "kept",
+            "pid",
+            "started"
+        ]
+    );
     // Its log record reached this process's `tracing`, under its name.
     wait_until("the plugin's log line arrives", || {
         logged()

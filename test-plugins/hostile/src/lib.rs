@@ -7,8 +7,9 @@
 //!   cancellation state it polls can stop it), then returns a `cancelled` error;
 //! - `abort`, `segfault`, `exit` (status 7), `stack_overflow`, `panic`: what they say;
 //! - `leak`: allocates `leak_mb` MiB (default 256), writes every page, and keeps it;
-//! - `ok`: returns at once, recording `pid`, the process it runs in, and logging a line at
-//!   info level (`hostile says hello`).
+//! - `ok`: returns at once, recording `pid`, the process it runs in, `env_marker` (whether
+//!   an environment variable naming a worker is set), `inheritable_fds` (descriptors above 2
+//!   a child process would inherit), and logging a line at info level (`hostile says hello`).
 //!
 //! It records `started` = `true` in the context as soon as a call begins, so a test can wait
 //! for the call to be running instead of sleeping. A `hang` call that is released records
@@ -64,6 +65,26 @@ fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
         }
         "ok" => {
             ctx.set("pid", &std::process::id())?;
+            // What a process this plugin started would inherit: the worker marker in the
+            // environment, and descriptors without close-on-exec (O_CLOEXEC is 0o2000000 in
+            // the `flags:` line of /proc/self/fdinfo/N).
+            ctx.set("env_marker", &std::env::vars().any(|(k, _)| k.contains("WORKER")))?;
+            let inherited = std::fs::read_dir("/proc/self/fd")
+                .map(|dir| {
+                    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                        .filter(|fd| *fd > 2)
+                        .filter(|fd| {
+                            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+                                .unwrap_or_default();
+                            info.lines()
+                                .find_map(|l| l.strip_prefix("flags:"))
+                                .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                                .is_some_and(|flags| flags & 0o2000000 == 0)
+                        })
+                        .count()
+                })
+                .unwrap_or(0);
+            ctx.set("inheritable_fds", &inherited)?;
             ctx.info("hostile says hello");
             Ok(())
         }
