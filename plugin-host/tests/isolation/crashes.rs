@@ -211,7 +211,9 @@ fn cancellation() {
 fn quarantine() {
     let (_base, m) = isolated(
         &["hostile"],
-        quick().quarantine_after(3, Duration::from_secs(600)),
+        ProcessOptions::default()
+            .backoff(Duration::from_millis(10), Duration::from_millis(15))
+            .quarantine_after(3, Duration::from_secs(600)),
     );
     m.load_plugin("hostile").unwrap();
     let events = m.subscribe();
@@ -222,13 +224,16 @@ fn quarantine() {
             "{result:?}"
         );
     }
+    let mut restarts = Vec::new();
     let quarantined = loop {
         match events.recv_timeout(TIMEOUT).expect("a quarantine event") {
             Event::Quarantined { name, reason } => break (name, reason),
-            Event::WorkerCrashed { .. } => continue,
+            Event::WorkerCrashed { restart_in_ms, .. } => restarts.push(restart_in_ms),
             other => panic!("unexpected event {other:?}"),
         }
     };
+    // The back-off doubles, up to its maximum; the third crash quarantines instead.
+    assert_eq!(restarts, [Some(10), Some(15), None]);
     assert_eq!(quarantined.0, "hostile");
     assert!(quarantined.1.contains("3 times"), "{}", quarantined.1);
     let (_ctx, result) = call(&m, "ok");

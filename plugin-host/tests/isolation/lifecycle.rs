@@ -37,6 +37,15 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
         "lifecycle::dropping_the_manager_ends_every_worker",
         drop_ends_workers,
     ),
+    ("lifecycle::concurrent_calls_are_served_at_once", concurrent),
+    (
+        "lifecycle::disable_ends_the_worker_and_enable_starts_one",
+        disable_enable,
+    ),
+    (
+        "lifecycle::the_watcher_loads_and_unloads_isolated_plugins",
+        watched,
+    ),
 ];
 
 fn values_and_logs() {
@@ -64,6 +73,7 @@ fn values_and_logs() {
     // Nothing the plugin starts would take itself for a worker or inherit the channel.
     assert_eq!(ctx.get::<bool>("env_marker").unwrap(), Some(false));
     assert_eq!(ctx.get::<u32>("inheritable_fds").unwrap(), Some(0));
+    assert_eq!(ctx.get::<bool>("no_new_privs").unwrap(), Some(true));
     let mut keys = ctx.keys();
     keys.sort();
     assert_eq!(
@@ -73,6 +83,7 @@ fn values_and_logs() {
             "env_marker",
             "inheritable_fds",
             "kept",
+            "no_new_privs",
             "pid",
             "started"
         ]
@@ -255,4 +266,99 @@ fn drop_ends_workers() {
         !alive(pid) && !alive(other),
         "a worker outlived its manager"
     );
+}
+
+fn concurrent() {
+    let (_base, m) = isolated(&["versioned"], ProcessOptions::default());
+    m.load_plugin("versioned").unwrap();
+    let handle = m.get("versioned").unwrap();
+    // One call holds a lane until it is cancelled ...
+    let held = Context::background();
+    held.set("hold_ms", &600_000u64).unwrap();
+    let cancel = held.cancel_handle();
+    let holder = {
+        let handle = handle.clone();
+        std::thread::spawn(move || {
+            handle.execute(&held).unwrap();
+            held
+        })
+    };
+    wait_until("the held call is in flight", || {
+        handle.status().calls_in_flight == 1
+    });
+    // ... while others, from two more threads, are answered.
+    let others: Vec<_> = (0..2)
+        .map(|_| {
+            let handle = handle.clone();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    handle.execute(&Context::background()).unwrap();
+                }
+            })
+        })
+        .collect();
+    for other in others {
+        other.join().unwrap();
+    }
+    assert_eq!(
+        handle.status().calls_in_flight,
+        1,
+        "the held call still runs"
+    );
+    cancel.cancel();
+    let held = holder.join().unwrap();
+    assert_eq!(
+        held.get::<String>("version_at_end").unwrap().as_deref(),
+        Some("1.0.0")
+    );
+}
+
+fn disable_enable() {
+    let (_base, m) = isolated(&["hostile"], ProcessOptions::default());
+    m.load_plugin("hostile").unwrap();
+    let pid = worker_pid(&m);
+    m.disable("hostile").unwrap();
+    assert!(!alive(pid), "disable ended the worker");
+    m.enable("hostile").unwrap();
+    let again = worker_pid(&m);
+    assert_ne!(again, pid);
+    assert!(alive(again));
+}
+
+fn watched() {
+    let base = tempfile::tempdir().unwrap();
+    let m = Arc::new(
+        PluginManager::builder(base.path())
+            .isolation(Isolation::Process)
+            .build(),
+    );
+    let events = m.subscribe();
+    let _watcher = m
+        .watch_with(
+            plugin_host::WatchOptions::default()
+                .with_debounce(std::time::Duration::from_millis(100)),
+        )
+        .unwrap();
+    let dir = fixtures().install(base.path(), "hostile");
+    loop {
+        match events
+            .recv_timeout(crate::util::TIMEOUT)
+            .expect("a load event")
+        {
+            plugin_host::Event::Loaded { name, .. } if name == "hostile" => break,
+            _ => continue,
+        }
+    }
+    let pid = worker_pid(&m);
+    std::fs::remove_dir_all(dir).unwrap();
+    loop {
+        match events
+            .recv_timeout(crate::util::TIMEOUT)
+            .expect("an unload event")
+        {
+            plugin_host::Event::Unloaded { name } if name == "hostile" => break,
+            _ => continue,
+        }
+    }
+    assert!(!alive(pid), "the watcher's unload ended the worker");
 }

@@ -9,7 +9,7 @@
 //! - `leak`: allocates `leak_mb` MiB (default 256), writes every page, and keeps it;
 //! - `ok`: returns at once, recording `pid`, the process it runs in, `env_marker` (whether
 //!   an environment variable naming a worker is set), `inheritable_fds` (descriptors above 2
-//!   a child process would inherit), and logging a line at info level (`hostile says hello`).
+//!   a child process would inherit), `no_new_privs`, and logging a line at info level (`hostile says hello`).
 //!
 //! It records `started` = `true` in the context as soon as a call begins, so a test can wait
 //! for the call to be running instead of sleeping. A `hang` call that is released records
@@ -85,6 +85,13 @@ fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
                 })
                 .unwrap_or(0);
             ctx.set("inheritable_fds", &inherited)?;
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            ctx.set(
+                "no_new_privs",
+                &status
+                    .lines()
+                    .any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')),
+            )?;
             ctx.info("hostile says hello");
             Ok(())
         }
