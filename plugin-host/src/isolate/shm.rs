@@ -47,6 +47,9 @@ struct Header {
 struct LaneHeader {
     state: AtomicU32,
     len: AtomicU32,
+    /// Threads asleep (or about to sleep) on `state`: a writer makes the wake system call
+    /// only when there is one.
+    sleepers: AtomicU32,
 }
 
 /// A mapped channel.
@@ -207,8 +210,12 @@ impl Shm {
         }
         let header = self.header(lane);
         header.len.store(message.len() as u32, Ordering::Relaxed);
-        header.state.store(state, Ordering::Release);
-        wake(&header.state, 1);
+        // SeqCst on both sides (here, and the sleeper's count then check in `wait`): either
+        // the sleeper sees the new state and does not sleep, or this sees the sleeper.
+        header.state.store(state, Ordering::SeqCst);
+        if header.sleepers.load(Ordering::SeqCst) != 0 {
+            wake(&header.state, 1);
+        }
     }
 
     /// Copies the message in `lane` into `out` (after its state was seen, with acquire,
@@ -248,34 +255,52 @@ impl Drop for Shm {
     }
 }
 
-/// Waits until `word` leaves `value` (returning what it became), spinning for `spin`
-/// first, then sleeping on the futex until `until` (if given). `None` on timeout.
-pub(super) fn wait_while(
-    word: &AtomicU32,
-    value: u32,
-    spin: Duration,
-    until: Option<Instant>,
-) -> Option<u32> {
-    let now = word.load(Ordering::Acquire);
-    if now != value {
-        return Some(now);
-    }
-    let start = Instant::now();
-    let mut rounds = 0u32;
-    loop {
-        for _ in 0..64 {
-            std::hint::spin_loop();
-            let now = word.load(Ordering::Acquire);
-            if now != value {
-                return Some(now);
+impl Shm {
+    /// Waits until the state of `lane` leaves `value` (returning what it became), spinning
+    /// for `spin` first, then sleeping on the futex until `until` (if given). `None` on
+    /// timeout.
+    pub(super) fn wait(
+        &self,
+        lane: usize,
+        value: u32,
+        spin: Duration,
+        until: Option<Instant>,
+    ) -> Option<u32> {
+        let header = self.header(lane);
+        let word = &header.state;
+        let now = word.load(Ordering::Acquire);
+        if now != value {
+            return Some(now);
+        }
+        let start = Instant::now();
+        let mut rounds = 0u32;
+        while !spin.is_zero() {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+                let now = word.load(Ordering::Acquire);
+                if now != value {
+                    return Some(now);
+                }
+            }
+            rounds += 1;
+            if rounds % 16 == 0 && start.elapsed() >= spin {
+                break;
             }
         }
-        rounds += 1;
-        if rounds % 16 == 0 && start.elapsed() >= spin {
-            break;
-        }
+        header.sleepers.fetch_add(1, Ordering::SeqCst);
+        let result = sleep_while(word, value, until);
+        header.sleepers.fetch_sub(1, Ordering::SeqCst);
+        result
     }
+}
+
+/// Sleeps on the futex while `word` holds `value`, until `until`; see [`Shm::wait`].
+fn sleep_while(word: &AtomicU32, value: u32, until: Option<Instant>) -> Option<u32> {
     loop {
+        let now = word.load(Ordering::SeqCst);
+        if now != value {
+            return Some(now);
+        }
         let timeout = match until {
             Some(until) => {
                 let left = until.checked_duration_since(Instant::now())?;
@@ -302,10 +327,6 @@ pub(super) fn wait_while(
                 std::ptr::null::<u32>(),
                 0u32,
             );
-        }
-        let now = word.load(Ordering::Acquire);
-        if now != value {
-            return Some(now);
         }
     }
 }
@@ -336,7 +357,7 @@ mod tests {
         let worker = Shm::open(&fd).unwrap();
         assert_eq!((worker.lanes(), worker.capacity()), (2, 4096));
         let t = std::thread::spawn(move || {
-            let state = wait_while(worker.state(1), IDLE, Duration::ZERO, None).unwrap();
+            let state = worker.wait(1, IDLE, Duration::ZERO, None).unwrap();
             assert_eq!(state, REQUEST);
             let mut buf = Vec::new();
             worker.read(1, &mut buf).unwrap();
@@ -344,7 +365,7 @@ mod tests {
             worker.send(1, &buf, RESPONSE);
         });
         host.send(1, b"abc", REQUEST);
-        let state = wait_while(host.state(1), REQUEST, Duration::ZERO, None).unwrap();
+        let state = host.wait(1, REQUEST, Duration::ZERO, None).unwrap();
         assert_eq!(state, RESPONSE);
         let mut buf = Vec::new();
         host.read(1, &mut buf).unwrap();
@@ -357,10 +378,7 @@ mod tests {
     fn a_wait_gives_up_at_its_deadline() {
         let (host, _fd) = Shm::create(1, 64).unwrap();
         let until = Instant::now() + Duration::from_millis(30);
-        assert_eq!(
-            wait_while(host.state(0), IDLE, Duration::ZERO, Some(until)),
-            None
-        );
+        assert_eq!(host.wait(0, IDLE, Duration::ZERO, Some(until)), None);
         assert!(Instant::now() >= until);
     }
 

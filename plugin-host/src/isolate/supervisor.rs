@@ -18,7 +18,7 @@ use plugin_abi::{ErrorKind, LogLevel};
 use serde::Serialize;
 
 use super::control::{self, LoadFailure, Message};
-use super::shm::{self, Shm, DEAD, IDLE, REQUEST, RESPONSE};
+use super::shm::{Shm, DEAD, IDLE, REQUEST, RESPONSE};
 use super::wire::{Reader, Writer};
 use super::worker::{CHANNEL_FD, LIBRARY_FD, SOCKET_FD};
 use super::{ProcessOptions, WORKER_ENV};
@@ -470,7 +470,7 @@ impl Supervisor {
         loop {
             let slice = Instant::now() + POLL;
             let until = kill_at.map_or(slice, |k| k.min(slice));
-            match shm::wait_while(worker.shm.state(lane), REQUEST, spin, Some(until)) {
+            match worker.shm.wait(lane, REQUEST, spin, Some(until)) {
                 Some(RESPONSE) => {
                     let read = worker.shm.read(lane, response);
                     worker.shm.state(lane).store(IDLE, Ordering::Relaxed);

@@ -26,7 +26,7 @@ use plugin_abi::abi_stable::std_types::RResult;
 use plugin_abi::{ErrorKind, HostContext_TO, LogLevel, PluginModRef};
 
 use super::control::{self, LoadFailure, Message};
-use super::shm::{self, Shm, REQUEST, RESPONSE};
+use super::shm::{Shm, REQUEST, RESPONSE};
 use super::wire::{Reader, Writer};
 use crate::cancel::AbortToken;
 use crate::context::CallContext;
@@ -225,7 +225,7 @@ fn serve_lane(shm: &Shm, lane: usize, module: PluginModRef, name: &str, current:
     loop {
         let state = shm.state(lane).load(std::sync::atomic::Ordering::Acquire);
         if state != REQUEST {
-            shm::wait_while(shm.state(lane), state, LANE_SPIN, None);
+            shm.wait(lane, state, LANE_SPIN, None);
             continue;
         }
         if shm.read(lane, &mut input).is_none() {
