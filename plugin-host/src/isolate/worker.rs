@@ -42,11 +42,21 @@ const LANE_SPIN: Duration = Duration::from_micros(50);
 /// The socket to the host, once this process is a worker: log records go there.
 static SOCKET: OnceLock<UnixStream> = OnceLock::new();
 
+/// Serialises writes to the socket: lanes log at once, and a long frame is written in
+/// pieces, which must not interleave with another thread's.
+static SENDING: Mutex<()> = Mutex::new(());
+
+/// Sends `message` to the host, one whole frame at a time.
+fn send(socket: &UnixStream, message: &Message) -> std::io::Result<()> {
+    let _one_at_a_time = SENDING.lock();
+    control::send(socket, message)
+}
+
 /// Sends a plugin's log record to the host; false if this process is not a worker.
 pub(super) fn forward_log(level: LogLevel, message: &str) -> bool {
     match SOCKET.get() {
         Some(socket) => {
-            let _ = control::send(
+            let _ = send(
                 socket,
                 &Message::Log {
                     level,
@@ -74,7 +84,7 @@ pub(super) fn main(params: OsString) -> ! {
     // in this process (checked below by using it; a wrong one fails the first read).
     let socket = UnixStream::from(unsafe { OwnedFd::from_raw_fd(SOCKET_FD) });
     let Some((name, version)) = parse(&params) else {
-        let _ = control::send(
+        let _ = send(
             &socket,
             &Message::Failed {
                 failure: LoadFailure::Setup,
@@ -87,7 +97,7 @@ pub(super) fn main(params: OsString) -> ! {
     match serve(socket, &name, &version) {
         Ok(()) => exit(0),
         Err((failure, message)) => {
-            let _ = control::send(socket, &Message::Failed { failure, message });
+            let _ = send(socket, &Message::Failed { failure, message });
             exit(1)
         }
     }
@@ -151,7 +161,7 @@ fn serve(socket: &UnixStream, name: &str, version: &str) -> Result<(), (LoadFail
             .spawn(move || serve_lane(&shm, lane, module, &name, &current))
             .map_err(|e| (LoadFailure::Setup, format!("a lane thread: {e}")))?;
     }
-    control::send(
+    send(
         socket,
         &Message::Ready {
             has_on_load: module.on_load().is_some(),
@@ -173,7 +183,7 @@ fn serve(socket: &UnixStream, name: &str, version: &str) -> Result<(), (LoadFail
             }
             Ok(Some(Message::Stop)) => {
                 let on_unload = crate::load::on_unload(name, module);
-                let _ = control::send(
+                let _ = send(
                     socket,
                     &Message::Stopped {
                         on_unload: on_unload.map_err(|e| match e {

@@ -46,6 +46,10 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
         "lifecycle::the_watcher_loads_and_unloads_isolated_plugins",
         watched,
     ),
+    (
+        "lifecycle::long_log_lines_from_many_threads_arrive_whole",
+        long_logs,
+    ),
 ];
 
 fn values_and_logs() {
@@ -361,4 +365,34 @@ fn watched() {
         }
     }
     assert!(!alive(pid), "the watcher's unload ended the worker");
+}
+
+fn long_logs() {
+    let (_base, m) = isolated(&["hostile"], ProcessOptions::default());
+    m.load_plugin("hostile").unwrap();
+    let m = Arc::new(m);
+    let pid = worker_pid(&m);
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    let (_ctx, result) = crate::util::call(&m, "shout");
+                    result.expect("a call that logs succeeds");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let worker = m
+        .get("hostile")
+        .unwrap()
+        .status()
+        .active
+        .unwrap()
+        .worker
+        .unwrap();
+    assert_eq!((worker.pid, worker.restarts), (Some(pid), 0));
 }

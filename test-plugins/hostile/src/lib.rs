@@ -6,6 +6,7 @@
 //! - `poll`: runs until `ctx.is_cancelled()` turns true (it never waits, so only the
 //!   cancellation state it polls can stop it), then returns a `cancelled` error;
 //! - `abort`, `segfault`, `exit` (status 7), `stack_overflow`, `panic`: what they say;
+//! - `shout`: logs one 60 KiB line;
 //! - `leak`: allocates `leak_mb` MiB (default 256), writes every page, and keeps it;
 //! - `ok`: returns at once, recording `pid`, the process it runs in, `env_marker` (whether
 //!   an environment variable naming a worker is set), `inheritable_fds` (descriptors above 2
@@ -61,6 +62,11 @@ fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
             let block = vec![1u8; mb << 20];
             ctx.set("leaked_mb", &(block.len() >> 20))?;
             std::mem::forget(std::hint::black_box(block));
+            Ok(())
+        }
+        "shout" => {
+            // A long log line: more than a socket writes in one piece.
+            ctx.info(&"x".repeat(60 << 10));
             Ok(())
         }
         "ok" => {
