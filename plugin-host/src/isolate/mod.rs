@@ -12,12 +12,15 @@
 //! - `control`: the socket beside it (start-up report, logs, cancellation, stop, and the
 //!   end of the peer);
 //! - `worker`: the worker process's side;
+//! - `process`: a worker process as the host holds it: its launch, its monitor thread, how
+//!   it ended;
 //! - `supervisor`: the host's side: start, call, kill at the deadline, restart with
 //!   back-off, quarantine.
 //!
 //! See `docs/isolation.md` for what is and is not contained.
 
 mod control;
+mod process;
 mod shm;
 mod supervisor;
 mod wire;
@@ -26,8 +29,8 @@ mod worker;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use process::{WorkerExit, WorkerStatus};
 pub(crate) use supervisor::{Supervisor, SupervisorHooks};
-pub use supervisor::{WorkerExit, WorkerStatus};
 
 /// The environment variable that marks a process as a plugin worker. Its value is the
 /// worker's start-up parameters; [`init`] reads it.

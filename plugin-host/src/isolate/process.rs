@@ -1,0 +1,386 @@
+//! A worker process as the host holds it: how it is started, its channel and socket, the
+//! thread that watches it, and how it ended.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use plugin_abi::{ErrorKind, LogLevel};
+use serde::Serialize;
+
+use super::control::{self, Message};
+use super::shm::{Shm, DEAD, REQUEST};
+use super::supervisor::Supervisor;
+use super::worker::{CHANNEL_FD, LIBRARY_FD, SOCKET_FD};
+use super::WORKER_ENV;
+
+/// How often a caller waiting for a lane looks at the worker's life.
+const POLL: Duration = Duration::from_millis(10);
+/// How long a worker that closed its socket gets to finish exiting before it is killed.
+pub(super) const EXIT_WAIT: Duration = Duration::from_secs(1);
+
+/// How a worker process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WorkerExit {
+    /// It exited with this status.
+    Exited {
+        /// The exit status.
+        status: i32,
+    },
+    /// A signal ended it (a segfault, an abort, a stack overflow, ...).
+    Signaled {
+        /// The signal number.
+        signal: i32,
+    },
+    /// The host killed it: a call ignored its deadline and its grace period.
+    KilledStuck,
+}
+
+impl std::fmt::Display for WorkerExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkerExit::Exited { status } => write!(f, "exited with status {status}"),
+            WorkerExit::Signaled { signal } => {
+                let name = match *signal {
+                    libc::SIGSEGV => " (SIGSEGV)",
+                    libc::SIGABRT => " (SIGABRT)",
+                    libc::SIGKILL => " (SIGKILL)",
+                    libc::SIGBUS => " (SIGBUS)",
+                    libc::SIGILL => " (SIGILL)",
+                    libc::SIGFPE => " (SIGFPE)",
+                    libc::SIGTERM => " (SIGTERM)",
+                    libc::SIGTRAP => " (SIGTRAP)",
+                    _ => "",
+                };
+                write!(f, "was killed by signal {signal}{name}")
+            }
+            WorkerExit::KilledStuck => f.write_str(
+                "was killed by the host because a call ignored its deadline and grace period",
+            ),
+        }
+    }
+}
+
+/// A process-isolated plugin's worker, as [`PluginStatus`](crate::PluginStatus) shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct WorkerStatus {
+    /// The worker's process id, while one runs.
+    pub pid: Option<u32>,
+    /// Times the worker was restarted after it ended.
+    pub restarts: u32,
+    /// How the last worker ended, if one did.
+    pub last_exit: Option<WorkerExit>,
+    /// Why the plugin is quarantined, if it is.
+    pub quarantined: Option<String>,
+}
+
+/// One worker process and the host's ends of its channel and socket.
+pub(super) struct Worker {
+    pub(super) pid: u32,
+    pub(super) pidfd: OwnedFd,
+    pub(super) shm: Shm,
+    pub(super) socket: UnixStream,
+    /// Serialises writes to the socket (cancellations and stop).
+    pub(super) send: Mutex<()>,
+    pub(super) free: Mutex<Vec<usize>>,
+    pub(super) lane_freed: Condvar,
+    pub(super) seq: AtomicU64,
+    /// Set once the process is reaped; `exit` says how it ended.
+    pub(super) dead: AtomicBool,
+    pub(super) exit: Mutex<Option<WorkerExit>>,
+    pub(super) ended: Condvar,
+    /// Set when the host ends the worker on purpose (stop, or a stuck call).
+    pub(super) ending: AtomicBool,
+    pub(super) killed_stuck: AtomicBool,
+    pub(super) stopped: Mutex<Option<Result<(), (ErrorKind, String)>>>,
+}
+
+/// Why a worker could not be launched.
+pub(super) enum Launch {
+    /// The program could not be run.
+    Spawn(std::io::Error),
+    /// Its pidfd could not be opened.
+    Watch(std::io::Error),
+}
+
+/// Runs `program` as a worker with `params`, the socket and channel ends in `theirs`, the
+/// library's memory file and the memory limit; the host keeps `shm` and `socket`.
+pub(super) fn launch(
+    program: &Path,
+    params: &str,
+    theirs: [OwnedFd; 2],
+    library: &OwnedFd,
+    memory: Option<u64>,
+    shm: Shm,
+    socket: UnixStream,
+) -> Result<(Child, Arc<Worker>), Launch> {
+    let mut command = Command::new(program);
+    command
+        .env(WORKER_ENV, params)
+        .stdin(Stdio::null())
+        // Its own process group: a terminal's Ctrl-C reaches the host, which shuts
+        // workers down in order, not the workers directly.
+        .process_group(0);
+    let fds = [
+        theirs[0].as_raw_fd(),
+        theirs[1].as_raw_fd(),
+        library.as_raw_fd(),
+    ];
+    // SAFETY: the closure runs in the child between fork and exec, and makes only
+    // async-signal-safe calls (fcntl, dup2, close_range, prctl, setrlimit) on plain integers
+    // copied into it; it allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(move || child_setup(fds, memory));
+    }
+    let mut child = command.spawn().map_err(Launch::Spawn)?;
+    drop(theirs);
+    let pid = child.id();
+    let pidfd = match pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Launch::Watch(e));
+        }
+    };
+    let worker = Arc::new(Worker {
+        pid,
+        pidfd,
+        free: Mutex::new((0..shm.lanes()).rev().collect()),
+        shm,
+        socket,
+        send: Mutex::new(()),
+        lane_freed: Condvar::new(),
+        seq: AtomicU64::new(1),
+        dead: AtomicBool::new(false),
+        exit: Mutex::new(None),
+        ended: Condvar::new(),
+        ending: AtomicBool::new(false),
+        killed_stuck: AtomicBool::new(false),
+        stopped: Mutex::new(None),
+    });
+    Ok((child, worker))
+}
+
+impl Worker {
+    /// A free lane, waiting for one (until `until`); `None` if the worker died or the time
+    /// passed.
+    pub(super) fn take_lane(&self, until: Option<Instant>) -> Option<usize> {
+        let mut free = self.free.lock();
+        loop {
+            if self.dead.load(Ordering::Acquire) {
+                return None;
+            }
+            if let Some(lane) = free.pop() {
+                return Some(lane);
+            }
+            match until {
+                Some(until) => {
+                    if self.lane_freed.wait_until(&mut free, until).timed_out() {
+                        return None;
+                    }
+                }
+                None => {
+                    self.lane_freed.wait_for(&mut free, POLL);
+                }
+            }
+        }
+    }
+
+    /// Whether new calls may go to this worker: it is neither dead nor being ended.
+    pub(super) fn serves(&self) -> bool {
+        !self.dead.load(Ordering::Acquire)
+            && !self.ending.load(Ordering::Acquire)
+            && !self.killed_stuck.load(Ordering::Acquire)
+    }
+
+    pub(super) fn release(&self, lane: usize) {
+        self.free.lock().push(lane);
+        self.lane_freed.notify_one();
+    }
+
+    pub(super) fn send(&self, message: &Message) {
+        let _guard = self.send.lock();
+        let _ = control::send(&self.socket, message);
+    }
+
+    pub(super) fn kill(&self) {
+        // SAFETY: pidfd_send_signal on our own pidfd; the kernel checks everything else. A
+        // pidfd names this very process even once reaped, so no other process is hit.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0u32,
+            );
+        }
+    }
+
+    /// Waits until the monitor reaped the worker (at most `timeout`); how it ended.
+    pub(super) fn wait_dead(&self, timeout: Option<Duration>) -> Option<WorkerExit> {
+        let mut exit = self.exit.lock();
+        let give_up = timeout.map(|t| Instant::now() + t);
+        while !self.dead.load(Ordering::Acquire) {
+            match give_up {
+                Some(g) => {
+                    if self.ended.wait_until(&mut exit, g).timed_out() {
+                        return None;
+                    }
+                }
+                None => self.ended.wait(&mut exit),
+            }
+        }
+        exit.clone()
+    }
+}
+
+/// The worker's monitor thread: forwards its log records, notices its end, reaps it, fails
+/// the calls waiting on it, and has the supervisor restart it.
+pub(super) fn monitor(
+    sup: Weak<Supervisor>,
+    worker: Arc<Worker>,
+    mut child: Child,
+    name: String,
+    ready: bool,
+) {
+    if ready {
+        loop {
+            match control::receive(&worker.socket) {
+                Ok(Some(Message::Log { level, message })) => log(&name, level, &message),
+                Ok(Some(Message::Stopped { on_unload })) => {
+                    *worker.stopped.lock() = Some(on_unload);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    // The socket closed: the worker is ending. Give it a moment, then make sure.
+    if !poll_exit(&worker.pidfd, EXIT_WAIT) {
+        worker.kill();
+    }
+    let status = child.wait();
+    let exit = if worker.killed_stuck.load(Ordering::Acquire) {
+        WorkerExit::KilledStuck
+    } else {
+        match status {
+            Ok(status) => match (status.code(), status.signal()) {
+                (Some(code), _) => WorkerExit::Exited { status: code },
+                (None, Some(signal)) => WorkerExit::Signaled { signal },
+                _ => WorkerExit::Exited { status: -1 },
+            },
+            Err(_) => WorkerExit::Exited { status: -1 },
+        }
+    };
+    {
+        let mut slot = worker.exit.lock();
+        *slot = Some(exit.clone());
+        worker.dead.store(true, Ordering::Release);
+        worker.ended.notify_all();
+    }
+    // Fail the calls waiting on it.
+    for lane in 0..worker.shm.lanes() {
+        if worker.shm.state(lane).load(Ordering::Acquire) == REQUEST {
+            worker.shm.set(lane, DEAD);
+        }
+    }
+    worker.lane_freed.notify_all();
+    if !worker.ending.load(Ordering::Acquire) {
+        tracing::warn!(plugin = %name, pid = worker.pid, "plugin worker {exit}");
+    }
+    if ready {
+        if let Some(sup) = sup.upgrade() {
+            sup.ended(&worker, exit);
+        }
+    }
+}
+
+pub(super) fn log(plugin: &str, level: LogLevel, message: &str) {
+    match level {
+        LogLevel::Error => tracing::error!(target: "plugins", plugin, "{message}"),
+        LogLevel::Warn => tracing::warn!(target: "plugins", plugin, "{message}"),
+        LogLevel::Info => tracing::info!(target: "plugins", plugin, "{message}"),
+        LogLevel::Debug => tracing::debug!(target: "plugins", plugin, "{message}"),
+        LogLevel::Trace => tracing::trace!(target: "plugins", plugin, "{message}"),
+    }
+}
+
+/// Whether the process behind `pidfd` exits within `timeout`.
+fn poll_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
+    let mut fds = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd, for the call's duration.
+    unsafe { libc::poll(&mut fds, 1, ms) > 0 }
+}
+
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor the call just returned, owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// In the child, before exec: the descriptors on 3, 4, 5, no new privileges, the memory
+/// limit. Only async-signal-safe calls.
+fn child_setup(fds: [RawFd; 3], memory: Option<u64>) -> std::io::Result<()> {
+    let targets = [SOCKET_FD, CHANNEL_FD, LIBRARY_FD];
+    let mut high = [0; 3];
+    for (i, fd) in fds.iter().enumerate() {
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) duplicates an open descriptor above 9.
+        high[i] = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10) };
+        if high[i] < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    for (fd, target) in high.iter().zip(targets) {
+        // SAFETY: dup2 onto a fixed number; the copy it makes is not close-on-exec.
+        if unsafe { libc::dup2(*fd, target) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    // Every other descriptor the host had open without close-on-exec (its own parent's,
+    // say) closes at exec: the worker gets 0 to 5 and nothing else. Before Linux 5.11 the
+    // flag is unknown and they stay open.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on descriptors.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            6u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    // SAFETY: prctl with PR_SET_NO_NEW_PRIVS and constant arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if let Some(bytes) = memory {
+        let limit = libc::rlimit {
+            rlim_cur: bytes as libc::rlim_t,
+            rlim_max: bytes as libc::rlim_t,
+        };
+        // SAFETY: setrlimit with a valid struct, for this (child) process.
+        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
