@@ -82,8 +82,8 @@ pub(crate) fn bench_isolation() -> Result<()> {
         let value = f(&process["throughput"][&key]);
         let baseline = f(&in_process["throughput"][&key]);
         println!(
-            "{:<50} {:>11} {:>11} {:>6.4}x  reported (in-process for scale)",
-            format!("trivial calls/s at {threads} thread(s): process vs in-process"),
+            "{:<50} {:>11} {:>11} {:>6.3}x  reported (in-process for scale)",
+            format!("trivial calls/s, {threads} thread(s): process vs in-proc."),
             format!("{value:.0}/s"),
             format!("{baseline:.0}/s"),
             value / baseline,
@@ -93,7 +93,7 @@ pub(crate) fn bench_isolation() -> Result<()> {
     let two = f(&process["throughput"]["threads_2_calls_per_sec"]);
     println!(
         "{:<50} {:>11} {:>11} {:>6.2}x  reported ({} calls per thread)",
-        "trivial calls/s in process mode: 2 threads vs 1",
+        "trivial calls/s in process mode, 2 threads vs 1",
         format!("{two:.0}/s"),
         format!("{one:.0}/s"),
         two / one,
