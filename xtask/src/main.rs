@@ -5,10 +5,13 @@
 //! - `demo`: `build-samples`, then calls each sample through `plugctl` and prints the result.
 //! - `ci`: runs `.ci/run`, exactly what CI runs.
 //! - `bench`: runs the benchmarks and prints each target as a ratio against its baseline.
+//! - `bench-isolation`: what process isolation costs a call, against in-process calls and
+//!   the raw shared-memory channel (also a step of `bench`).
 //! - `bench-http`: requests per second through a plugin route against a native axum
 //!   handler, with `wrk` (also the last step of `bench`).
 
 mod bench_http;
+mod bench_isolation;
 #[cfg(test)]
 mod tidy;
 
@@ -26,6 +29,7 @@ commands:
   demo                                    build the samples and call each one through plugctl
   ci                                      run .ci/run (format, lint, tests, docs)
   bench                                   run the benchmarks and print the ratios
+  bench-isolation                         process isolation: call latency and throughput, both modes
   bench-http                              HTTP throughput: a plugin route against native axum (wrk)";
 
 fn main() {
@@ -63,6 +67,7 @@ fn run(args: Vec<String>) -> Result<()> {
         "demo" => demo(),
         "ci" => ci(),
         "bench" => bench(rest),
+        "bench-isolation" => bench_isolation::bench_isolation(),
         "bench-http" => bench_http::bench_http(),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
@@ -338,6 +343,7 @@ fn bench(extra: &[String]) -> Result<()> {
         steady["failed"],
         verdict(during["failed"] == 0),
     );
+    bench_isolation::bench_isolation()?;
     bench_http::bench_http()
 }
 
