@@ -4,10 +4,11 @@
 //!
 //! As in the channel (`plugin-host/src/isolate/shm.rs`): a shared mapping of a memory file,
 //! a 64-byte header holding an `AtomicU32` state word and the message's length, the message
-//! after it; the writer copies the message in, publishes the state with a release store and
-//! always issues a `FUTEX_WAKE` (not the private variant: the peer is another process); the
-//! waiter spins on the word (the caller for [`CALL_SPIN`], the child for [`LANE_SPIN`], each
-//! time it starts waiting) before it sleeps in `FUTEX_WAIT`.
+//! after it; the writer copies the message in, publishes the state and issues a `FUTEX_WAKE`
+//! (not the private variant: the peer is another process) only when the peer counted itself
+//! asleep; the waiter spins on the word (the caller for [`CALL_SPIN`], the child for
+//! [`LANE_SPIN`], each time it starts waiting) before it counts itself and sleeps in
+//! `FUTEX_WAIT`.
 //!
 //! The child is this bench binary run again with [`CHILD_ENV`] set to
 //! `<parent pid> <descriptor of the memory file>`.
@@ -71,6 +72,11 @@ impl Page {
         unsafe { &*self.base.as_ptr().cast::<AtomicU32>() }
     }
 
+    fn sleepers(&self) -> &AtomicU32 {
+        // SAFETY: offset 8 of the mapping, aligned for a u32, only accessed through atomics.
+        unsafe { &*self.base.as_ptr().add(8).cast::<AtomicU32>() }
+    }
+
     fn len(&self) -> &AtomicU32 {
         // SAFETY: offset 4 of the mapping, aligned for a u32, only accessed through atomics.
         unsafe { &*self.base.as_ptr().add(4).cast::<AtomicU32>() }
@@ -88,8 +94,10 @@ impl Page {
             )
         };
         self.len().store(message.len() as u32, Ordering::Relaxed);
-        self.state().store(state, Ordering::Release);
-        wake(self.state());
+        self.state().store(state, Ordering::SeqCst);
+        if self.sleepers().load(Ordering::SeqCst) != 0 {
+            wake(self.state());
+        }
     }
 
     /// Reads the message the peer published (after its state was acquired).
@@ -112,9 +120,10 @@ impl Drop for Page {
     }
 }
 
-/// Waits until `word` leaves `value`, spinning for `spin` first, then sleeping on the
-/// futex until `until` (if given); `None` on timeout. The channel's `wait_while`.
-fn wait_while(word: &AtomicU32, value: u32, spin: Duration, until: Option<Instant>) -> Option<u32> {
+/// Waits until the state leaves `value`, spinning for `spin` first, then sleeping on the
+/// futex until `until` (if given); `None` on timeout. The channel's `Shm::wait`.
+fn wait_while(page: &Page, value: u32, spin: Duration, until: Option<Instant>) -> Option<u32> {
+    let word = page.state();
     let now = word.load(Ordering::Acquire);
     if now != value {
         return Some(now);
@@ -134,6 +143,13 @@ fn wait_while(word: &AtomicU32, value: u32, spin: Duration, until: Option<Instan
             break;
         }
     }
+    page.sleepers().fetch_add(1, Ordering::SeqCst);
+    let result = sleep_while(word, value, until);
+    page.sleepers().fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
+fn sleep_while(word: &AtomicU32, value: u32, until: Option<Instant>) -> Option<u32> {
     loop {
         let timeout = match until {
             Some(until) => {
@@ -161,7 +177,7 @@ fn wait_while(word: &AtomicU32, value: u32, spin: Duration, until: Option<Instan
                 0u32,
             );
         }
-        let now = word.load(Ordering::Acquire);
+        let now = word.load(Ordering::SeqCst);
         if now != value {
             return Some(now);
         }
@@ -225,7 +241,7 @@ pub(crate) fn measure(warmup: usize, rounds: usize) -> Vec<u64> {
         let t = Instant::now();
         page.send(&i.to_le_bytes(), REQUEST);
         let state = wait_while(
-            page.state(),
+            &page,
             REQUEST,
             CALL_SPIN,
             Some(Instant::now() + ANSWER_TIMEOUT),
@@ -288,7 +304,7 @@ pub(crate) fn child(params: OsString) -> ! {
             }
             STOP => std::process::exit(0),
             other => {
-                wait_while(page.state(), other, LANE_SPIN, None);
+                wait_while(&page, other, LANE_SPIN, None);
             }
         }
     }
