@@ -69,6 +69,17 @@ fn workers_of(parent: u32, plugin: &str) -> Vec<u32> {
         .collect()
 }
 
+/// A plugctl started in the background, killed and reaped when dropped, so that a test that
+/// fails leaves no plugctl (and so no worker) behind.
+struct Background(std::process::Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The `error:` lines plugctl printed.
 fn error_lines(out: &Output) -> Vec<String> {
     stderr(out)
@@ -276,12 +287,13 @@ fn isolate_runs_one_plugin_in_a_worker_and_list_and_info_show_it() {
 #[test]
 fn no_worker_outlives_a_plugctl_killed_with_sigkill() {
     let base = base_with(&["hostile"]);
-    let (mut child, url) = start_with(
+    let (child, url) = start_with(
         base.path(),
         &["--isolation", "process"],
         &["--addr", "127.0.0.1:0"],
     );
-    let plugctl = child.id();
+    let mut child = Background(child);
+    let plugctl = child.0.id();
     // A call that ignores cancellation keeps the worker busy.
     let execute = format!("{url}/api/v1/plugins/hostile/execute");
     std::thread::spawn(move || {
@@ -315,8 +327,8 @@ fn no_worker_outlives_a_plugctl_killed_with_sigkill() {
     assert_eq!(workers.len(), 1, "one worker for hostile: {workers:?}");
 
     // On Unix, `Child::kill` sends SIGKILL: plugctl gets no chance to stop its workers.
-    child.kill().expect("plugctl is killed");
-    let status = child.wait().expect("plugctl is reaped");
+    child.0.kill().expect("plugctl is killed");
+    let status = child.0.wait().expect("plugctl is reaped");
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(9),
