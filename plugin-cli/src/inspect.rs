@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use plugin_host::{Inspection, PluginManager};
+use plugin_host::{Inspection, Isolation, PluginManager};
 use serde::Serialize;
 
 use crate::{print_routes, printed_json_or_nothing, to_json, Failure, Output, SOME_FAILED};
@@ -15,6 +15,8 @@ enum Row {
     /// Every check that needs no `dlopen` passed.
     Ok {
         name: String,
+        /// Where it would run if loaded (`--isolation`, `--isolate`).
+        isolation: Isolation,
         #[serde(flatten)]
         inspection: Box<Inspection>,
     },
@@ -35,6 +37,7 @@ pub(crate) fn list(manager: &PluginManager, output: Output) -> Result<ExitCode, 
             }
             match manager.inspect(&name) {
                 Ok(inspection) => Row::Ok {
+                    isolation: manager.isolation_of(&name),
                     name,
                     inspection: Box::new(inspection),
                 },
@@ -54,36 +57,57 @@ pub(crate) fn list(manager: &PluginManager, output: Output) -> Result<ExitCode, 
         return Ok(code);
     }
     println!(
-        "{:<20} {:<10} {:<10} {:<8} LIBRARY / REASON",
-        "NAME", "VERSION", "CHECKS", "SDK"
+        "{:<20} {:<10} {:<10} {:<8} {:<10} LIBRARY / REASON",
+        "NAME", "VERSION", "CHECKS", "SDK", "MODE"
     );
     for row in &rows {
         match row {
-            Row::Ok { name, inspection } => println!(
-                "{:<20} {:<10} {:<10} {:<8} {}",
+            Row::Ok {
+                name,
+                isolation,
+                inspection,
+            } => println!(
+                "{:<20} {:<10} {:<10} {:<8} {:<10} {}",
                 name,
                 inspection.version.to_string(),
                 "ok",
                 inspection.sdk_version,
+                isolation.as_str(),
                 inspection.library.display()
             ),
             Row::Disabled { name } => println!("{name:<20} {:<10} {:<10}", "-", "disabled"),
             Row::Failed { name, error } => {
                 println!(
-                    "{:<20} {:<10} {:<10} {:<8} {}",
-                    name, "-", "failed", "-", error
+                    "{:<20} {:<10} {:<10} {:<8} {:<10} {}",
+                    name, "-", "failed", "-", "-", error
                 )
             }
         }
     }
-    println!("\n(checked from the files, no plugin code run; `--load` loads them)");
+    println!(
+        "\n(checked from the files, no plugin code run; MODE is where each would run; \
+         `--load` loads them)"
+    );
     Ok(code)
+}
+
+/// `info`'s JSON: the inspection, and where the plugin would run.
+#[derive(Serialize)]
+struct Info<'a> {
+    #[serde(flatten)]
+    inspection: &'a Inspection,
+    isolation: Isolation,
 }
 
 pub(crate) fn info(manager: &PluginManager, name: &str, output: Output) -> Result<(), Failure> {
     let inspection = manager.inspect(name).map_err(Failure::from)?;
+    let isolation = manager.isolation_of(name);
     if output == Output::Json {
-        println!("{}", to_json(&inspection));
+        let info = Info {
+            inspection: &inspection,
+            isolation,
+        };
+        println!("{}", to_json(&info));
         return Ok(());
     }
     let m = &inspection.manifest;
@@ -106,6 +130,7 @@ pub(crate) fn info(manager: &PluginManager, name: &str, output: Output) -> Resul
     );
     println!("sha256:       {}", inspection.sha256);
     println!("sdk version:  {}", inspection.sdk_version);
+    println!("isolation:    {isolation} (when loaded)");
     print_routes(m);
     println!(
         "\n(checked from the files, no plugin code run; `--load` shows hooks and the running copy)"

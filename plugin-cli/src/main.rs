@@ -1,8 +1,8 @@
 //! `plugctl`: the reference plugin host and operator tool.
 //!
 //! ```text
-//! plugctl [--dir DIR] [-o table|json] list
-//! plugctl [--dir DIR] [-o table|json] info NAME
+//! plugctl [--dir DIR] [-o table|json] list [--load]
+//! plugctl [--dir DIR] [-o table|json] info NAME [--load]
 //! plugctl [--dir DIR] [-o table|json] call NAME [--set K=V]... [--set-json K=JSON]...
 //!         [--set-file K=PATH]... [--label LABEL] [--timeout DURATION]
 //! plugctl [--dir DIR] unload|reload|enable|disable NAME
@@ -18,6 +18,10 @@
 //! plugctl completions SHELL
 //! ```
 //!
+//! Every command that loads plugins also takes `--isolation in-process|process`,
+//! `--isolate NAME` (repeatable) and `--grace DURATION`: where plugins run (see
+//! `isolation.rs`).
+//!
 //! Exit codes: 0 success, 1 failure, 2 bad arguments, 3 `list` found plugins that failed.
 
 use std::path::PathBuf;
@@ -25,6 +29,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod inspect;
+mod isolation;
+mod loaded;
 mod package;
 mod serve;
 mod values;
@@ -32,9 +38,7 @@ mod values;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 
-use plugin_host::{
-    Context, Error, ErrorKind, Event, PluginHandle, PluginManager, PluginState, PluginSummary,
-};
+use plugin_host::{Context, Error, ErrorKind, Event, PluginHandle, PluginManager};
 
 /// Manage and call native plugins in a plugin directory.
 #[derive(Parser, Debug)]
@@ -55,10 +59,9 @@ struct Cli {
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     output: Output,
 
-    /// For development only: accept plugin folders that group or others can write, and
-    /// libraries owned by another user.
-    #[arg(long, global = true)]
-    insecure_permissions: bool,
+    /// `--insecure-permissions`, `--isolation`, `--isolate` and `--grace`.
+    #[command(flatten)]
+    manager: isolation::ManagerArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -202,6 +205,22 @@ impl From<Error> for Failure {
                 _ => "the plugin returned this error; see its docs".to_owned(),
             },
             Error::Manifest(_) => "fix plugin.json; README.md has the field reference".to_owned(),
+            Error::WorkerCrashed { .. } => {
+                "the plugin crashed its worker process, not plugctl; report it to its maintainers"
+                    .to_owned()
+            }
+            Error::WorkerStart { .. } => {
+                "the worker (plugctl itself, run again) did not start the plugin; the log \
+                 above may say more, or use --isolation in-process"
+                    .to_owned()
+            }
+            Error::Quarantined { .. } => {
+                "the plugin crashed too often; fix it, then load it again".to_owned()
+            }
+            Error::MessageTooLarge { .. } => {
+                "pass smaller values, or run the plugin in plugctl (--isolation in-process)"
+                    .to_owned()
+            }
             _ => "README.md explains each error and its fix".to_owned(),
         };
         Failure {
@@ -212,6 +231,8 @@ impl From<Error> for Failure {
 }
 
 fn main() -> ExitCode {
+    // First of all: started as a plugin worker, plugctl serves its plugin and never returns.
+    plugin_host::isolate::init();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -244,15 +265,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     }
     let output = cli.output;
     let command = match cli.command {
-        Command::Package(command) => {
-            return package::run(command, &cli.dir, cli.insecure_permissions, output)
-        }
-        Command::Serve(args) => return serve::run(args, &cli.dir, cli.insecure_permissions),
+        Command::Package(command) => return package::run(command, &cli.dir, &cli.manager, output),
+        Command::Serve(args) => return serve::run(args, &cli.dir, &cli.manager),
         command => command,
     };
-    let manager = PluginManager::builder(&cli.dir)
-        .insecure_permissions(cli.insecure_permissions)
-        .build();
+    let manager = cli.manager.builder(&cli.dir).build();
     if !cli.dir.is_dir() {
         return Err(Error::BaseDir {
             path: cli.dir.clone(),
@@ -267,7 +284,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::List { load, json } => {
             let output = if json { Output::Json } else { output };
             if load {
-                list(&manager, output)
+                loaded::list(&manager, output)
             } else {
                 inspect::list(&manager, output)
             }
@@ -288,17 +305,19 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             if output == Output::Json {
                 println!("{}", to_json(&summary));
             } else {
-                print_info(&summary);
+                loaded::print_info(&summary);
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Unload { name } => with_events(&manager, output, |m| {
             m.load_plugin(&name)?;
-            m.unload(&name).map(drop)
+            note_drain(&name, &m.unload(&name)?);
+            Ok(())
         }),
         Command::Reload { name } => with_events(&manager, output, |m| {
             m.load_plugin(&name)?;
-            m.reload(&name).map(drop)
+            note_drain(&name, &m.reload(&name)?.drain);
+            Ok(())
         }),
         Command::Enable { name } => with_events(&manager, output, |m| m.enable(&name)),
         Command::Disable { name } => with_events(&manager, output, |m| m.disable(&name)),
@@ -332,7 +351,15 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let handle = manager.get(&name)?;
             let result = match timeout {
                 None => handle.execute(&ctx),
-                Some(timeout) => call_bounded(&handle, &ctx, timeout, output)?,
+                Some(timeout) => {
+                    // An isolated call that ignores its deadline ends when its worker is
+                    // killed, `--grace` later: wait for that, then GRACE more.
+                    let mut wait = timeout + GRACE;
+                    if manager.isolation_of(&name) == plugin_host::Isolation::Process {
+                        wait += cli.manager.grace();
+                    }
+                    call_bounded(&handle, &ctx, timeout, wait, output)?
+                }
             };
             let values: serde_json::Map<String, serde_json::Value> = ctx
                 .values()
@@ -354,7 +381,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
 /// How long a call may run past its deadline before plugctl gives up on it.
 const GRACE: Duration = Duration::from_secs(1);
 
-/// Runs the call on a thread of its own and waits for it until `timeout` plus [`GRACE`].
+/// Runs the call on a thread of its own and waits for it for `wait` (its `timeout` plus
+/// some grace).
 ///
 /// A plugin that ignores cancellation cannot be stopped in-process; plugctl then reports it
 /// and exits, which ends the call with the process.
@@ -362,6 +390,7 @@ fn call_bounded(
     handle: &PluginHandle,
     ctx: &Context,
     timeout: Duration,
+    wait: Duration,
     output: Output,
 ) -> Result<Result<(), Error>, Failure> {
     let (done, finished) = std::sync::mpsc::channel();
@@ -375,11 +404,11 @@ fn call_bounded(
             cause: format!("cannot start a thread for the call: {e}"),
             hint: "the system is out of threads or memory".to_owned(),
         })?;
-    let stuck = finished.recv_timeout(timeout + GRACE).map_err(|_| Failure {
+    let stuck = finished.recv_timeout(wait).map_err(|_| Failure {
         cause: format!(
             "the plugin did not stop: its call is still running {} after its {} deadline, \
                  ignoring cancellation",
-            humantime::format_duration(GRACE),
+            humantime::format_duration(wait.saturating_sub(timeout)),
             humantime::format_duration(timeout),
         ),
         hint: "the plugin must check ctx.is_cancelled() or use ctx.wait_cancelled(); \
@@ -393,6 +422,13 @@ fn call_bounded(
             failure.print(output);
             std::process::exit(1)
         }
+    }
+}
+
+/// Says on stderr how a drain went, unless every call simply returned.
+fn note_drain(name: &str, drain: &plugin_host::Drain) {
+    if let Some(note) = isolation::drain_note(name, drain) {
+        eprintln!("note: {note}");
     }
 }
 
@@ -461,49 +497,6 @@ fn watch(manager: PluginManager, output: Output) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn list(manager: &PluginManager, output: Output) -> Result<ExitCode, Failure> {
-    let report = manager.load_plugins()?;
-    let code = if report.all_loaded() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(SOME_FAILED)
-    };
-    let list = manager.list();
-    if printed_json_or_nothing(&list, manager, output) {
-        return Ok(code);
-    }
-    println!(
-        "{:<20} {:<10} {:<10} {:>9} {:>8}  {:<20} RUNNING COPY / REASON",
-        "NAME", "VERSION", "STATE", "IN-FLIGHT", "RETAINED", "LOADED AT (UTC)"
-    );
-    for p in &list {
-        let version = p
-            .active
-            .as_ref()
-            .map_or_else(|| "-".to_owned(), |a| a.version.to_string());
-        let loaded_at = p
-            .active
-            .as_ref()
-            .map_or_else(|| "-".to_owned(), |a| format_time(a.loaded_at));
-        let detail = match (&p.state, &p.active) {
-            (PluginState::Failed(reason), _) => reason.clone(),
-            (_, Some(a)) => a.running_copy.display().to_string(),
-            _ => String::new(),
-        };
-        println!(
-            "{:<20} {:<10} {:<10} {:>9} {:>8}  {:<20} {}",
-            p.name,
-            version,
-            p.state.as_str(),
-            p.calls_in_flight,
-            p.retained_libraries,
-            loaded_at,
-            detail
-        );
-    }
-    Ok(code)
-}
-
 /// Prints `rows` as JSON with `-o json`, or says that there are none; returns whether that
 /// was all there was to print (otherwise the caller prints its table).
 fn printed_json_or_nothing<T: serde::Serialize>(
@@ -522,34 +515,6 @@ fn printed_json_or_nothing<T: serde::Serialize>(
     false
 }
 
-fn format_time(t: std::time::SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-fn print_info(s: &PluginSummary) {
-    println!("name:         {}", s.name);
-    println!("version:      {}", s.version);
-    if let Some(d) = &s.manifest.description {
-        println!("description:  {d}");
-    }
-    if !s.manifest.maintainers.is_empty() {
-        println!("maintainers:  {}", s.manifest.maintainers.join(", "));
-    }
-    if let Some(h) = &s.manifest.home {
-        println!("home:         {h}");
-    }
-    println!("folder:       {}", s.dir.display());
-    println!("library:      {}", s.library.display());
-    println!("running copy: {}", s.running_copy.display());
-    println!("sdk version:  {}", s.sdk_version);
-    println!(
-        "hooks:        on_load {}, on_unload {}",
-        yes_no(s.has_on_load),
-        yes_no(s.has_on_unload)
-    );
-    print_routes(&s.manifest);
-}
-
 /// Prints the HTTP driver and routes a manifest declares, if any.
 fn print_routes(manifest: &plugin_host::Manifest) {
     if let Some(http) = &manifest.http_services {
@@ -562,14 +527,6 @@ fn print_routes(manifest: &plugin_host::Manifest) {
                 r.label
             );
         }
-    }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
     }
 }
 

@@ -11,6 +11,7 @@ use plugin_package::build::{BuildOptions, SourceSpec};
 use plugin_package::download::DownloadOptions;
 use plugin_package::{Installed, Installer, PublicKey, TrustedKeys};
 
+use crate::isolation::ManagerArgs;
 use crate::{to_json, Failure, Output};
 
 /// Where `plugctl trust` keeps the keys it trusts, inside the plugin directory.
@@ -167,7 +168,7 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 pub(crate) fn run(
     command: PackageCommand,
     dir: &Path,
-    insecure_permissions: bool,
+    manager_args: &ManagerArgs,
     output: Output,
 ) -> Result<ExitCode, Failure> {
     match command {
@@ -232,7 +233,7 @@ pub(crate) fn run(
             allow_unsigned,
             force,
         } => {
-            let manager = manager(dir, insecure_permissions)?;
+            let manager = manager(dir, manager_args)?;
             let mut installer = Installer::new(&manager)
                 .trust_all(keys.load(dir)?)
                 .allow_unsigned(allow_unsigned)
@@ -255,7 +256,7 @@ pub(crate) fn run(
             cache_dir,
             force,
         } => {
-            let manager = manager(dir, insecure_permissions)?;
+            let manager = manager(dir, manager_args)?;
             let spec = SourceSpec::parse(&source, rev.as_deref()).map_err(package_failure)?;
             let mut options = BuildOptions::new(cache_dir.unwrap_or_else(default_cache_dir));
             options.target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from);
@@ -310,11 +311,9 @@ fn default_cache_dir() -> PathBuf {
 }
 
 /// The manager of the base directory, made if missing.
-fn manager(dir: &Path, insecure_permissions: bool) -> Result<PluginManager, Failure> {
+fn manager(dir: &Path, manager_args: &ManagerArgs) -> Result<PluginManager, Failure> {
     std::fs::create_dir_all(dir).map_err(io_failure("create the plugin directory", dir))?;
-    Ok(PluginManager::builder(dir)
-        .insecure_permissions(insecure_permissions)
-        .build())
+    Ok(manager_args.builder(dir).build())
 }
 
 /// Download caps, and a progress bar when stderr is a terminal.

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use plugin_host::PluginManager;
 use plugin_http::HttpOptions;
 
+use crate::isolation::{report_shutdown, ManagerArgs};
 use crate::package::KeyArgs;
 use crate::Failure;
 
@@ -70,7 +70,7 @@ fn token(args: &ServeArgs) -> Result<Option<String>, Failure> {
 pub(crate) fn run(
     args: ServeArgs,
     dir: &Path,
-    insecure_permissions: bool,
+    manager_args: &ManagerArgs,
 ) -> Result<ExitCode, Failure> {
     let token = token(&args)?;
     if token.is_none() && !args.addr.ip().is_loopback() {
@@ -83,11 +83,7 @@ pub(crate) fn run(
             "pass --token-file FILE or set PLUGCTL_TOKEN, or listen on 127.0.0.1",
         ));
     }
-    let manager = Arc::new(
-        PluginManager::builder(dir)
-            .insecure_permissions(insecure_permissions)
-            .build(),
-    );
+    let manager = Arc::new(manager_args.builder(dir).build());
     let report = manager.load_plugins()?;
     for (name, err) in report.failed() {
         eprintln!("not loaded: {name}: {}", err.report());
@@ -136,11 +132,7 @@ pub(crate) fn run(
     // Calls that ignore cancellation may still hold blocking threads: do not wait for them.
     runtime.shutdown_timeout(Duration::from_secs(1));
     served?;
-    for outcome in manager.shutdown() {
-        if let Err(err) = outcome.result {
-            eprintln!("{}: {}", outcome.name, err.report());
-        }
-    }
+    report_shutdown(manager.shutdown());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -23,7 +23,7 @@ pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn base_with(names: &[&str]) -> tempfile::TempDir {
+pub(crate) fn base_with(names: &[&str]) -> tempfile::TempDir {
     let base = tempfile::tempdir().unwrap();
     for name in names {
         fixtures().install(base.path(), name);
@@ -297,6 +297,15 @@ fn watch_prints_events_as_folders_come_and_go() {
 
 /// Runs plugctl, killing it and failing the test if it has not exited within `bound`.
 fn plugctl_bounded(dir: &Path, args: &[&str], bound: std::time::Duration) -> Output {
+    plugctl_bounded_pid(dir, args, bound).1
+}
+
+/// [`plugctl_bounded`], with the process id plugctl ran as.
+pub(crate) fn plugctl_bounded_pid(
+    dir: &Path,
+    args: &[&str],
+    bound: std::time::Duration,
+) -> (u32, Output) {
     let child = Command::new(env!("CARGO_BIN_EXE_plugctl"))
         .arg("--dir")
         .arg(dir)
@@ -310,7 +319,7 @@ fn plugctl_bounded(dir: &Path, args: &[&str], bound: std::time::Duration) -> Out
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(child.wait_with_output()));
     match rx.recv_timeout(bound) {
-        Ok(out) => out.expect("plugctl's output"),
+        Ok(out) => (pid, out.expect("plugctl's output")),
         Err(_) => {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             panic!("plugctl {args:?} did not exit within {bound:?}");

@@ -2,6 +2,8 @@
 //! built outside the workspace.
 
 mod cli;
+#[cfg(target_os = "linux")]
+mod isolation;
 mod package;
 mod readme;
 mod serve;

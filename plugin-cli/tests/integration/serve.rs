@@ -12,7 +12,7 @@ use crate::cli::stderr;
 
 const BOUND: Duration = Duration::from_secs(60);
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
@@ -22,9 +22,20 @@ fn agent() -> ureq::Agent {
 
 /// Starts `plugctl --dir DIR serve ARGS` and returns it with the URL it printed first.
 fn start(dir: &std::path::Path, args: &[&str]) -> (Child, String) {
+    start_with(dir, &[], args)
+}
+
+/// Starts `plugctl --dir DIR GLOBALS serve ARGS` and returns it with the URL it printed
+/// first.
+pub(crate) fn start_with(
+    dir: &std::path::Path,
+    globals: &[&str],
+    args: &[&str],
+) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_plugctl"))
         .arg("--dir")
         .arg(dir)
+        .args(globals)
         .arg("serve")
         .args(args)
         .env_remove("PLUGCTL_TOKEN")
