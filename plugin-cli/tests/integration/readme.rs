@@ -228,3 +228,34 @@ fn readme_serve_commands_run_as_written() {
     let body = response.body_mut().read_to_string().unwrap();
     assert_eq!(body, r#"{"id":"7","query":{}}"#);
 }
+
+/// README.md's isolation command, run as written in a folder whose `plugins/` holds the
+/// `hello` sample: the call runs in a worker process and answers as in-process.
+#[cfg(target_os = "linux")]
+#[test]
+fn readme_isolation_command_runs_as_written() {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let block = fenced_after(
+        &readme,
+        "## Isolation: run a plugin in a worker process",
+        "```sh",
+    );
+    let command = block.trim();
+    assert!(command.contains("--isolation process"), "{command}");
+    let work = tempfile::tempdir().unwrap();
+    plugin_test_support::fixtures().install(&work.path().join("plugins"), "hello");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_plugctl")).parent().unwrap();
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    let out = run_ok(
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", command])
+            .current_dir(work.path())
+            .env("PATH", &path)
+            .env_remove("PLUGCTL_DIR"),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Hello, world!"), "{stdout}");
+}
