@@ -323,7 +323,7 @@ pub enum Error {
     /// A process-isolated plugin's worker ended (a crash, an exit, or killed) while a call
     /// ran on it. The worker restarts unless the plugin is quarantined.
     #[error(
-        "plugin `{plugin}`: its worker process {exit} during the call; it restarts unless it keeps crashing (see `plugctl info {plugin}`)"
+        "plugin `{plugin}`: its worker process {exit} during the call; the worker restarts, unless it ends too often, which quarantines the plugin"
     )]
     WorkerCrashed {
         /// The plugin name.

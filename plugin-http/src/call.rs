@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use axum::http::StatusCode;
 use parking_lot::Mutex;
-use plugin_host::Context;
+use plugin_host::{CancelHandle, Context};
 use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
@@ -78,6 +78,12 @@ pub(crate) async fn call(
     };
     state.metrics.call_started(plugin);
     let started = Instant::now();
+    let mut pending = Pending {
+        state,
+        plugin,
+        started,
+        cancel: Some(ctx.cancel_handle()),
+    };
     let phase = Arc::new(AtomicU8::new(RUNNING));
     let task = {
         let phase = phase.clone();
@@ -99,14 +105,12 @@ pub(crate) async fn call(
     let limit = state.options.request_timeout + state.options.grace;
     match tokio::time::timeout(limit, task).await {
         Ok(Ok((ctx, Ok(())))) => {
-            state.metrics.call_finished(plugin, started.elapsed(), None);
+            pending.finish(None);
             Ok(ctx)
         }
         Ok(Ok((_, Err(err)))) => {
             let error = ApiError::from_host(&err);
-            state
-                .metrics
-                .call_finished(plugin, started.elapsed(), Some(&error.kind));
+            pending.finish(Some(&error.kind));
             Err(error)
         }
         Ok(Err(join)) => {
@@ -116,9 +120,7 @@ pub(crate) async fn call(
                 "host",
                 format!("the call of plugin `{plugin}` failed in the host: {join}"),
             );
-            state
-                .metrics
-                .call_finished(plugin, started.elapsed(), Some(&error.kind));
+            pending.finish(Some(&error.kind));
             Err(error)
         }
         Err(_elapsed) => {
@@ -128,9 +130,7 @@ pub(crate) async fn call(
             {
                 state.metrics.call_stuck(plugin);
             }
-            state
-                .metrics
-                .call_finished(plugin, started.elapsed(), Some("deadline_exceeded"));
+            pending.finish(Some("deadline_exceeded"));
             Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "deadline_exceeded",
@@ -140,6 +140,40 @@ pub(crate) async fn call(
                     state.options.request_timeout, state.options.grace
                 ),
             ))
+        }
+    }
+}
+
+/// A call the request still waits for. If the request is dropped first (its client hung
+/// up), the call's context is cancelled and the call is counted as ended, as `client_closed`.
+struct Pending<'a> {
+    state: &'a AppState,
+    plugin: &'a str,
+    started: Instant,
+    /// `None` once the call's end was counted.
+    cancel: Option<CancelHandle>,
+}
+
+impl Pending<'_> {
+    /// Counts the call as ended, failed with `error` if given.
+    fn finish(&mut self, error: Option<&str>) {
+        if self.cancel.take().is_some() {
+            self.state
+                .metrics
+                .call_finished(self.plugin, self.started.elapsed(), error);
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(cancel) = self.cancel.take() {
+            cancel.cancel();
+            self.state.metrics.call_finished(
+                self.plugin,
+                self.started.elapsed(),
+                Some("client_closed"),
+            );
         }
     }
 }

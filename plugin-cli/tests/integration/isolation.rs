@@ -305,7 +305,7 @@ fn no_worker_outlives_a_plugctl_killed_with_sigkill() {
     });
     let agent = agent();
     let start = Instant::now();
-    loop {
+    let status = loop {
         let text = agent
             .get(format!("{url}/api/v1/plugins/hostile"))
             .call()
@@ -315,16 +315,20 @@ fn no_worker_outlives_a_plugctl_killed_with_sigkill() {
             .unwrap();
         let status: serde_json::Value = serde_json::from_str(&text).unwrap();
         if status["stats"]["calls_in_flight"] == 1 {
-            break;
+            break status;
         }
         assert!(
             start.elapsed() < BOUND,
             "the hang call never started: {status}"
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
     let workers = workers_of(plugctl, "hostile");
     assert_eq!(workers.len(), 1, "one worker for hostile: {workers:?}");
+    // The API shows where the plugin runs, and its worker.
+    assert_eq!(status["isolation"], "process", "{status}");
+    assert_eq!(status["worker"]["pid"], workers[0], "{status}");
+    assert_eq!(status["worker"]["restarts"], 0, "{status}");
 
     // On Unix, `Child::kill` sends SIGKILL: plugctl gets no chance to stop its workers.
     child.0.kill().expect("plugctl is killed");

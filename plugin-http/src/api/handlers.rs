@@ -148,6 +148,8 @@ fn detail(
         running_copy: summary.map(|s| s.running_copy.display().to_string()),
         dir: summary.map(|s| s.dir.display().to_string()),
         manifest: field("manifest"),
+        isolation: entry.isolation,
+        worker: entry.worker,
         routes: summary
             .map(|s| RouteEntry::of(&s.manifest))
             .unwrap_or_default(),

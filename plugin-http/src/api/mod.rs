@@ -26,7 +26,9 @@
 //! - **`PluginEntry`**: `name`, `state` (`discovered`, `active`, `disabled`, `failed`,
 //!   `unloading`, `unloaded`), `reason` (why a `failed` plugin failed, else `null`),
 //!   `disabled` (in the state file), `version` (of the active version, else `null`),
-//!   `calls_in_flight`, `stuck_calls`, `retained_libraries`, and `routes`: the active
+//!   `calls_in_flight`, `stuck_calls`, `retained_libraries`, `isolation` (`in-process` or
+//!   `process`, for an active plugin), `worker` (`{ "pid", "restarts", "last_exit",
+//!   "quarantined" }` in process isolation, else `null`), and `routes`: the active
 //!   version's `http_services` routes as `{ "route", "method", "label" }`. The list holds
 //!   every plugin the manager knows and every folder of its base directory it does not (never
 //!   loaded, or unloaded: state `discovered`, or `disabled`), sorted by name.
@@ -45,7 +47,7 @@
 //!   its deadline and grace 504. The answer holds every context value after the call. A
 //!   plugin not loaded: 404; loaded but not active (disabled, failed, unloading): 503.
 //! - **`LifecycleResponse`**: `name`, `state` after the operation, `version` (active after
-//!   it, else `null`); `unload` and `reload` add `drain`: `{ "clean", "stuck_calls" }`;
+//!   it, else `null`); `unload` and `reload` add `drain`: `{ "clean", "stuck_calls", "killed_calls" }`;
 //!   `reload` adds `previous` (the version that ran before, if one did). They run on the
 //!   blocking pool: an unload or a reload waits for calls to drain (up to twice the
 //!   manager's drain timeout). Errors: 404 `not_found` (no such plugin, or not loaded, for

@@ -52,8 +52,25 @@ pub(crate) struct PluginEntry {
     pub(crate) stuck_calls: usize,
     /// Libraries this plugin has mapped into the process (never closed).
     pub(crate) retained_libraries: usize,
+    /// Where the active version runs: `in-process` or `process`.
+    pub(crate) isolation: Option<String>,
+    /// Its worker process, in process isolation.
+    pub(crate) worker: Option<WorkerEntry>,
     /// The routes the active version declares in `http_services`.
     pub(crate) routes: Vec<RouteEntry>,
+}
+
+/// A process-isolated plugin's worker.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct WorkerEntry {
+    /// The worker's process id, while one runs.
+    pub(crate) pid: Option<u32>,
+    /// Times the worker was restarted after it ended.
+    pub(crate) restarts: u32,
+    /// How the last worker ended, if one did (e.g. `was killed by signal 11 (SIGSEGV)`).
+    pub(crate) last_exit: Option<String>,
+    /// Why the plugin is quarantined, if it is.
+    pub(crate) quarantined: Option<String>,
 }
 
 impl PluginEntry {
@@ -71,6 +88,17 @@ impl PluginEntry {
             calls_in_flight: status.calls_in_flight,
             stuck_calls: status.stuck_calls,
             retained_libraries: status.retained_libraries,
+            isolation: status.active.as_ref().map(|s| s.isolation.to_string()),
+            worker: status
+                .active
+                .as_ref()
+                .and_then(|s| s.worker.as_ref())
+                .map(|w| WorkerEntry {
+                    pid: w.pid,
+                    restarts: w.restarts,
+                    last_exit: w.last_exit.as_ref().map(ToString::to_string),
+                    quarantined: w.quarantined.clone(),
+                }),
             routes: status
                 .active
                 .as_ref()
@@ -90,6 +118,8 @@ impl PluginEntry {
             calls_in_flight: 0,
             stuck_calls: 0,
             retained_libraries: 0,
+            isolation: None,
+            worker: None,
             routes: Vec::new(),
         }
     }
@@ -137,6 +167,10 @@ pub(crate) struct PluginDetail {
     pub(crate) dir: Option<String>,
     /// The active version's validated `plugin.json`.
     pub(crate) manifest: Option<serde_json::Value>,
+    /// Where the active version runs: `in-process` or `process`.
+    pub(crate) isolation: Option<String>,
+    /// Its worker process, in process isolation.
+    pub(crate) worker: Option<WorkerEntry>,
     /// The routes the active version declares in `http_services`.
     pub(crate) routes: Vec<RouteEntry>,
     /// Its counters.
@@ -173,6 +207,9 @@ pub(crate) struct DrainReport {
     pub(crate) clean: bool,
     /// Calls that ignored cancellation and still run on the retired code.
     pub(crate) stuck_calls: usize,
+    /// In process isolation: calls that ignored cancellation, ended by killing the retired
+    /// version's worker.
+    pub(crate) killed_calls: usize,
 }
 
 impl From<Drain> for DrainReport {
@@ -181,6 +218,10 @@ impl From<Drain> for DrainReport {
             clean: drain.is_clean(),
             stuck_calls: match drain {
                 Drain::Stuck { calls } => calls,
+                _ => 0,
+            },
+            killed_calls: match drain {
+                Drain::Killed { calls } => calls,
                 _ => 0,
             },
         }

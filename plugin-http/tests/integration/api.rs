@@ -225,7 +225,7 @@ fn lifecycle_operations_change_what_runs() {
     assert_eq!(unloaded.json["version"], Value::Null);
     assert_eq!(
         unloaded.json["drain"],
-        json!({ "clean": true, "stuck_calls": 0 })
+        json!({ "clean": true, "stuck_calls": 0, "killed_calls": 0 })
     );
     assert!(server.manager.get("counter").is_err());
     let listed = get(&server, "/api/v1/plugins");

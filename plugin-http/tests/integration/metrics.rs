@@ -151,3 +151,37 @@ fn calls_through_routes_and_the_api_move_the_counters() {
             > 0.0
     );
 }
+
+#[test]
+fn a_client_that_hangs_up_mid_call_cancels_the_call_and_leaves_no_call_counted() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    let server = TestServer::start(&["slow"], HttpOptions::new());
+    let in_flight = "plugin_calls_in_flight{plugin=\"slow\"}";
+    let mut client = std::net::TcpStream::connect(server.addr()).unwrap();
+    let body = r#"{"values":{}}"#;
+    write!(
+        client,
+        "POST /api/v1/plugins/slow/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while sample(&scrape(&server), in_flight) != Some(1.0) {
+        assert!(Instant::now() < give_up, "the call never started");
+        std::thread::yield_now();
+    }
+    drop(client);
+    // The server notices, cancels the call (`slow` stops at once when cancelled), and
+    // counts it as ended; the request timeout (30 s) is far away.
+    while sample(&scrape(&server), in_flight) != Some(0.0)
+        || server.manager.get("slow").unwrap().status().calls_in_flight != 0
+    {
+        assert!(
+            Instant::now() < give_up,
+            "the call is still counted in flight after its client left"
+        );
+        std::thread::yield_now();
+    }
+}
