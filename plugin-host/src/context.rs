@@ -370,13 +370,19 @@ impl HostContext for CallContext<'_> {
         if crate::isolate::forward_log(level, message) {
             return;
         }
-        match level {
-            LogLevel::Error => tracing::error!(target: "plugins", plugin, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "plugins", plugin, "{message}"),
-            LogLevel::Info => tracing::info!(target: "plugins", plugin, "{message}"),
-            LogLevel::Debug => tracing::debug!(target: "plugins", plugin, "{message}"),
-            LogLevel::Trace => tracing::trace!(target: "plugins", plugin, "{message}"),
-        }
+        emit_log(plugin, level, message);
+    }
+}
+
+/// Emits a plugin's log record in the host's `tracing`: target `plugins`, field `plugin`.
+/// Records from a worker process arrive here too.
+pub(crate) fn emit_log(plugin: &str, level: LogLevel, message: &str) {
+    match level {
+        LogLevel::Error => tracing::error!(target: "plugins", plugin, "{message}"),
+        LogLevel::Warn => tracing::warn!(target: "plugins", plugin, "{message}"),
+        LogLevel::Info => tracing::info!(target: "plugins", plugin, "{message}"),
+        LogLevel::Debug => tracing::debug!(target: "plugins", plugin, "{message}"),
+        LogLevel::Trace => tracing::trace!(target: "plugins", plugin, "{message}"),
     }
 }
 

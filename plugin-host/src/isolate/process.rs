@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use plugin_abi::{ErrorKind, LogLevel};
+use plugin_abi::ErrorKind;
 use serde::Serialize;
 
 use super::control::{self, Message};
@@ -19,6 +19,7 @@ use super::shm::{Shm, DEAD, REQUEST};
 use super::supervisor::Supervisor;
 use super::worker::{CHANNEL_FD, LIBRARY_FD, SOCKET_FD};
 use super::WORKER_ENV;
+use crate::context::emit_log;
 
 /// How often a caller waiting for a lane looks at the worker's life.
 const POLL: Duration = Duration::from_millis(10);
@@ -257,7 +258,7 @@ pub(super) fn monitor(
     if ready {
         loop {
             match control::receive(&worker.socket) {
-                Ok(Some(Message::Log { level, message })) => log(&name, level, &message),
+                Ok(Some(Message::Log { level, message })) => emit_log(&name, level, &message),
                 Ok(Some(Message::Stopped { on_unload })) => {
                     *worker.stopped.lock() = Some(on_unload);
                 }
@@ -303,16 +304,6 @@ pub(super) fn monitor(
         if let Some(sup) = sup.upgrade() {
             sup.ended(&worker, exit);
         }
-    }
-}
-
-pub(super) fn log(plugin: &str, level: LogLevel, message: &str) {
-    match level {
-        LogLevel::Error => tracing::error!(target: "plugins", plugin, "{message}"),
-        LogLevel::Warn => tracing::warn!(target: "plugins", plugin, "{message}"),
-        LogLevel::Info => tracing::info!(target: "plugins", plugin, "{message}"),
-        LogLevel::Debug => tracing::debug!(target: "plugins", plugin, "{message}"),
-        LogLevel::Trace => tracing::trace!(target: "plugins", plugin, "{message}"),
     }
 }
 

@@ -15,11 +15,12 @@ use parking_lot::{Condvar, Mutex};
 use plugin_abi::ErrorKind;
 
 use super::control::{self, LoadFailure, Message};
-use super::process::{launch, log, monitor, Launch, Worker, WorkerExit, WorkerStatus, EXIT_WAIT};
+use super::process::{launch, monitor, Launch, Worker, WorkerExit, WorkerStatus, EXIT_WAIT};
 use super::shm::{Shm, DEAD, IDLE, REQUEST, RESPONSE};
 use super::wire::{Reader, Writer};
 use super::ProcessOptions;
 use crate::cancel::AbortToken;
+use crate::context::emit_log;
 use crate::{Context, Error};
 
 /// How long a caller spins for the answer before it sleeps on the futex.
@@ -175,7 +176,7 @@ impl Supervisor {
         // Log records from `on_load` may come first.
         let report = loop {
             match control::receive(&worker.socket) {
-                Ok(Some(Message::Log { level, message })) => log(&self.name, level, &message),
+                Ok(Some(Message::Log { level, message })) => emit_log(&self.name, level, &message),
                 other => break other,
             }
         };
