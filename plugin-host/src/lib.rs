@@ -35,6 +35,10 @@
 //! `'static` data may still point into it). Each load maps a new private copy, so a host
 //! that reloads a plugin many times grows by one mapping per load (on Linux, where the copy
 //! is an anonymous memory file, also by one open file descriptor).
+//!
+//! A plugin run in process isolation ([`isolate`], [`Isolation::Process`]) is never mapped
+//! into the host: it runs in a worker process, which exits when the plugin is unloaded, so
+//! its memory is returned.
 #![warn(missing_docs)]
 
 mod cancel;
