@@ -375,3 +375,37 @@ fn child_setup(fds: [RawFd; 3], memory: Option<u64>) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exit_says_how_the_worker_ended_and_names_common_signals() {
+        let shown = |exit: WorkerExit| exit.to_string();
+        assert_eq!(
+            shown(WorkerExit::Exited { status: 7 }),
+            "exited with status 7"
+        );
+        for (signal, name) in [
+            (libc::SIGSEGV, "SIGSEGV"),
+            (libc::SIGABRT, "SIGABRT"),
+            (libc::SIGKILL, "SIGKILL"),
+            (libc::SIGBUS, "SIGBUS"),
+            (libc::SIGILL, "SIGILL"),
+            (libc::SIGFPE, "SIGFPE"),
+            (libc::SIGTERM, "SIGTERM"),
+            (libc::SIGTRAP, "SIGTRAP"),
+        ] {
+            assert_eq!(
+                shown(WorkerExit::Signaled { signal }),
+                format!("was killed by signal {signal} ({name})")
+            );
+        }
+        assert_eq!(
+            shown(WorkerExit::Signaled { signal: 64 }),
+            "was killed by signal 64"
+        );
+        assert!(shown(WorkerExit::KilledStuck).contains("ignored its deadline"));
+    }
+}
