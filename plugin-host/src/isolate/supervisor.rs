@@ -80,13 +80,12 @@ impl Supervisor {
         options: ProcessOptions,
         hooks: SupervisorHooks,
     ) -> Result<Arc<Supervisor>, Error> {
-        let program = match &options.program {
-            Some(p) => p.clone(),
-            None => std::env::current_exe().map_err(|e| Error::WorkerStart {
-                plugin: name.to_owned(),
-                reason: format!("cannot find this program's executable to run as the worker: {e}; set ProcessOptions::program"),
-            })?,
-        };
+        // `/proc/self/exe`, resolved in the child between fork and exec, is the very file the
+        // host runs, even if its path was replaced or deleted since it started.
+        let program = options
+            .program
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
         let sup = Arc::new(Supervisor {
             name: name.to_owned(),
             version: version.to_string(),
