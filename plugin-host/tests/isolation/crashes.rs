@@ -97,6 +97,15 @@ fn each_crash() {
         }
         let after = worker_pid(&m);
         assert_ne!(before, after, "{label}: a new worker serves the next call");
+        // The host logs the end of a worker it did not end itself.
+        let expected = expected.as_ref().unwrap().to_string();
+        crate::util::wait_until("the crash is logged", || {
+            crate::util::logged().lines().any(|l| {
+                l.contains("WARN")
+                    && l.contains(&format!("pid={before}"))
+                    && l.contains(&format!("plugin worker {expected}"))
+            })
+        });
     }
     // A panic is caught by the SDK inside the worker: a plain call error, on the same worker.
     let before = worker_pid(&m);

@@ -50,6 +50,10 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
         "lifecycle::long_log_lines_from_many_threads_arrive_whole",
         long_logs,
     ),
+    (
+        "lifecycle::on_unload_runs_in_the_worker_and_its_error_is_typed",
+        on_unload_runs_in_the_worker,
+    ),
 ];
 
 fn values_and_logs() {
@@ -167,6 +171,40 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS in /proc/PID/status")
+}
+
+fn on_unload_runs_in_the_worker() {
+    // A version whose on_unload fails: the error comes back from the worker, typed.
+    let base = tempfile::tempdir().unwrap();
+    install_folder(
+        &versioned_variant("1.0.0", &["fail-on-unload"]),
+        base.path(),
+        "versioned",
+    );
+    let m = PluginManager::builder(base.path())
+        .isolation(Isolation::Process)
+        .build();
+    m.load_plugin("versioned").unwrap();
+    let pid = {
+        let status = m.get("versioned").unwrap().status();
+        status.active.unwrap().worker.unwrap().pid.unwrap()
+    };
+    let err = m.unload("versioned").unwrap_err();
+    match &err {
+        Error::OnUnload {
+            plugin, message, ..
+        } => {
+            assert_eq!(plugin, "versioned");
+            assert!(message.contains("built to fail in on_unload"), "{message}");
+        }
+        other => panic!("expected OnUnload, got {other:?}"),
+    }
+    assert!(!alive(pid));
+    // Stopping on purpose is not a crash: nothing is logged as one.
+    assert!(
+        !logged().contains(&format!("pid={pid}")),
+        "a worker stopped on purpose was logged as ended"
+    );
 }
 
 fn unload_returns_memory() {
