@@ -383,6 +383,14 @@ mod tests {
     }
 
     #[test]
+    fn a_channel_is_a_header_then_lanes_of_a_header_and_their_capacity() {
+        let (_host, fd) = Shm::create(3, 100).unwrap();
+        let len = std::fs::File::from(fd).metadata().unwrap().len();
+        // 100 bytes round up to 128; each lane has a 64-byte header.
+        assert_eq!(len, 64 + 3 * (64 + 128));
+    }
+
+    #[test]
     fn a_channel_cannot_be_resized_once_made() {
         let (_host, fd) = Shm::create(1, 64).unwrap();
         let file = std::fs::File::from(fd);
