@@ -391,6 +391,50 @@ mod tests {
     }
 
     #[test]
+    fn a_message_may_fill_its_lane_exactly() {
+        let (host, fd) = Shm::create(1, 64).unwrap();
+        let worker = Shm::open(&fd).unwrap();
+        let message = [7u8; 64];
+        host.send(0, &message, REQUEST);
+        let mut out = Vec::new();
+        worker.read(0, &mut out).expect("a full lane reads back");
+        assert_eq!(out, message);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_channel_is_refused() {
+        let memfd = |len: u64| {
+            // SAFETY: a NUL-terminated name and valid flags.
+            let fd = unsafe { libc::memfd_create(c"not-a-channel".as_ptr(), libc::MFD_CLOEXEC) };
+            assert!(fd >= 0);
+            // SAFETY: a fresh descriptor, owned by nothing else.
+            let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            file.set_len(len).unwrap();
+            OwnedFd::from(file)
+        };
+        // Shorter than a header, and the right size for one lane but without the header.
+        assert!(Shm::open(&memfd(10)).is_err());
+        assert!(Shm::open(&memfd(64 + 64 + 64)).is_err());
+    }
+
+    #[test]
+    fn marking_a_lane_wakes_whoever_sleeps_on_it() {
+        let (host, fd) = Shm::create(1, 64).unwrap();
+        let waiter = Shm::open(&fd).unwrap();
+        let t = std::thread::spawn(move || {
+            // No spin: it sleeps on the futex at once.
+            waiter.wait(
+                0,
+                IDLE,
+                Duration::ZERO,
+                Some(Instant::now() + Duration::from_secs(20)),
+            )
+        });
+        host.set(0, DEAD);
+        assert_eq!(t.join().unwrap(), Some(DEAD));
+    }
+
+    #[test]
     fn a_channel_cannot_be_resized_once_made() {
         let (_host, fd) = Shm::create(1, 64).unwrap();
         let file = std::fs::File::from(fd);
