@@ -54,6 +54,10 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
         "lifecycle::on_unload_runs_in_the_worker_and_its_error_is_typed",
         on_unload_runs_in_the_worker,
     ),
+    (
+        "lifecycle::a_worker_program_that_does_not_serve_is_refused",
+        start_failures,
+    ),
 ];
 
 fn values_and_logs() {
@@ -78,6 +82,15 @@ fn values_and_logs() {
         ctx.get_value("bytes"),
         Some(plugin_host::Value::Bytes(vec![0u8, 1, 255].into()))
     );
+    assert_eq!(ctx.get::<bool>("cancelled_at_start").unwrap(), Some(false));
+    // A context cancelled before the call is cancelled in the worker from its start.
+    let cancelled = Context::background().with_label("ok");
+    cancelled.cancel();
+    m.get("hostile").unwrap().execute(&cancelled).unwrap();
+    assert_eq!(
+        cancelled.get::<bool>("cancelled_at_start").unwrap(),
+        Some(true)
+    );
     // Nothing the plugin starts would take itself for a worker or inherit the channel.
     assert_eq!(ctx.get::<bool>("env_marker").unwrap(), Some(false));
     assert_eq!(ctx.get::<u32>("inheritable_fds").unwrap(), Some(0));
@@ -88,6 +101,7 @@ fn values_and_logs() {
         keys,
         [
             "bytes",
+            "cancelled_at_start",
             "env_marker",
             "inheritable_fds",
             "kept",
@@ -118,6 +132,8 @@ fn per_plugin() {
     assert_eq!((noop.isolation, noop.worker), (Isolation::InProcess, None));
     let hostile = m.get("hostile").unwrap().status().active.unwrap();
     assert_eq!(hostile.isolation, Isolation::Process);
+    // The hooks the worker found: `hostile` has on_unload only.
+    assert_eq!((hostile.has_on_load, hostile.has_on_unload), (false, true));
     assert_ne!(worker_pid(&m), std::process::id());
     // Nothing of the isolated plugin was mapped into this process.
     assert_eq!(m.get("hostile").unwrap().status().retained_libraries, 0);
@@ -147,6 +163,47 @@ fn load_failure() {
     let err = m.load_plugin("hostile").unwrap_err();
     assert!(matches!(err, Error::WorkerStart { .. }), "{err}");
     assert!(err.to_string().contains("ProcessOptions::program"), "{err}");
+}
+
+/// A worker program that is a shell script doing `body`.
+fn script(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("worker.sh");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn start_failures() {
+    let programs = tempfile::tempdir().unwrap();
+    // A program that does not serve (it never calls `isolate::init`): refused at the start
+    // timeout, with a message that says what to check.
+    let (_base, m) = isolated(
+        &["hostile"],
+        ProcessOptions::default()
+            .program(script(programs.path(), "exec sleep 600"))
+            .start_timeout(std::time::Duration::from_millis(300)),
+    );
+    let err = m.load_plugin("hostile").unwrap_err();
+    assert!(matches!(err, Error::WorkerStart { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("did not report ready within 300ms"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("isolate::init()"), "{err}");
+    // One that exits before it reports: refused with its status.
+    let (_base, m) = isolated(
+        &["hostile"],
+        ProcessOptions::default().program(script(programs.path(), "exit 3")),
+    );
+    let err = m.load_plugin("hostile").unwrap_err();
+    assert!(matches!(err, Error::WorkerStart { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("exited with status 3 before it reported ready"),
+        "{err}"
+    );
 }
 
 fn oversized() {
@@ -185,10 +242,9 @@ fn on_unload_runs_in_the_worker() {
         .isolation(Isolation::Process)
         .build();
     m.load_plugin("versioned").unwrap();
-    let pid = {
-        let status = m.get("versioned").unwrap().status();
-        status.active.unwrap().worker.unwrap().pid.unwrap()
-    };
+    let active = m.get("versioned").unwrap().status().active.unwrap();
+    assert_eq!((active.has_on_load, active.has_on_unload), (true, true));
+    let pid = active.worker.unwrap().pid.unwrap();
     let err = m.unload("versioned").unwrap_err();
     match &err {
         Error::OnUnload {
@@ -365,6 +421,9 @@ fn disable_enable() {
     let again = worker_pid(&m);
     assert_ne!(again, pid);
     assert!(alive(again));
+    // Enabling an active plugin that is not quarantined changes nothing.
+    m.enable("hostile").unwrap();
+    assert_eq!(worker_pid(&m), again);
 }
 
 fn watched() {

@@ -8,7 +8,8 @@
 //! - `abort`, `segfault`, `exit` (status 7), `stack_overflow`, `panic`: what they say;
 //! - `shout`: logs one 60 KiB line;
 //! - `leak`: allocates `leak_mb` MiB (default 256), writes every page, and keeps it;
-//! - `ok`: returns at once, recording `pid`, the process it runs in, `env_marker` (whether
+//! - `ok`: returns at once, recording `pid`, the process it runs in, `cancelled_at_start`,
+//!   `env_marker` (whether
 //!   an environment variable naming a worker is set), `inheritable_fds` (descriptors above 2
 //!   a child process would inherit), `no_new_privs`, and logging a line at info level (`hostile says hello`).
 //!
@@ -71,6 +72,7 @@ fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
         }
         "ok" => {
             ctx.set("pid", &std::process::id())?;
+            ctx.set("cancelled_at_start", &ctx.is_cancelled())?;
             // What a process this plugin started would inherit: the worker marker in the
             // environment, and descriptors without close-on-exec (O_CLOEXEC is 0o2000000 in
             // the `flags:` line of /proc/self/fdinfo/N).
