@@ -32,6 +32,15 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
         "crashes::a_worker_over_its_memory_limit_ends_and_the_host_does_not",
         memory_limit,
     ),
+    ("crashes::a_restart_waits_out_its_back_off", back_off_waits),
+    (
+        "crashes::crashes_older_than_the_window_do_not_count",
+        window,
+    ),
+    (
+        "crashes::a_drain_that_times_out_twice_kills_the_worker",
+        drain_kills,
+    ),
 ];
 
 /// Fast restarts, so the tests do not wait on back-off.
@@ -299,4 +308,78 @@ fn memory_limit() {
 mod libc_sig {
     pub(super) const SEGV: i32 = 11;
     pub(super) const ABRT: i32 = 6;
+}
+
+fn back_off_waits() {
+    let backoff = Duration::from_millis(300);
+    let (_base, m) = isolated(
+        &["hostile"],
+        ProcessOptions::default().backoff(backoff, backoff),
+    );
+    m.load_plugin("hostile").unwrap();
+    let (_ctx, result) = call(&m, "exit");
+    let crashed = Instant::now();
+    assert!(
+        matches!(result, Err(Error::WorkerCrashed { .. })),
+        "{result:?}"
+    );
+    // The next call waits for the restart, which waits for the back-off.
+    worker_pid(&m);
+    assert!(
+        crashed.elapsed() >= backoff - Duration::from_millis(20),
+        "restarted after {:?}",
+        crashed.elapsed()
+    );
+}
+
+fn window() {
+    // A window of zero: no crash is ever recent enough to count twice.
+    let (_base, m) = isolated(&["hostile"], quick().quarantine_after(2, Duration::ZERO));
+    m.load_plugin("hostile").unwrap();
+    for _ in 0..4 {
+        let (_ctx, result) = call(&m, "exit");
+        assert!(
+            matches!(result, Err(Error::WorkerCrashed { .. })),
+            "{result:?}"
+        );
+        worker_pid(&m);
+    }
+    let worker = m
+        .get("hostile")
+        .unwrap()
+        .status()
+        .active
+        .unwrap()
+        .worker
+        .unwrap();
+    assert_eq!((worker.restarts, worker.quarantined), (4, None));
+}
+
+fn drain_kills() {
+    let base = tempfile::tempdir().unwrap();
+    plugin_test_support::fixtures().install(base.path(), "hostile");
+    let m = Arc::new(
+        plugin_host::PluginManager::builder(base.path())
+            .isolation(plugin_host::Isolation::Process)
+            .drain_timeout(Duration::from_millis(100))
+            .build(),
+    );
+    m.load_plugin("hostile").unwrap();
+    let handle = m.get("hostile").unwrap();
+    // A call with no deadline that ignores cancellation.
+    let caller = {
+        let handle = handle.clone();
+        std::thread::spawn(move || handle.execute(&Context::background().with_label("spin")))
+    };
+    crate::util::wait_until("the call is in flight", || {
+        handle.status().calls_in_flight == 1
+    });
+    let drain = m.unload("hostile").unwrap();
+    assert_eq!(drain, plugin_host::Drain::Killed { calls: 1 });
+    let result = caller.join().unwrap();
+    assert!(
+        matches!(result, Err(Error::WorkerCrashed { .. })),
+        "{result:?}"
+    );
+    assert!(m.get("hostile").is_err(), "the plugin is unloaded");
 }
