@@ -412,8 +412,10 @@ mod tests {
             file.set_len(len).unwrap();
             OwnedFd::from(file)
         };
-        // Shorter than a header, and the right size for one lane but without the header.
+        // Shorter than a header; the size of an empty channel but without its header; the
+        // size of a one-lane channel but without its header.
         assert!(Shm::open(&memfd(10)).is_err());
+        assert!(Shm::open(&memfd(64)).is_err());
         assert!(Shm::open(&memfd(64 + 64 + 64)).is_err());
     }
 
