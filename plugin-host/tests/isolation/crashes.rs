@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use plugin_host::isolate::WorkerExit;
 use plugin_host::{CancelReason, Context, Error, ErrorKind, Event, PluginState, ProcessOptions};
 
-use crate::util::{call, isolated, worker_pid, TIMEOUT};
+use crate::util::{call, isolated, worker_pid, worker_status, TIMEOUT};
 
 pub(crate) const TESTS: &[(&str, fn())] = &[
     (
@@ -182,14 +182,7 @@ fn stuck_call() {
 
     let after = worker_pid(&m);
     assert_ne!(before, after, "the stuck worker was replaced");
-    let worker = m
-        .get("hostile")
-        .unwrap()
-        .status()
-        .active
-        .unwrap()
-        .worker
-        .unwrap();
+    let worker = worker_status(&m);
     assert_eq!(worker.last_exit, Some(WorkerExit::KilledStuck));
 }
 
@@ -344,14 +337,7 @@ fn window() {
         );
         worker_pid(&m);
     }
-    let worker = m
-        .get("hostile")
-        .unwrap()
-        .status()
-        .active
-        .unwrap()
-        .worker
-        .unwrap();
+    let worker = worker_status(&m);
     assert_eq!((worker.restarts, worker.quarantined), (4, None));
 }
 

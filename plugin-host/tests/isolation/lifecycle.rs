@@ -9,7 +9,7 @@ use plugin_host::{
 };
 use plugin_test_support::{fixtures, install_folder, versioned_variant};
 
-use crate::util::{alive, isolated, logged, wait_until, worker_pid};
+use crate::util::{alive, isolated, logged, wait_until, worker_pid, worker_status};
 
 pub(crate) const TESTS: &[(&str, fn())] = &[
     (
@@ -483,13 +483,6 @@ fn long_logs() {
     for t in threads {
         t.join().unwrap();
     }
-    let worker = m
-        .get("hostile")
-        .unwrap()
-        .status()
-        .active
-        .unwrap()
-        .worker
-        .unwrap();
+    let worker = worker_status(&m);
     assert_eq!((worker.pid, worker.restarts), (Some(pid), 0));
 }

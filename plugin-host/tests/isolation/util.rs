@@ -43,6 +43,16 @@ pub(crate) fn worker_pid(manager: &PluginManager) -> u32 {
         .expect("the plugin records its pid")
 }
 
+/// The worker status of the `hostile` plugin's active version.
+pub(crate) fn worker_status(manager: &PluginManager) -> plugin_host::isolate::WorkerStatus {
+    let status = manager.get("hostile").unwrap().status();
+    status
+        .active
+        .expect("an active version")
+        .worker
+        .expect("a worker")
+}
+
 /// Whether process `pid` exists (a zombie counts as gone).
 pub(crate) fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
