@@ -1,12 +1,59 @@
 //! The speed targets, each measured against a baseline in the same run.
 //! `cargo xtask bench` runs this and prints the ratios.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use plugin_abi::abi_stable::library::lib_header_from_path;
+use plugin_abi::abi_stable::sabi_trait::TD_Opaque;
+use plugin_abi::abi_stable::sabi_types::{RMut, RRef};
+use plugin_abi::abi_stable::std_types::{
+    RDuration, RNone, ROption, RResult, RStr, RString, RVec,
+};
+use plugin_abi::{
+    CancelReason, HostContext, HostContext_TO, LogLevel, PluginModRef, ValueVisitor_TO,
+};
 use plugin_host::{Context, Error, PluginManager};
 use plugin_test_support::fixtures;
 use serde_json::{Map, Value};
+
+/// The least a host can hand a plugin: a context with nothing in it. Calling the `noop`
+/// plugin's `execute` with it, on a module loaded with abi_stable alone, is the floor under
+/// `handle.execute`: the call across the library and the SDK's panic guard, no registry.
+struct EmptyContext;
+
+impl HostContext for EmptyContext {
+    fn get(&self, _: RStr<'_>) -> ROption<plugin_abi::Value> {
+        RNone
+    }
+    fn visit(&self, _: RStr<'_>, mut visitor: ValueVisitor_TO<'_, RMut<'_, ()>>) {
+        visitor.visit(RNone);
+    }
+    fn set(&self, _: RStr<'_>, _: plugin_abi::Value) {}
+    fn remove(&self, _: RStr<'_>) -> ROption<plugin_abi::Value> {
+        RNone
+    }
+    fn keys(&self) -> RVec<RString> {
+        RVec::new()
+    }
+    fn label(&self) -> ROption<RString> {
+        RNone
+    }
+    fn cancel_reason(&self) -> ROption<CancelReason> {
+        RNone
+    }
+    fn remaining(&self) -> ROption<RDuration> {
+        RNone
+    }
+    fn wait_cancelled(&self, timeout: RDuration) -> bool {
+        std::thread::sleep(Duration::from(timeout));
+        false
+    }
+    fn log(&self, _: LogLevel, _: RStr<'_>) {}
+    fn label_str(&self) -> ROption<RStr<'_>> {
+        RNone
+    }
+}
 
 /// The baseline of `handle.execute`: what a host would write without plugins, a function of
 /// the same signature as `PluginHandle::execute` with the `noop` plugin's empty body, never
@@ -55,6 +102,37 @@ fn one_kb_object() -> Value {
     object
 }
 
+/// Runs `iters` calls on each of 2 threads at once and returns the slower thread's time:
+/// the time per call per thread. `make` builds each thread's call (outside the timing).
+fn on_2_threads<F, C>(iters: u64, make: F) -> Duration
+where
+    F: Fn() -> C + Sync,
+    C: FnMut() + Send,
+{
+    let start = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let (make, start) = (&make, &start);
+                s.spawn(move || {
+                    let mut call = make();
+                    start.wait();
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        call();
+                    }
+                    t.elapsed()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .max()
+            .unwrap()
+    })
+}
+
 fn calls(c: &mut Criterion) {
     let base = tempfile::tempdir().unwrap();
     fixtures().install(base.path(), "noop");
@@ -63,7 +141,24 @@ fn calls(c: &mut Criterion) {
     let h = m.get("noop").unwrap();
     let ctx = Context::background();
 
+    // The same library, loaded a second time under another path by abi_stable alone.
+    let bare_copy = base.path().join("libnoop-bare.so");
+    std::fs::copy(fixtures().library("noop"), &bare_copy).unwrap();
+    let module = lib_header_from_path(&bare_copy)
+        .unwrap()
+        .init_root_module::<PluginModRef>()
+        .unwrap();
+    let empty = EmptyContext;
+
     let mut g = c.benchmark_group("call");
+    g.bench_function("abi_floor", |b| {
+        b.iter(|| {
+            let raw = HostContext_TO::from_ptr(RRef::new(std::hint::black_box(&empty)), TD_Opaque);
+            // Checks the result as `handle.execute` does; returning the whole `RResult`
+            // to criterion would add a byte-by-byte copy of it to every iteration.
+            matches!((module.execute())(raw), RResult::ROk(()))
+        })
+    });
     let direct: fn(&Context) -> Result<(), Error> = std::hint::black_box(noop);
     g.bench_function("direct", |b| b.iter(|| direct(std::hint::black_box(&ctx))));
     g.bench_function("handle_execute", |b| {
@@ -71,28 +166,25 @@ fn calls(c: &mut Criterion) {
     });
     g.bench_function("handle_execute_2_threads", |b| {
         b.iter_custom(|iters| {
-            // Each thread makes `iters` calls; the wall time is the time per call per thread.
-            let start = std::sync::Barrier::new(2);
-            std::thread::scope(|s| {
-                let workers: Vec<_> = (0..2)
-                    .map(|_| {
-                        let (h, start) = (h.clone(), &start);
-                        s.spawn(move || {
-                            let ctx = Context::background();
-                            start.wait();
-                            let t = Instant::now();
-                            for _ in 0..iters {
-                                let _ = h.execute(std::hint::black_box(&ctx));
-                            }
-                            t.elapsed()
-                        })
-                    })
-                    .collect();
-                workers
-                    .into_iter()
-                    .map(|w| w.join().unwrap())
-                    .max()
-                    .unwrap()
+            on_2_threads(iters, || {
+                let ctx = Context::background();
+                let h = h.clone();
+                move || {
+                    let _ = h.execute(std::hint::black_box(&ctx));
+                }
+            })
+        })
+    });
+    g.bench_function("abi_floor_2_threads", |b| {
+        b.iter_custom(|iters| {
+            on_2_threads(iters, || {
+                move || {
+                    let raw = HostContext_TO::from_ptr(
+                        RRef::new(std::hint::black_box(&EmptyContext)),
+                        TD_Opaque,
+                    );
+                    std::hint::black_box(matches!((module.execute())(raw), RResult::ROk(())));
+                }
             })
         })
     });

@@ -39,7 +39,11 @@ use parking_lot::Mutex;
 use plugin_abi::abi_stable::sabi_trait::TD_Opaque;
 use plugin_abi::abi_stable::sabi_types::RRef;
 use plugin_abi::abi_stable::std_types::RResult;
-use plugin_abi::HostContext_TO;
+use plugin_abi::{HostContext_TO, PluginError};
+
+/// The FFI signature of a plugin's `execute` entry.
+type ExecuteFn =
+    for<'a> extern "C" fn(HostContext_TO<'a, RRef<'a, ()>>) -> RResult<(), PluginError>;
 
 use super::fence;
 use super::status::{PluginState, PluginStatus, PluginSummary};
@@ -151,6 +155,7 @@ impl Slot {
             if self.publication.load(Ordering::SeqCst) == publication {
                 return Some(Call {
                     version,
+                    execute: hit.execute,
                     _guard: guard,
                     _keep: keep,
                 });
@@ -199,6 +204,8 @@ impl Slot {
 /// One call in flight: the version it runs on, marked until the call ends.
 struct Call<'a> {
     version: &'a LoadedVersion,
+    /// The plugin's `execute` entry when it runs in this process.
+    execute: Option<ExecuteFn>,
     _guard: CallGuard<'a>,
     /// A reference for a thread whose cache is gone (it is exiting).
     _keep: Option<Arc<LoadedVersion>>,
@@ -216,6 +223,9 @@ struct Hit {
     publication: u64,
     version: *const LoadedVersion,
     stripe: *const AtomicUsize,
+    /// The version's `execute` entry if it runs in this process, read once per cache fill
+    /// rather than through the version and its root module on every call.
+    execute: Option<ExecuteFn>,
     /// Whether this thread owns the stripe (see `InFlight`).
     owned: bool,
     /// Whether the mark may be a plain store and a compiler fence (an owned stripe, and
@@ -228,6 +238,7 @@ const EMPTY: Hit = Hit {
     publication: 0,
     version: std::ptr::null(),
     stripe: std::ptr::null(),
+    execute: None,
     owned: false,
     light: false,
 };
@@ -245,6 +256,10 @@ impl Hit {
             publication,
             version: Arc::as_ptr(version),
             stripe,
+            execute: match &version.loaded.code {
+                Code::InProcess(module) => Some(module.execute()),
+                Code::Process(_) => None,
+            },
             owned,
             light: owned && fence::asymmetric(),
         }
@@ -340,9 +355,10 @@ impl PluginHandle {
             return Err(self.not_active());
         };
         let version = call.version;
-        let module = match &version.loaded.code {
-            Code::InProcess(module) => module,
-            Code::Process(worker) => return worker.call(ctx, &version.abort),
+        let execute = match (call.execute, &version.loaded.code) {
+            (Some(execute), _) => execute,
+            (None, Code::InProcess(module)) => module.execute(),
+            (None, Code::Process(worker)) => return worker.call(ctx, &version.abort),
         };
         let call = CallContext {
             ctx,
@@ -350,7 +366,7 @@ impl PluginHandle {
             abort: &version.abort,
         };
         let raw = HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque);
-        match (module.execute())(raw) {
+        match execute(raw) {
             RResult::ROk(()) => Ok(()),
             RResult::RErr(err) => Err(Error::call(&self.slot.name, err)),
         }
