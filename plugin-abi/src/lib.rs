@@ -51,7 +51,7 @@ pub const INPUT_KEY: &str = "input";
 
 /// The context key under which a typed call returns its output.
 pub const OUTPUT_KEY: &str = "output";
-pub use value::{MapEntry, Value};
+pub use value::{MapEntry, Scalar, Value};
 
 use abi_stable::{
     declare_root_module_statics,
@@ -169,6 +169,11 @@ pub trait HostContext: Send + Sync {
 
     /// The routing label of this call, borrowed: no copy per call.
     fn label_str(&self) -> ROption<RStr<'_>>;
+
+    /// Stores `value` under `key` like [`set`](HostContext::set), without the caller
+    /// allocating: the host copies the string into the value already stored under `key`
+    /// when that is a string, so overwriting a short string allocates nothing.
+    fn set_scalar(&self, key: RStr<'_>, value: Scalar<'_>);
 }
 
 /// A callback that reads a borrowed [`Value`], passed to [`HostContext::visit`].

@@ -7,9 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use plugin_abi::abi_stable::library::lib_header_from_path;
 use plugin_abi::abi_stable::sabi_trait::TD_Opaque;
 use plugin_abi::abi_stable::sabi_types::{RMut, RRef};
-use plugin_abi::abi_stable::std_types::{
-    RDuration, RNone, ROption, RResult, RStr, RString, RVec,
-};
+use plugin_abi::abi_stable::std_types::{RDuration, RNone, ROption, RResult, RStr, RString, RVec};
 use plugin_abi::{
     CancelReason, HostContext, HostContext_TO, LogLevel, PluginModRef, ValueVisitor_TO,
 };
@@ -53,6 +51,7 @@ impl HostContext for EmptyContext {
     fn label_str(&self) -> ROption<RStr<'_>> {
         RNone
     }
+    fn set_scalar(&self, _: RStr<'_>, _: plugin_abi::Scalar<'_>) {}
 }
 
 /// The baseline of `handle.execute`: what a host would write without plugins, a function of

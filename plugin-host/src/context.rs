@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use plugin_abi::abi_stable::sabi_types::RMut;
 use plugin_abi::abi_stable::std_types::{RDuration, RNone, ROption, RSome, RStr, RString, RVec};
-use plugin_abi::{CancelReason, HostContext, LogLevel, Value, ValueVisitor_TO};
+use plugin_abi::{CancelReason, HostContext, LogLevel, Scalar, Value, ValueVisitor_TO};
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::bias::{Biased, Grant};
 use crate::cancel::{AbortToken, CancelNode};
 use crate::Error;
 
@@ -38,10 +38,13 @@ pub struct Context {
     inner: Arc<Inner>,
 }
 
+type Values = HashMap<String, Value, foldhash::fast::RandomState>;
+
 struct Inner {
     /// A std `HashMap` with foldhash's seeded hasher: fast on the short keys contexts use,
-    /// and still randomised per process.
-    values: Mutex<HashMap<String, Value, foldhash::fast::RandomState>>,
+    /// and still randomised per process. Behind a lock that the thread running a call
+    /// skips (`bias.rs`).
+    values: Biased<Values>,
     label: Option<String>,
     cancel: Arc<CancelNode>,
 }
@@ -92,10 +95,10 @@ impl Context {
         }
     }
 
-    fn from_parts(label: Option<String>, cancel: Arc<CancelNode>) -> Self {
+    fn from_parts(label: Option<String>, cancel: Arc<CancelNode>, values: Values) -> Self {
         Context {
             inner: Arc::new(Inner {
-                values: Mutex::new(HashMap::default()),
+                values: Biased::new(values),
                 label,
                 cancel,
             }),
@@ -105,7 +108,7 @@ impl Context {
     /// A new, empty context that is never cancelled unless [`cancel`](Context::cancel) is
     /// called.
     pub fn background() -> Self {
-        Self::from_parts(None, CancelNode::new(None))
+        Self::from_parts(None, CancelNode::new(None), Values::default())
     }
 
     /// A new, empty context cancelled with [`CancelReason::DeadlineExceeded`] once `timeout`
@@ -116,7 +119,7 @@ impl Context {
 
     /// A new, empty context cancelled with [`CancelReason::DeadlineExceeded`] at `deadline`.
     pub fn with_deadline(deadline: Instant) -> Self {
-        Self::from_parts(None, CancelNode::new(Some(deadline)))
+        Self::from_parts(None, CancelNode::new(Some(deadline)), Values::default())
     }
 
     /// A new context holding a copy of this one's values and label, cancelled when this one
@@ -132,9 +135,8 @@ impl Context {
 
     fn derive(&self, deadline: Option<Instant>) -> Self {
         let node = self.inner.cancel.child(deadline);
-        let ctx = Self::from_parts(self.inner.label.clone(), node);
-        *ctx.inner.values.lock() = self.inner.values.lock().clone();
-        ctx
+        let values = self.inner.values.lock(|v| v.clone());
+        Self::from_parts(self.inner.label.clone(), node, values)
     }
 
     /// Runs `f` on the values, under their lock (process isolation writes them into a call).
@@ -142,11 +144,12 @@ impl Context {
         &self,
         f: impl FnOnce(usize, &mut dyn Iterator<Item = (&str, &Value)>) -> R,
     ) -> R {
-        let values = self.inner.values.lock();
-        f(
-            values.len(),
-            &mut values.iter().map(|(k, v)| (k.as_str(), v)),
-        )
+        self.inner.values.lock(|values| {
+            f(
+                values.len(),
+                &mut values.iter().map(|(k, v)| (k.as_str(), v)),
+            )
+        })
     }
 
     /// Replaces every value with those `fill` stores (an isolated call's result). Nothing
@@ -155,11 +158,11 @@ impl Context {
         &self,
         fill: impl FnOnce(&mut dyn FnMut(String, Value)) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut fresh = HashMap::default();
+        let mut fresh = Values::default();
         fill(&mut |k, v| {
             fresh.insert(k, v);
         })?;
-        *self.inner.values.lock() = fresh;
+        self.inner.values.lock(|values| *values = fresh);
         Ok(())
     }
 
@@ -167,10 +170,10 @@ impl Context {
     ///
     /// Values are copied; cancellation is shared with `self`.
     pub fn with_label(self, label: impl Into<String>) -> Self {
-        let values = self.inner.values.lock().clone();
+        let values = self.inner.values.lock(|v| v.clone());
         Context {
             inner: Arc::new(Inner {
-                values: Mutex::new(values),
+                values: Biased::new(values),
                 label: Some(label.into()),
                 cancel: self.inner.cancel.clone(),
             }),
@@ -220,42 +223,40 @@ impl Context {
 
     /// Reads the value under `key` as a `T`; `Ok(None)` if it is not set.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        let values = self.inner.values.lock();
-        let Some(value) = values.get(key) else {
-            return Ok(None);
-        };
-        plugin_abi::serde::from_value_ref(value)
-            .map(Some)
-            .map_err(|source| Error::Value {
-                key: key.to_owned(),
-                source,
-            })
+        self.inner.values.lock(|values| {
+            let Some(value) = values.get(key) else {
+                return Ok(None);
+            };
+            plugin_abi::serde::from_value_ref(value)
+                .map(Some)
+                .map_err(|source| Error::Value {
+                    key: key.to_owned(),
+                    source,
+                })
+        })
     }
 
     /// Stores a raw value.
     pub fn set_value(&self, key: &str, value: Value) {
-        let mut values = self.inner.values.lock();
-        // Reuse the existing key's allocation when overwriting.
-        if let Some(slot) = values.get_mut(key) {
-            *slot = value;
-        } else {
-            values.insert(key.to_owned(), value);
-        }
+        self.inner.values.lock(|values| store(values, key, value));
     }
 
     /// A copy of the raw value under `key`.
     pub fn get_value(&self, key: &str) -> Option<Value> {
-        self.inner.values.lock().get(key).cloned()
+        self.inner.values.lock(|values| values.get(key).cloned())
     }
 
     /// Removes and returns the value under `key`.
     pub fn remove(&self, key: &str) -> Option<Value> {
-        self.inner.values.lock().remove(key)
+        self.inner.values.lock(|values| values.remove(key))
     }
 
     /// Every key, sorted.
     pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.inner.values.lock().keys().cloned().collect();
+        let mut keys: Vec<String> = self
+            .inner
+            .values
+            .lock(|values| values.keys().cloned().collect());
         keys.sort();
         keys
     }
@@ -265,10 +266,7 @@ impl Context {
         let mut values: Vec<(String, Value)> = self
             .inner
             .values
-            .lock()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+            .lock(|values| values.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         values.sort_by(|a, b| a.0.cmp(&b.0));
         values
     }
@@ -287,46 +285,68 @@ impl std::fmt::Debug for Context {
 
 /// The object a plugin call sees: a context plus the name of the plugin, for logging.
 pub(crate) struct CallContext<'a> {
-    pub(crate) ctx: &'a Context,
-    pub(crate) plugin: &'a str,
+    ctx: &'a Context,
+    plugin: &'a str,
     /// Set when the version this call runs on is being drained and its drain timed out.
-    pub(crate) abort: &'a AbortToken,
+    abort: &'a AbortToken,
+    /// Whether this call was granted the bias on the values (`bias.rs`).
+    grant: Grant,
+}
+
+impl<'a> CallContext<'a> {
+    pub(crate) fn new(ctx: &'a Context, plugin: &'a str, abort: &'a AbortToken) -> Self {
+        CallContext {
+            ctx,
+            plugin,
+            abort,
+            grant: Grant::default(),
+        }
+    }
+
+    /// Runs `f` on the context's values from inside the call.
+    #[inline]
+    fn values<R>(&self, f: impl FnOnce(&mut Values) -> R) -> R {
+        self.ctx.inner.values.in_call(&self.grant, f)
+    }
+}
+
+impl Drop for CallContext<'_> {
+    fn drop(&mut self) {
+        // The call is over: the host reads the results without revoking anything.
+        self.ctx.inner.values.end_call(&self.grant);
+    }
 }
 
 // Everything here must not panic: these methods are called from plugin code through
 // `extern "C"` functions, where a panic aborts the process. `parking_lot` locks do not poison.
 impl HostContext for CallContext<'_> {
     fn get(&self, key: RStr<'_>) -> ROption<Value> {
-        self.ctx
-            .inner
-            .values
-            .lock()
-            .get(key.as_str())
-            .cloned()
-            .into()
+        self.values(|values| values.get(key.as_str()).cloned().into())
     }
 
     fn visit(&self, key: RStr<'_>, mut visitor: ValueVisitor_TO<'_, RMut<'_, ()>>) {
-        let values = self.ctx.inner.values.lock();
-        visitor.visit(values.get(key.as_str()).into());
+        self.values(|values| visitor.visit(values.get(key.as_str()).into()));
     }
 
     fn set(&self, key: RStr<'_>, value: Value) {
-        self.ctx.set_value(key.as_str(), value);
+        self.values(|values| store(values, key.as_str(), value));
+    }
+
+    fn set_scalar(&self, key: RStr<'_>, value: Scalar<'_>) {
+        self.values(|values| match values.get_mut(key.as_str()) {
+            Some(slot) => slot.assign(value),
+            None => {
+                values.insert(key.as_str().to_owned(), Value::from(value));
+            }
+        });
     }
 
     fn remove(&self, key: RStr<'_>) -> ROption<Value> {
-        self.ctx.inner.values.lock().remove(key.as_str()).into()
+        self.values(|values| values.remove(key.as_str()).into())
     }
 
     fn keys(&self) -> RVec<RString> {
-        self.ctx
-            .inner
-            .values
-            .lock()
-            .keys()
-            .map(|k| RString::from(k.as_str()))
-            .collect()
+        self.values(|values| values.keys().map(|k| RString::from(k.as_str())).collect())
     }
 
     fn label_str(&self) -> ROption<RStr<'_>> {
@@ -371,6 +391,15 @@ impl HostContext for CallContext<'_> {
             return;
         }
         emit_log(plugin, level, message);
+    }
+}
+
+/// Stores `value` under `key`, reusing the key's allocation when overwriting.
+fn store(values: &mut Values, key: &str, value: Value) {
+    if let Some(slot) = values.get_mut(key) {
+        *slot = value;
+    } else {
+        values.insert(key.to_owned(), value);
     }
 }
 
@@ -519,11 +548,7 @@ mod tests {
         f: impl FnOnce(&plugin_sdk::Context<'_>) -> R,
     ) -> R {
         use plugin_abi::abi_stable::{sabi_trait::TD_Opaque, sabi_types::RRef};
-        let call = CallContext {
-            ctx,
-            plugin: "test",
-            abort,
-        };
+        let call = CallContext::new(ctx, "test", abort);
         let raw = plugin_abi::HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque);
         let plugin_view = plugin_sdk::Context::from_raw(raw);
         f(&plugin_view)

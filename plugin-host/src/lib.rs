@@ -41,10 +41,12 @@
 //! its memory is returned.
 #![warn(missing_docs)]
 
+mod bias;
 mod cancel;
 mod context;
 pub mod discover;
 mod error;
+mod fence;
 pub mod isolate;
 mod library;
 mod load;

@@ -246,11 +246,7 @@ pub(crate) fn on_unload(name: &str, module: PluginModRef) -> Result<(), Error> {
     let result = if let Some(Some(on_unload)) = module.on_unload_with_context() {
         let ctx = crate::Context::background();
         let abort = crate::cancel::AbortToken::new();
-        let call = crate::context::CallContext {
-            ctx: &ctx,
-            plugin: name,
-            abort: &abort,
-        };
+        let call = crate::context::CallContext::new(&ctx, name, &abort);
         on_unload(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque))
     } else if let Some(on_unload) = module.on_unload() {
         on_unload()

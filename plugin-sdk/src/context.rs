@@ -90,6 +90,12 @@ impl<'a> Context<'a> {
     /// Fails with [`ErrorKind::InvalidInput`] only if `value` cannot be represented as a
     /// [`Value`] (for example a map with non-string keys).
     pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), PluginError> {
+        // A number, a bool or a short string goes without allocating: the host copies it
+        // into the value already stored under `key`.
+        if let Some(scalar) = plugin_abi::serde::to_scalar(value) {
+            self.raw.set_scalar(RStr::from_str(key), scalar.as_scalar());
+            return Ok(());
+        }
         let value = plugin_abi::serde::to_value(value).map_err(|e| {
             PluginError::invalid_input(format!("cannot store context value `{key}`: {e}"))
         })?;

@@ -46,6 +46,7 @@
 
 mod de;
 mod error;
+mod scalar;
 mod ser;
 #[cfg(test)]
 mod tests;
@@ -53,6 +54,7 @@ mod tests;
 use serde::{Deserialize, Serialize};
 
 pub use error::ValueError;
+pub use scalar::{to_scalar, OwnedScalar, INLINE_STR};
 
 use crate::value::Value;
 

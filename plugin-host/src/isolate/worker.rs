@@ -142,11 +142,7 @@ fn serve(socket: &UnixStream, name: &str, version: &str) -> Result<(), (LoadFail
     let abort = AbortToken::new();
     if let Some(on_load) = module.on_load() {
         let ctx = Context::background();
-        let call = CallContext {
-            ctx: &ctx,
-            plugin: name,
-            abort: &abort,
-        };
+        let call = CallContext::new(&ctx, name, &abort);
         if let RResult::RErr(err) = on_load(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque)) {
             return Err((LoadFailure::OnLoad(err.kind), err.message.into_string()));
         }
@@ -258,11 +254,7 @@ fn serve_lane(shm: &Shm, lane: usize, module: PluginModRef, name: &str, current:
             ctx.cancel();
         }
         *current[lane].lock() = Some((head.seq, ctx.cancel_handle()));
-        let call = CallContext {
-            ctx: &ctx,
-            plugin: name,
-            abort: &abort,
-        };
+        let call = CallContext::new(&ctx, name, &abort);
         let result = match (module.execute())(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque))
         {
             RResult::ROk(()) => Ok(()),

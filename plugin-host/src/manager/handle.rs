@@ -45,10 +45,10 @@ use plugin_abi::{HostContext_TO, PluginError};
 type ExecuteFn =
     for<'a> extern "C" fn(HostContext_TO<'a, RRef<'a, ()>>) -> RResult<(), PluginError>;
 
-use super::fence;
 use super::status::{PluginState, PluginStatus, PluginSummary};
 use super::version::{CallGuard, LoadedVersion, ThreadStripe};
 use crate::context::CallContext;
+use crate::fence;
 use crate::load::Code;
 use crate::{Context, Error};
 
@@ -360,11 +360,7 @@ impl PluginHandle {
             (None, Code::InProcess(module)) => module.execute(),
             (None, Code::Process(worker)) => return worker.call(ctx, &version.abort),
         };
-        let call = CallContext {
-            ctx,
-            plugin: &self.slot.name,
-            abort: &version.abort,
-        };
+        let call = CallContext::new(ctx, &self.slot.name, &version.abort);
         let raw = HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque);
         match execute(raw) {
             RResult::ROk(()) => Ok(()),

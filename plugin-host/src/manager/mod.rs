@@ -9,7 +9,6 @@
 #[cfg(feature = "tokio")]
 mod asynch;
 mod events;
-mod fence;
 mod handle;
 mod install;
 mod lifecycle;

@@ -173,11 +173,7 @@ pub(super) fn run_on_load(name: &str, version: &LoadedVersion) -> Result<(), Err
         return Ok(());
     };
     let ctx = Context::background();
-    let call = CallContext {
-        ctx: &ctx,
-        plugin: name,
-        abort: &version.abort,
-    };
+    let call = CallContext::new(&ctx, name, &version.abort);
     match on_load(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque)) {
         RResult::ROk(()) => Ok(()),
         RResult::RErr(err) => Err(Error::OnLoad {

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "tokio")]
 mod asynch;
+mod context;
 mod guards;
 mod hostile;
 mod hostile_files;

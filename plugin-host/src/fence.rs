@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 /// Whether the process-wide barrier is available; decided once, on first use, for good,
 /// so calls and drains always agree on which side pays.
-pub(super) fn asymmetric() -> bool {
+pub(crate) fn asymmetric() -> bool {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     *REGISTERED.get_or_init(register)
 }
@@ -41,7 +41,7 @@ fn register() -> bool {
 
 /// The drain's side: after it, every mark a call made before it is visible here, and every
 /// call that marks itself later sees what this thread stored before it.
-pub(super) fn heavy() {
+pub(crate) fn heavy() {
     fence(Ordering::SeqCst);
     #[cfg(target_os = "linux")]
     if asymmetric() {
