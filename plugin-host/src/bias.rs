@@ -118,7 +118,11 @@ impl<T> Biased<T> {
     /// contention.
     #[cold]
     fn try_grant(&self, me: u64, grant: &Grant) -> bool {
-        if !fence::asymmetric() || self.contended.load(Ordering::Relaxed) {
+        if !fence::asymmetric() {
+            return false;
+        }
+        // Checked again under the lock; this only spares a contended value the lock.
+        if self.contended.load(Ordering::Relaxed) {
             return false;
         }
         let _held = self.lock.lock();
