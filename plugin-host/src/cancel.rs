@@ -173,3 +173,53 @@ impl AbortToken {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CPU time this thread has used.
+    #[cfg(target_os = "linux")]
+    fn thread_cpu() -> Duration {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `t` is a valid, writable timespec; the call only writes it.
+        let done = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        assert_eq!(done, 0);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_wait_sleeps_until_its_timeout_rather_than_spinning() {
+        let node = CancelNode::new(None);
+        let (wall, cpu) = (Instant::now(), thread_cpu());
+        assert!(!node.wait(Duration::from_millis(300)));
+        assert!(wall.elapsed() >= Duration::from_millis(300));
+        // A spinning wait would use about as much CPU as wall time.
+        let used = thread_cpu() - cpu;
+        assert!(used < Duration::from_millis(30), "used {used:?} of CPU");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_wait_without_timeout_or_deadline_sleeps_until_cancelled() {
+        let node = CancelNode::new(None);
+        let canceller = {
+            let node = node.clone();
+            std::thread::spawn(move || {
+                // A timed wait on a node nobody cancels: the test above shows it sleeps.
+                CancelNode::new(None).wait(Duration::from_millis(300));
+                node.cancel();
+            })
+        };
+        let cpu = thread_cpu();
+        assert!(node.wait(Duration::MAX));
+        let used = thread_cpu() - cpu;
+        canceller.join().unwrap();
+        assert!(used < Duration::from_millis(30), "used {used:?} of CPU");
+        assert_eq!(node.reason(), Some(CancelReason::Cancelled));
+    }
+}
