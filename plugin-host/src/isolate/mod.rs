@@ -214,3 +214,48 @@ pub fn init() {
 pub(crate) fn forward_log(level: plugin_abi::LogLevel, message: &str) -> bool {
     worker::forward_log(level, message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_option_setter_sets_its_field_within_its_bounds() {
+        let o = ProcessOptions::default()
+            .grace(Duration::from_millis(7))
+            .quarantine_after(3, Duration::from_secs(9))
+            .backoff(Duration::from_millis(20), Duration::from_millis(400))
+            .start_timeout(Duration::from_secs(4))
+            .memory_limit(Some(1 << 30))
+            .lanes(3)
+            .max_message(1 << 16)
+            .program("/bin/worker");
+        assert_eq!(o.grace, Duration::from_millis(7));
+        assert_eq!((o.max_crashes, o.crash_window), (3, Duration::from_secs(9)));
+        assert_eq!(
+            (o.backoff, o.max_backoff),
+            (Duration::from_millis(20), Duration::from_millis(400))
+        );
+        assert_eq!(o.start_timeout, Duration::from_secs(4));
+        assert_eq!(o.memory_limit, Some(1 << 30));
+        assert_eq!(o.lanes, 3);
+        assert_eq!(o.max_message, 1 << 16);
+        assert_eq!(o.program.as_deref(), Some(std::path::Path::new("/bin/worker")));
+
+        // The bounds: at least one crash, a ceiling no lower than the first wait, at least
+        // one lane (at most 1024), messages of 4 KiB to 1 GiB.
+        let o = ProcessOptions::default()
+            .quarantine_after(0, Duration::ZERO)
+            .backoff(Duration::from_secs(2), Duration::from_secs(1))
+            .lanes(0)
+            .max_message(1);
+        assert_eq!(o.max_crashes, 1);
+        assert_eq!(o.max_backoff, Duration::from_secs(2));
+        assert_eq!(o.lanes, 1);
+        assert_eq!(o.max_message, 4096);
+        let o = ProcessOptions::default()
+            .lanes(usize::MAX)
+            .max_message(usize::MAX);
+        assert_eq!((o.lanes, o.max_message), (1024, 1 << 30));
+    }
+}
