@@ -240,7 +240,10 @@ mod tests {
         assert_eq!(o.memory_limit, Some(1 << 30));
         assert_eq!(o.lanes, 3);
         assert_eq!(o.max_message, 1 << 16);
-        assert_eq!(o.program.as_deref(), Some(std::path::Path::new("/bin/worker")));
+        assert_eq!(
+            o.program.as_deref(),
+            Some(std::path::Path::new("/bin/worker"))
+        );
 
         // The bounds: at least one crash, a ceiling no lower than the first wait, at least
         // one lane (at most 1024), messages of 4 KiB to 1 GiB.

@@ -550,3 +550,57 @@ fn listeners_can_be_removed_and_subscriptions_end_with_their_receiver() {
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert!(matches!(&seen[0], Event::Loaded { name, .. } if name == "hello"));
 }
+
+#[test]
+fn calls_from_more_threads_than_owned_stripes_are_all_counted() {
+    // Each of the first 64 threads to call owns a stripe of the in-flight counter; later
+    // threads share one, which must count with atomic adds. 64 threads take the owned
+    // stripes and hold them; then 4 more call at once on the shared one. Nothing may be
+    // left counted after: a lost increment or decrement would show here.
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "noop");
+    let m = PluginManager::builder(base.path())
+        .drain_timeout(Duration::from_millis(200))
+        .build();
+    m.load_plugin("noop").unwrap();
+    let handle = m.get("noop").unwrap();
+    let holding = std::sync::Barrier::new(65);
+    let done = std::sync::Barrier::new(65);
+    let start = std::sync::Barrier::new(4);
+    // No thread may panic while others wait on a barrier: each returns what went wrong.
+    let (held, shared) = std::thread::scope(|s| {
+        let holders: Vec<_> = (0..64)
+            .map(|_| {
+                let (handle, holding, done) = (&handle, &holding, &done);
+                s.spawn(move || {
+                    let called = handle.execute(&Context::background()).is_ok();
+                    holding.wait();
+                    done.wait();
+                    called
+                })
+            })
+            .collect();
+        holding.wait();
+        let sharers: Vec<_> = (0..4)
+            .map(|_| {
+                let (handle, start) = (&handle, &start);
+                s.spawn(move || {
+                    let ctx = Context::background();
+                    start.wait();
+                    (0..300_000).all(|_| handle.execute(&ctx).is_ok())
+                })
+            })
+            .collect();
+        let shared: Vec<_> = sharers.into_iter().map(|t| t.join()).collect();
+        done.wait();
+        let held: Vec<_> = holders.into_iter().map(|t| t.join()).collect();
+        (held, shared)
+    });
+    assert!(held.into_iter().all(|r| r.is_ok_and(|called| called)));
+    assert!(
+        shared.into_iter().all(|r| r.is_ok_and(|called| called)),
+        "a call failed or panicked"
+    );
+    assert_eq!(handle.status().calls_in_flight, 0);
+    assert_eq!(m.unload("noop").unwrap(), Drain::Clean);
+}
