@@ -319,6 +319,22 @@ mod tests {
     }
 
     #[test]
+    fn every_error_kind_round_trips_and_unknown_codes_read_as_other() {
+        for kind in [
+            ErrorKind::InvalidInput,
+            ErrorKind::NotFound,
+            ErrorKind::Cancelled,
+            ErrorKind::DeadlineExceeded,
+            ErrorKind::Panicked,
+            ErrorKind::Unsupported,
+            ErrorKind::Other,
+        ] {
+            assert_eq!(kind_from(kind_code(kind)), kind);
+        }
+        assert_eq!(kind_from(200), ErrorKind::Other);
+    }
+
+    #[test]
     fn a_request_round_trips() {
         let head = CallHead {
             seq: 9,

@@ -471,6 +471,94 @@ fn bad_manifests() -> Vec<(&'static str, String, Expect)> {
             ),
             Invalid("source.branch"),
         ),
+        (
+            "tag with a space",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "tag": "v 1"}),
+            ),
+            Invalid("source.tag"),
+        ),
+        (
+            "tag with a control character",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "tag": "v\u{7}1"}),
+            ),
+            Invalid("source.tag"),
+        ),
+        (
+            "branch with ~",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "branch": "a~b"}),
+            ),
+            Invalid("source.branch"),
+        ),
+        (
+            "branch with a colon",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "branch": "a:b"}),
+            ),
+            Invalid("source.branch"),
+        ),
+        (
+            "tag ending in .lock",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "tag": "v1.lock"}),
+            ),
+            Invalid("source.tag"),
+        ),
+        (
+            "branch starting with /",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "branch": "/main"}),
+            ),
+            Invalid("source.branch"),
+        ),
+        (
+            "branch ending with .",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "branch": "main."}),
+            ),
+            Invalid("source.branch"),
+        ),
+        (
+            "tag with @{",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "tag": "v@{1}"}),
+            ),
+            Invalid("source.tag"),
+        ),
+        (
+            "branch with //",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "branch": "a//b"}),
+            ),
+            Invalid("source.branch"),
+        ),
+        (
+            "empty tag",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "tag": ""}),
+            ),
+            Invalid("source.tag"),
+        ),
+        (
+            "tag longer than 200 characters",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "tag": "v".repeat(201)}),
+            ),
+            Invalid("source.tag"),
+        ),
         // http_services
         (
             "empty driver",

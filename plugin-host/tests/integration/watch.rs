@@ -119,6 +119,27 @@ fn a_broken_plugin_dropped_in_is_reported_failed() {
     }
 }
 
+#[cfg(unix)]
+#[test]
+fn a_manifest_that_cannot_be_read_is_reported_rather_than_waited_for() {
+    // `plugin.json` is a symbolic link to itself: reading it fails with "too many levels of
+    // symbolic links", which no amount of waiting fixes, unlike a file not written yet.
+    let base = tempfile::tempdir().unwrap();
+    let (_m, events, _watcher) = watched(base.path());
+    let staging = tempfile::tempdir().unwrap();
+    let folder = staging.path().join("looped");
+    std::fs::create_dir(&folder).unwrap();
+    std::os::unix::fs::symlink("plugin.json", folder.join("plugin.json")).unwrap();
+    std::fs::rename(&folder, base.path().join("looped")).unwrap();
+    match next_event(&events) {
+        Event::Failed { name, error } => {
+            assert_eq!(name, "looped");
+            assert!(error.contains("plugin.json"), "{error}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
 #[test]
 fn an_upgrade_through_the_api_is_not_repeated_by_the_watcher() {
     let v1 = versioned_variant("1.0.0", &[]);
