@@ -612,6 +612,30 @@ mod tests {
     }
 
     #[test]
+    fn a_call_gives_back_the_bias_so_the_host_reads_its_results_without_revoking() {
+        let ctx = Context::background();
+        let abort = AbortToken::new();
+        as_plugin_sees_it(&ctx, &abort, |p| {
+            p.set("n", &1).unwrap();
+            assert!(
+                ctx.inner.values.held_here(),
+                "the call's thread holds the bias"
+            );
+            p.set("s", "text").unwrap();
+            assert_eq!(p.get::<String>("s").unwrap().as_deref(), Some("text"));
+        });
+        assert!(!ctx.inner.values.held_here());
+        assert_eq!(ctx.get::<i64>("n").unwrap(), Some(1));
+        assert!(!ctx.inner.values.was_contended());
+        // The next call is granted it again.
+        as_plugin_sees_it(&ctx, &abort, |p| {
+            p.set("n", &2).unwrap();
+            assert!(ctx.inner.values.held_here());
+        });
+        assert_eq!(ctx.get::<i64>("n").unwrap(), Some(2));
+    }
+
+    #[test]
     fn debug_shows_label_deadline_and_keys() {
         let ctx = Context::background().with_label("route");
         ctx.set_value("key", Value::Int(1));
