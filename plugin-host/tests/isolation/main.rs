@@ -13,6 +13,12 @@ use libtest_mimic::{Arguments, Trial};
 
 fn main() {
     plugin_host::isolate::init();
+    // `init` never returns in a worker. Were it to, this process would run the tests and
+    // start workers of its own, which would do the same, without end: stop here instead.
+    if std::env::var_os(plugin_host::isolate::WORKER_ENV).is_some() {
+        eprintln!("isolate::init returned in a worker process");
+        std::process::exit(101);
+    }
     util::capture_logs();
     let args = Arguments::from_args();
     let mut trials = Vec::new();
