@@ -4,18 +4,24 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use plugin_host::{Context, PluginManager};
+use plugin_host::{Context, PluginHandle, PluginManager};
 use plugin_test_support::fixtures;
 
-#[test]
-fn two_calls_on_one_context_and_a_reader_never_see_a_torn_value() {
+/// The `ctx-bench` plugin, loaded: each call sets `k` to "short" and reads it back,
+/// `loops` times (default 1).
+fn ctx_bench() -> (tempfile::TempDir, PluginManager, PluginHandle) {
     let base = tempfile::tempdir().unwrap();
     fixtures().install(base.path(), "ctx-bench");
     let m = PluginManager::new(base.path());
     m.load_plugin("ctx-bench").unwrap();
     let h = m.get("ctx-bench").unwrap();
+    (base, m, h)
+}
 
-    // Each call sets `k` to "short" and reads it back, `loops` times.
+#[test]
+fn two_calls_on_one_context_and_a_reader_never_see_a_torn_value() {
+    let (_base, _m, h) = ctx_bench();
+
     let ctx = Context::background();
     ctx.set("loops", &20_000u64).unwrap();
     // A longer string first, so the calls overwrite it in place.
@@ -53,11 +59,7 @@ fn two_calls_on_one_context_and_a_reader_never_see_a_torn_value() {
 
 #[test]
 fn values_a_plugin_stores_reach_the_host_whatever_their_kind() {
-    let base = tempfile::tempdir().unwrap();
-    fixtures().install(base.path(), "ctx-bench");
-    let m = PluginManager::new(base.path());
-    m.load_plugin("ctx-bench").unwrap();
-    let h = m.get("ctx-bench").unwrap();
+    let (_base, _m, h) = ctx_bench();
 
     // `k` held a number, then the plugin stores a string over it; the call after that
     // overwrites its own string; a fresh context gets a new key.
