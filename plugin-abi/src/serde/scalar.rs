@@ -44,13 +44,13 @@ impl OwnedScalar {
     }
 
     fn text(s: &str) -> Result<Self, NotScalar> {
-        let len = u8::try_from(s.len()).map_err(|_| NotScalar)?;
         if s.len() > INLINE_STR {
             return Err(NotScalar);
         }
         let mut scalar = OwnedScalar::new(Kind::Str);
         scalar.text[..s.len()].copy_from_slice(s.as_bytes());
-        scalar.len = len;
+        // At most `INLINE_STR` (64), so it fits.
+        scalar.len = s.len() as u8;
         Ok(scalar)
     }
 
