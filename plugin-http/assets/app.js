@@ -4,7 +4,6 @@
 
 (() => {
   const API = "/api/v1";
-  const TOKEN_KEY = "plugin-http.token";
   const REFRESH_MS = 5000;
   const ACTIONS = ["reload", "unload", "enable", "disable"];
   const DONE = { reload: "reloaded", unload: "unloaded", enable: "enabled", disable: "disabled" };
@@ -42,25 +41,12 @@
     }
   }
 
-  function storedToken() {
-    try {
-      return sessionStorage.getItem(TOKEN_KEY) || "";
-    } catch {
-      return "";
-    }
-  }
-
-  function storeToken(token) {
-    try {
-      if (token) sessionStorage.setItem(TOKEN_KEY, token);
-      else sessionStorage.removeItem(TOKEN_KEY);
-    } catch {
-      // Storage refused (private mode): the token then lives in the field only.
-    }
-  }
+  // The token lives in this closure only: never in storage, a cookie or the DOM, where a
+  // page a plugin route serves on this origin could read it. Reloading the page forgets it.
+  let apiToken = "";
 
   function currentToken() {
-    return ui.token.value.trim() || storedToken();
+    return apiToken;
   }
 
   /** Calls the API; resolves to the parsed JSON body, rejects with an ApiError. */
@@ -382,15 +368,18 @@
 
   ui.tokenForm.addEventListener("submit", (event) => {
     event.preventDefault();
-    const token = ui.token.value.trim();
-    storeToken(token);
-    setStatus(token ? "Token saved for this tab." : "No token: calls go without one.", "ok");
+    apiToken = ui.token.value.trim();
+    // Out of the field (and so of the DOM) once read.
+    ui.token.value = "";
+    ui.token.placeholder = apiToken ? "Token set (kept in this page only)" : "Bearer token";
+    setStatus(apiToken ? "Token set for this page." : "No token: calls go without one.", "ok");
     refresh();
   });
 
   ui.tokenClear.addEventListener("click", () => {
     ui.token.value = "";
-    storeToken("");
+    apiToken = "";
+    ui.token.placeholder = "Bearer token";
     setStatus("Token cleared.", "ok");
     refresh();
   });
@@ -400,7 +389,6 @@
   // ---- start ----
 
   ui.host.textContent = location.host;
-  ui.token.value = storedToken();
   refresh();
   setInterval(() => {
     if (!document.hidden) refresh();

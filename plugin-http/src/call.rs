@@ -1,22 +1,29 @@
-//! One plugin call on behalf of a request: off the async threads, bounded in time, capped in
-//! number per plugin, and counted when it ignores cancellation.
+//! One plugin call on behalf of a request: on a pool of threads of its own, bounded in time,
+//! capped in number per plugin and in all, and counted when it ignores cancellation.
 //!
-//! A call runs on tokio's blocking pool with a context whose deadline is the request
-//! timeout. A plugin that honours cancellation returns by then. One that does not is waited
-//! for `grace` longer; then the request is answered 504 and the call is counted as stuck
-//! until it returns, still holding its place under the plugin's cap. So a plugin that never
-//! returns fills its own cap, after which its requests get 503 with `Retry-After` at once,
-//! and every other plugin keeps answering.
+//! A call is admitted first ([`admit`]), before its request's body is read: the plugin must
+//! be active and below its cap of calls in flight (`max_in_flight`), and one of the pool's
+//! threads (`call_threads`) must be free. Otherwise the request is answered 503 with
+//! `Retry-After` at once: a call never queues behind others.
+//!
+//! The call then runs on that pool with a context whose deadline is the request timeout. A
+//! plugin that honours cancellation returns by then. One that does not is waited for `grace`
+//! longer; then the request is answered 504 and the call is counted as stuck until it
+//! returns, still holding its thread and its place under the plugin's cap. So a plugin that
+//! never returns fills its own cap and no more: with `P` such plugins, the others keep
+//! `call_threads - P * max_in_flight` threads. The pool is not tokio's blocking pool, which
+//! the management API uses: hung plugins never delay the API, `/metrics` or the page.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use parking_lot::Mutex;
-use plugin_host::{CancelHandle, Context};
-use tokio::sync::Semaphore;
+use plugin_host::{CancelHandle, Context, PluginHandle};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -40,22 +47,65 @@ impl InFlight {
     }
 }
 
-const RUNNING: u8 = 0;
-const FINISHED: u8 = 1;
-const ABANDONED: u8 = 2;
-
-/// A context for a call made for a request: its deadline is the request timeout.
-pub(crate) fn context(state: &AppState) -> Context {
-    Context::with_timeout(state.options.request_timeout)
+/// The threads plugin calls run on: the blocking pool of a runtime of their own, at most
+/// `size` threads, each taken with a permit before a call is spawned so that none queues.
+pub(crate) struct CallPool {
+    runtime: Option<tokio::runtime::Runtime>,
+    threads: Arc<Semaphore>,
+    size: usize,
 }
 
-/// Calls plugin `plugin` with `ctx` and returns the context after the call, or the error to
-/// answer.
-pub(crate) async fn call(
-    state: &Arc<AppState>,
-    plugin: &str,
-    ctx: Context,
-) -> Result<Context, ApiError> {
+impl CallPool {
+    pub(crate) fn new(size: usize) -> CallPool {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(size)
+            .thread_name("plugin-call")
+            .thread_keep_alive(Duration::from_secs(10))
+            .build();
+        if let Err(err) = &runtime {
+            // Without drivers this does not fail; were it to, calls share tokio's pool.
+            tracing::error!("cannot create the plugin call pool ({err}); using tokio's");
+        }
+        CallPool {
+            runtime: runtime.ok(),
+            threads: Arc::new(Semaphore::new(size)),
+            size,
+        }
+    }
+
+    fn spawn<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> JoinHandle<R> {
+        match &self.runtime {
+            Some(runtime) => runtime.spawn_blocking(f),
+            None => tokio::task::spawn_blocking(f),
+        }
+    }
+
+    /// Threads running a call now.
+    pub(crate) fn busy(&self) -> usize {
+        self.size - self.threads.available_permits()
+    }
+}
+
+impl Drop for CallPool {
+    fn drop(&mut self) {
+        // Calls that ignore cancellation may still run: never wait for them.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A call allowed to run: the plugin, its place under the plugin's cap, and a thread.
+pub(crate) struct Admission {
+    plugin: String,
+    handle: PluginHandle,
+    cap: OwnedSemaphorePermit,
+    thread: OwnedSemaphorePermit,
+}
+
+/// Admits a call of `plugin`, or the error to answer at once: 404 or 503 for a plugin that is
+/// not active, 503 with `Retry-After` when the plugin is at its cap or no thread is free.
+pub(crate) fn admit(state: &AppState, plugin: &str) -> Result<Admission, ApiError> {
     let handle = state
         .manager
         .get(plugin)
@@ -63,7 +113,7 @@ pub(crate) async fn call(
     let semaphore = state
         .in_flight
         .semaphore(plugin, state.options.max_in_flight);
-    let Ok(permit) = semaphore.try_acquire_owned() else {
+    let Ok(cap) = semaphore.try_acquire_owned() else {
         state.metrics.rejected(plugin);
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -76,6 +126,50 @@ pub(crate) async fn call(
         )
         .retry_after(1));
     };
+    let Ok(thread) = state.pool.threads.clone().try_acquire_owned() else {
+        state.metrics.rejected(plugin);
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "all {} threads this server runs plugin calls on are busy (calls that do not \
+                 return hold them); retry later",
+                state.pool.size
+            ),
+        )
+        .retry_after(1));
+    };
+    Ok(Admission {
+        plugin: plugin.to_owned(),
+        handle,
+        cap,
+        thread,
+    })
+}
+
+const RUNNING: u8 = 0;
+const FINISHED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// A context for a call made for a request: its deadline is the request timeout.
+pub(crate) fn context(state: &AppState) -> Context {
+    Context::with_timeout(state.options.request_timeout)
+}
+
+/// Runs an admitted call with `ctx` and returns the context after the call, or the error to
+/// answer.
+pub(crate) async fn run(
+    state: &Arc<AppState>,
+    admission: Admission,
+    ctx: Context,
+) -> Result<Context, ApiError> {
+    let Admission {
+        plugin,
+        handle,
+        cap,
+        thread,
+    } = admission;
+    let plugin = plugin.as_str();
     state.metrics.call_started(plugin);
     let started = Instant::now();
     let mut pending = Pending {
@@ -87,17 +181,18 @@ pub(crate) async fn call(
     let phase = Arc::new(AtomicU8::new(RUNNING));
     let task = {
         let phase = phase.clone();
-        let state = state.clone();
+        let shared = state.clone();
         let plugin = plugin.to_owned();
-        tokio::task::spawn_blocking(move || {
+        state.pool.spawn(move || {
             let result = handle.execute(&ctx);
-            drop(permit);
+            drop(cap);
+            drop(thread);
             if phase
                 .compare_exchange(RUNNING, FINISHED, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
             {
                 // The request was answered 504 long ago; the call is no longer stuck.
-                state.metrics.stuck_returned(&plugin);
+                shared.metrics.stuck_returned(&plugin);
             }
             (ctx, result)
         })

@@ -71,6 +71,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "kind": self.kind, "message": self.message } });
         let mut response = (self.status, axum::Json(body)).into_response();
+        response.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

@@ -233,9 +233,13 @@ impl Metrics {
     }
 
     /// The OpenMetrics text of what was recorded and of what `manager` reports now.
-    pub(crate) fn render(&self, manager: &PluginManager) -> Result<String, std::fmt::Error> {
+    pub(crate) fn render(
+        &self,
+        manager: &PluginManager,
+        load: Load,
+    ) -> Result<String, std::fmt::Error> {
         let retained = u64::try_from(manager.retained_libraries()).unwrap_or(u64::MAX);
-        self.render_with(&manager.list(), retained)
+        self.render_with(&manager.list(), retained, load)
     }
 
     /// The OpenMetrics text for plugins `listed` (the manager's list) and a manager that has
@@ -244,6 +248,7 @@ impl Metrics {
         &self,
         listed: &[PluginStatus],
         retained: u64,
+        load: Load,
     ) -> Result<String, std::fmt::Error> {
         let recorded: BTreeMap<String, Recorded> = self
             .plugins
@@ -273,11 +278,24 @@ impl Metrics {
             })
             .collect();
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(Snapshot { plugins, retained }));
+        registry.register_collector(Box::new(Snapshot {
+            plugins,
+            retained,
+            load,
+        }));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry)?;
         Ok(text)
     }
+}
+
+/// What the server holds now, beside the plugins: request memory and call threads.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Load {
+    pub(crate) request_memory: usize,
+    pub(crate) request_memory_limit: usize,
+    pub(crate) call_threads_busy: usize,
+    pub(crate) call_threads: usize,
 }
 
 fn count(n: usize) -> i64 {
@@ -359,7 +377,13 @@ impl Recorded {
 
 /// `GET /metrics`: OpenMetrics text.
 pub(crate) async fn handler(State(state): State<Arc<AppState>>) -> Response {
-    match state.metrics.render(&state.manager) {
+    let load = Load {
+        request_memory: state.budget.used(),
+        request_memory_limit: state.options.body_budget,
+        call_threads_busy: state.pool.busy(),
+        call_threads: state.options.call_threads,
+    };
+    match state.metrics.render(&state.manager, load) {
         Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
         Err(err) => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,6 +1,9 @@
 //! The management web page at `/`: one HTML file, a style sheet and a script, embedded in the
 //! binary. The page reads and drives the management API under `/api/v1` from the browser;
-//! it loads nothing from another host, which its content security policy enforces.
+//! it loads nothing from another host, which its content security policy enforces. It keeps
+//! the API token in memory only (see `assets/app.js`) and isolates its window from others
+//! (`Cross-Origin-Opener-Policy: same-origin`), so a page a plugin route answers on the same
+//! origin can neither read the token nor script the page.
 
 use std::sync::Arc;
 
@@ -47,6 +50,11 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
             (header::REFERRER_POLICY, "no-referrer"),
+            // A window a plugin's page opens, or that opens this page, gets no handle on it.
+            (
+                axum::http::HeaderName::from_static("cross-origin-opener-policy"),
+                "same-origin",
+            ),
         ],
         body,
     )

@@ -1,11 +1,12 @@
-//! What every handler shares: the manager, the options, the route table, the metrics and the
-//! caps; and the listener that keeps routes and metrics in step with the manager.
+//! What every handler shares: the manager, the options, the route table, the metrics, the
+//! caps, the call pool and the memory budget; and the listener that keeps routes and metrics in step with the manager.
 
 use std::sync::{Arc, Weak};
 
 use plugin_host::{ListenerId, PluginManager};
 
-use crate::call::InFlight;
+use crate::budget::Budget;
+use crate::call::{CallPool, InFlight};
 use crate::metrics::Metrics;
 use crate::routes::RouteTable;
 use crate::HttpOptions;
@@ -17,6 +18,8 @@ pub(crate) struct AppState {
     pub(crate) routes: RouteTable,
     pub(crate) metrics: Metrics,
     pub(crate) in_flight: InFlight,
+    pub(crate) pool: CallPool,
+    pub(crate) budget: Arc<Budget>,
     listener: parking_lot::Mutex<Option<ListenerId>>,
 }
 
@@ -26,6 +29,8 @@ impl AppState {
     pub(crate) fn new(manager: Arc<PluginManager>, options: HttpOptions) -> Arc<AppState> {
         let state = Arc::new(AppState {
             manager,
+            pool: CallPool::new(options.call_threads),
+            budget: Arc::new(Budget::new(options.body_budget)),
             options,
             routes: RouteTable::default(),
             metrics: Metrics::new(),

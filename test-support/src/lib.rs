@@ -297,3 +297,72 @@ pub fn install_folder(from: &Path, base: &Path, name: &str) -> PathBuf {
     std::fs::rename(&staging, &dest).unwrap();
     dest
 }
+
+/// Builds the test plugin crate `source` (a folder of `test-plugins/`) under the package name
+/// `name`, so that it is another plugin with the same code, and lays it out as a plugin folder
+/// with a `plugin.json` that names it and its library (and nothing else: a test adds what it
+/// needs, such as routes). Returns the folder
+/// (`target/plugin-variants/renamed/<name>`), whose name is the plugin's.
+///
+/// Like [`versioned_variant`], the crate is generated under `target/plugin-variants/src/`
+/// and shares the `target/plugins` build directory.
+///
+/// # Panics
+///
+/// If the build fails.
+pub fn renamed(source: &str, name: &str) -> PathBuf {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+
+    let root = workspace_root();
+    let from = root.join("test-plugins").join(source);
+    let lib_name = name.replace('-', "_");
+    let variants = root.join("target").join("plugin-variants");
+    let crate_dir = variants.join("src").join(format!("renamed_{lib_name}"));
+    std::fs::create_dir_all(crate_dir.join("src")).unwrap();
+    let manifest = format!(
+        "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n\
+         [lib]\ncrate-type = [\"cdylib\"]\n\n\
+         [dependencies]\nplugin-sdk = {{ path = {sdk:?} }}\n\n[workspace]\n",
+        sdk = root.join("plugin-sdk").display().to_string(),
+    );
+    write_if_changed(&crate_dir.join("Cargo.toml"), &manifest);
+    write_if_changed(
+        &crate_dir.join("src").join("lib.rs"),
+        &std::fs::read_to_string(from.join("src").join("lib.rs")).unwrap(),
+    );
+    write_if_changed(
+        &crate_dir.join("Cargo.lock"),
+        &std::fs::read_to_string(root.join("Cargo.lock")).unwrap(),
+    );
+    let release = !cfg!(debug_assertions);
+    let target = root.join("target").join("plugins");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--quiet")
+        .arg("--manifest-path")
+        .arg(crate_dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "building {source} as {name} failed");
+
+    let out = variants.join("renamed").join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    let file = library_file_name(&lib_name);
+    let built = target
+        .join(if release { "release" } else { "debug" })
+        .join(&file);
+    replace_file(&built, &out.join(&file)).unwrap();
+    write_if_changed(
+        &out.join("plugin.json"),
+        &format!(
+            "{{ \"name\": \"{name}\", \"version\": \"0.1.0\", \"source\": {{ \"mode\": \"local_so\", \"path\": \"{lib_name}\" }} }}\n"
+        ),
+    );
+    out
+}

@@ -287,10 +287,11 @@ fn isolate_runs_one_plugin_in_a_worker_and_list_and_info_show_it() {
 #[test]
 fn no_worker_outlives_a_plugctl_killed_with_sigkill() {
     let base = base_with(&["hostile"]);
+    // Writes without a token: this test is about workers, not the API's guard.
     let (child, url) = start_with(
         base.path(),
         &["--isolation", "process"],
-        &["--addr", "127.0.0.1:0"],
+        &["--addr", "127.0.0.1:0", "--allow-unauthenticated-writes"],
     );
     let mut child = Background(child);
     let plugctl = child.0.id();

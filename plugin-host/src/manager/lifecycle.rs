@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::handle::Slot;
 use super::install::{install_folder, FolderStamp};
@@ -56,6 +57,11 @@ impl PluginManager {
     /// Then `on_unload` runs and the plugin leaves the registry. The library's code stays
     /// mapped: libraries are never closed (see the crate docs).
     pub fn unload(&self, name: &str) -> Result<Drain, Error> {
+        self.unload_within(name, self.drain_timeout)
+    }
+
+    /// [`unload`](Self::unload), with `drain_timeout` instead of the manager's.
+    fn unload_within(&self, name: &str, drain_timeout: Duration) -> Result<Drain, Error> {
         let Some((slot, _lifecycle)) = self.locked_slot(name, false) else {
             return Err(Error::NotFound {
                 plugin: name.to_owned(),
@@ -66,7 +72,7 @@ impl PluginManager {
         let old = slot.publish(None);
         slot.begin_retiring(old.as_ref(), PluginState::Unloading);
         let (drain, result) = match old {
-            Some(old) => self.retire(&slot, old),
+            Some(old) => self.retire(&slot, old, drain_timeout),
             None => (Drain::Clean, Ok(())),
         };
         if drain.is_clean() {
@@ -89,16 +95,21 @@ impl PluginManager {
     /// (a [`Drain::Stuck`], an [`Event::Stuck`], the plugin's `stuck_calls`), and the
     /// version's `on_unload` is deferred to a thread that waits for the last of them, so it
     /// never runs while a call of that version still does.
-    fn retire(&self, slot: &Arc<Slot>, old: Arc<LoadedVersion>) -> (Drain, Result<(), Error>) {
-        if !drain(&old, Some(self.drain_timeout)) {
+    fn retire(
+        &self,
+        slot: &Arc<Slot>,
+        old: Arc<LoadedVersion>,
+        drain_timeout: Duration,
+    ) -> (Drain, Result<(), Error>) {
+        if !drain(&old, Some(drain_timeout)) {
             tracing::warn!(
                 plugin = %slot.name,
                 in_flight = old.in_flight.total(),
-                timeout = ?self.drain_timeout,
+                timeout = ?drain_timeout,
                 "calls still running after the drain timeout; cancelling them"
             );
             old.abort.abort();
-            if !drain(&old, Some(self.drain_timeout)) {
+            if !drain(&old, Some(drain_timeout)) {
                 let calls = old.in_flight.total();
                 if let Code::Process(supervisor) = &old.loaded.code {
                     // Its calls run in a process of their own: end it, and them with it.
@@ -230,7 +241,7 @@ impl PluginManager {
         slot.begin_retiring(previous.as_ref(), PluginState::Active);
         let from = previous.as_ref().map(|p| p.loaded.manifest.version.clone());
         let (drain, retired) = match previous {
-            Some(previous) => self.retire(&slot, previous),
+            Some(previous) => self.retire(&slot, previous, self.drain_timeout),
             None => (Drain::Clean, Ok(())),
         };
         let upgraded = Upgraded {
@@ -265,6 +276,23 @@ impl PluginManager {
     /// Dropping the manager does the same for the plugins still loaded, so a host that
     /// exits by returning from `main` runs its plugins' `on_unload`.
     pub fn shutdown(&self) -> Vec<ShutdownOutcome> {
+        self.shutdown_with(self.drain_timeout)
+    }
+
+    /// [`shutdown`](PluginManager::shutdown) within about `timeout` instead of twice the
+    /// drain timeout: each plugin's calls get half of it to return, then their contexts are
+    /// cancelled and they get the other half. Calls still running then are abandoned: the
+    /// outcome says [`Drain::Stuck`] (or [`Drain::Killed`] in process isolation, whose
+    /// worker is ended), and the version's `on_unload` waits for them on a thread of its
+    /// own. `on_unload` hooks that run add their own time.
+    ///
+    /// A server that must exit soon after a signal calls this: in-process calls that ignore
+    /// cancellation cannot be stopped, only left behind.
+    pub fn shutdown_within(&self, timeout: Duration) -> Vec<ShutdownOutcome> {
+        self.shutdown_with(timeout / 2)
+    }
+
+    fn shutdown_with(&self, drain_timeout: Duration) -> Vec<ShutdownOutcome> {
         let mut names: Vec<String> = self
             .plugins
             .load()
@@ -276,7 +304,7 @@ impl PluginManager {
         let mut outcomes: Vec<ShutdownOutcome> = std::thread::scope(|scope| {
             let unloads: Vec<_> = names
                 .into_iter()
-                .map(|name| scope.spawn(move || (self.unload(&name), name)))
+                .map(|name| scope.spawn(move || (self.unload_within(&name, drain_timeout), name)))
                 .collect();
             unloads
                 .into_iter()

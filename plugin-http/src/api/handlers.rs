@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use plugin_host::PluginManager;
@@ -14,7 +14,7 @@ use super::types::{
     ExecuteRequest, ExecuteResponse, LifecycleResponse, PluginDetail, PluginEntry, PluginList,
     PluginStats, RouteEntry,
 };
-use super::{blocking, lifecycle_error, rejected};
+use super::{blocking, lifecycle_error, rejected, BudgetedJson};
 use crate::call;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -181,10 +181,13 @@ fn detail(
 pub(crate) async fn execute(
     State(state): State<Arc<AppState>>,
     name: Result<Path<String>, PathRejection>,
-    body: Result<Json<ExecuteRequest>, JsonRejection>,
+    request: axum::extract::Request,
 ) -> Result<Json<ExecuteResponse>, ApiError> {
     let Path(name) = name.map_err(|r| rejected(r.status(), r.body_text()))?;
-    let Json(request) = body.map_err(|r| rejected(r.status(), r.body_text()))?;
+    // Admitted before the body is read: a plugin at its cap costs no memory.
+    let admission = call::admit(&state, &name)?;
+    let BudgetedJson(request) =
+        <BudgetedJson<ExecuteRequest> as FromRequest<_>>::from_request(request, &state).await?;
     let mut ctx = call::context(&state);
     if let Some(ms) = request.timeout_ms {
         let timeout = Duration::from_millis(ms).min(state.options.request_timeout);
@@ -205,7 +208,7 @@ pub(crate) async fn execute(
             )
         })?;
     }
-    let ctx = call::call(&state, &name, ctx).await?;
+    let ctx = call::run(&state, admission, ctx).await?;
     let values: BTreeMap<String, serde_json::Value> = ctx
         .values()
         .into_iter()

@@ -1,10 +1,12 @@
 //! The REST management API under `/api/v1`: JSON in, JSON out.
 //!
 //! Every route but `GET /api/v1/openapi.json` requires `Authorization: Bearer <token>` when
-//! the server has a token ([`HttpOptions::token`](crate::HttpOptions::token)); without the
-//! header the answer is 401 `unauthorized` with `WWW-Authenticate: Bearer`, and a wrong
-//! token is 401 too. Every error is `{ "error": { "kind": "...", "message": "..." } }`, with
-//! the status of its kind: a malformed request 400 `invalid_input` (also for bad JSON and
+//! the server has a token (`HttpOptions::token`); without the header the answer is 401
+//! `unauthorized` with `WWW-Authenticate: Bearer`, and a wrong token is 401 too. Without a
+//! token, the routes that change state answer 403 `read_only`; a write from another site
+//! answers 403 `cross_origin` either way (see "What a web page can do" in docs/http.md).
+//! Every error is `{ "error": { "kind": "...", "message": "..." } }`, with the status of its
+//! kind: a malformed request 400 `invalid_input` (also for bad JSON and
 //! unknown fields), a missing plugin 404 `not_found`, a body over the body limit 413, a
 //! plugin's own errors as their kinds map (invalid input 400, not found 404, deadline 504,
 //! cancelled 503, panicked 500, unsupported 501, other 500).
@@ -93,7 +95,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/plugins/{name}/reload", post(handlers::reload))
         .route("/plugins/{name}/enable", post(handlers::enable))
         .route("/plugins/{name}/disable", post(handlers::disable))
-        .route("/packages", post(packages::upload))
+        .route(
+            "/packages",
+            post(packages::upload).layer(axum::extract::DefaultBodyLimit::max(
+                state.options.package_limit,
+            )),
+        )
         .route_layer(from_fn_with_state(state, auth::require_token))
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
@@ -119,6 +126,59 @@ fn rejected(status: StatusCode, text: String) -> ApiError {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(status, "unsupported_media_type", text),
         s if s.is_server_error() => ApiError::new(s, "host", text),
         _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", text),
+    }
+}
+
+/// A JSON request body read as `T`, its parsed size charged to the request's memory budget
+/// before it is parsed (see the `budget` module). Refusals as [`rejected`] makes them: 415
+/// without a JSON content type, 400 for JSON that does not parse into `T`, 413 or 503 from
+/// the budget.
+pub(crate) struct BudgetedJson<T>(pub(crate) T);
+
+impl<T> axum::extract::FromRequest<Arc<AppState>> for BudgetedJson<T>
+where
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let json = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|media| {
+                let media = media.trim().to_ascii_lowercase();
+                media == "application/json"
+                    || (media.starts_with("application/") && media.ends_with("+json"))
+            });
+        if !json {
+            return Err(rejected(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Expected request with `Content-Type: application/json`".to_owned(),
+            ));
+        }
+        crate::budget::check_length(request.headers(), state.options.body_limit)?;
+        let reservation = crate::budget::reservation_of(request.extensions());
+        let body = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|r| rejected(r.status(), r.body_text()))?;
+        if let Some(reservation) = reservation {
+            reservation.charge(
+                crate::budget::json_tree_bound(&body),
+                "the JSON body once parsed",
+            )?;
+        }
+        let value = serde_json::from_slice(&body).map_err(|err| {
+            rejected(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to deserialize the JSON body into the target type: {err}"),
+            )
+        })?;
+        Ok(BudgetedJson(value))
     }
 }
 

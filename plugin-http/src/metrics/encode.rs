@@ -52,6 +52,7 @@ struct StateLabels {
 pub(super) struct Snapshot {
     pub(super) plugins: Vec<Scraped>,
     pub(super) retained: u64,
+    pub(super) load: super::Load,
 }
 
 /// A histogram given by its bucket counts (the last is `+Inf`) and sum.
@@ -245,6 +246,33 @@ impl Collector for Snapshot {
         let help = "Libraries the manager has mapped into the process, of every plugin";
         let name = "plugin_host_retained_libraries";
         let total = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
-        ConstGauge::new(self.retained).encode(total)
+        ConstGauge::new(self.retained).encode(total)?;
+        let gauges = [
+            (
+                "plugin_http_request_memory_bytes",
+                "Memory the requests in flight hold (bodies, copies, parsed JSON)",
+                self.load.request_memory,
+            ),
+            (
+                "plugin_http_request_memory_limit_bytes",
+                "The most the requests in flight may hold together",
+                self.load.request_memory_limit,
+            ),
+            (
+                "plugin_http_call_threads_busy",
+                "Threads running a plugin call (stuck calls included)",
+                self.load.call_threads_busy,
+            ),
+            (
+                "plugin_http_call_threads",
+                "Threads plugin calls may run on",
+                self.load.call_threads,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(u64::try_from(value).unwrap_or(u64::MAX)).encode(gauge)?;
+        }
+        Ok(())
     }
 }

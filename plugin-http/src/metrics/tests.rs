@@ -19,7 +19,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 fn render(metrics: &Metrics) -> String {
     let base = tempfile::tempdir().unwrap();
     let manager = PluginManager::new(base.path());
-    metrics.render(&manager).unwrap()
+    metrics.render(&manager, super::Load::default()).unwrap()
 }
 
 #[test]

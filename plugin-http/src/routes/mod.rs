@@ -109,8 +109,10 @@ pub(crate) async fn dispatch(State(state): State<Arc<AppState>>, request: Reques
         }
     };
     let result = async {
+        // Admitted before the body is read: a plugin at its cap costs no body memory.
+        let admission = crate::call::admit(&state, &route.plugin)?;
         let ctx = request::context(&state, &route, params, request).await?;
-        let ctx = crate::call::call(&state, &route.plugin, ctx).await?;
+        let ctx = crate::call::run(&state, admission, ctx).await?;
         response::from_context(&route.plugin, &ctx)
     }
     .await;

@@ -40,26 +40,52 @@ pub(super) async fn context(
     }
     let headers = header_map(request.headers());
     let json_body = is_json(request.headers());
-    let body = Bytes::from_request(request, &())
-        .await
-        .map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!(
+    crate::budget::check_length(request.headers(), state.options.body_limit)?;
+    let reservation = crate::budget::reservation_of(request.extensions());
+    let read = tokio::time::timeout(
+        state.options.request_timeout,
+        Bytes::from_request(request, &()),
+    )
+    .await
+    .map_err(|_elapsed| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the body of {method} {path} did not arrive within {:?}, the request timeout; \
+                 send it faster, or a smaller one",
+                state.options.request_timeout
+            ),
+        )
+    })?;
+    let body = read.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
                     "the body of {method} {path} is larger than {} bytes, the most this server \
                      accepts; send less, or raise the server's body limit",
                     state.options.body_limit
                 ),
-                )
-            } else {
-                invalid(format!(
-                    "the body of {method} {path} could not be read: {}",
-                    rejection.body_text()
-                ))
-            }
-        })?;
+            )
+        } else {
+            invalid(format!(
+                "the body of {method} {path} could not be read: {}",
+                rejection.body_text()
+            ))
+        }
+    })?;
+    if let Some(reservation) = &reservation {
+        // The context holds a copy of the body; a JSON body is parsed, then converted.
+        reservation.charge(body.len(), "the request body's copy")?;
+        if json_body {
+            reservation.charge(
+                crate::budget::json_tree_bound(&body),
+                "the JSON body once parsed",
+            )?;
+        }
+    }
     let json = match json_body && !body.is_empty() {
         true => Some(
             serde_json::from_slice::<serde_json::Value>(&body).map_err(|err| {

@@ -78,8 +78,29 @@ fn build(response: Option<Value>) -> Result<Response, String> {
     if let (false, Some(content_type)) = (has_type, content_type) {
         map.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
+    // What a plugin sends is served on the management page's origin: unless the plugin sets
+    // a policy of its own, its answer runs no script, loads nothing and is a sandboxed
+    // origin of its own, so a plugin bug cannot act as the page.
+    if !map.contains_key(header::CONTENT_SECURITY_POLICY) {
+        map.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PLUGIN_CONTENT_SECURITY_POLICY),
+        );
+    }
+    if !map.contains_key(header::X_CONTENT_TYPE_OPTIONS) {
+        map.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+    }
     Ok(response)
 }
+
+/// The policy of a plugin's answer that sets none: no script, style, image or frame, no
+/// embedding, and a unique opaque origin (`sandbox`), so that even a page a plugin answers
+/// cannot read the server's storage or call its API as the management page.
+pub(crate) const PLUGIN_CONTENT_SECURITY_POLICY: &str =
+    "sandbox; default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 fn status_of(value: &Value) -> Result<StatusCode, String> {
     match value {

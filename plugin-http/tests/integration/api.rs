@@ -10,7 +10,7 @@ use plugin_http::HttpOptions;
 use plugin_package::TrustedKeys;
 use serde_json::{json, Value};
 
-use crate::util::{agent, fixtures, TestServer};
+use crate::util::{agent, fixtures, with_token, TestServer, TOKEN};
 
 /// A response: its status, its `WWW-Authenticate` header, and its body as JSON (`Null` if
 /// it is not JSON).
@@ -38,8 +38,9 @@ fn reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply
     }
 }
 
+/// A GET with the tests' token.
 fn get(server: &TestServer, path: &str) -> Reply {
-    get_with_token(server, path, None)
+    get_with_token(server, path, Some(TOKEN))
 }
 
 fn get_with_token(server: &TestServer, path: &str, token: Option<&str>) -> Reply {
@@ -50,17 +51,25 @@ fn get_with_token(server: &TestServer, path: &str, token: Option<&str>) -> Reply
     reply(request.call())
 }
 
+/// A POST of `body` as JSON, with the tests' token.
 fn post_json(server: &TestServer, path: &str, body: &str) -> Reply {
     reply(
         agent()
             .post(server.url(path))
             .header("Content-Type", "application/json")
+            .header("Authorization", format!("Bearer {TOKEN}"))
             .send(body),
     )
 }
 
+/// A POST without a body, with the tests' token.
 fn post_empty(server: &TestServer, path: &str) -> Reply {
-    reply(agent().post(server.url(path)).send_empty())
+    reply(
+        agent()
+            .post(server.url(path))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .send_empty(),
+    )
 }
 
 /// Asserts `reply` is the API's error shape with `status` and `kind`.
@@ -83,7 +92,7 @@ fn entry<'a>(list: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn list_and_describe_are_true_to_the_manager() {
-    let server = TestServer::start(&["hello", "counter", "label-router"], HttpOptions::new());
+    let server = TestServer::start(&["hello", "counter", "label-router"], with_token());
     let list = get(&server, "/api/v1/plugins");
     assert_eq!(list.status, 200, "{}", list.text);
     let statuses = server.manager.list();
@@ -154,7 +163,7 @@ fn list_and_describe_are_true_to_the_manager() {
 
 #[test]
 fn execute_calls_the_plugin_and_returns_its_values() {
-    let server = TestServer::start(&["hello", "label-router"], HttpOptions::new());
+    let server = TestServer::start(&["hello", "label-router"], with_token());
     let ok = post_json(
         &server,
         "/api/v1/plugins/hello/execute",
@@ -186,7 +195,7 @@ fn execute_calls_the_plugin_and_returns_its_values() {
 fn execute_deadline_is_timeout_ms_capped_to_the_request_timeout() {
     let server = TestServer::start(
         &["slow"],
-        HttpOptions::new().request_timeout(Duration::from_millis(300)),
+        with_token().request_timeout(Duration::from_millis(300)),
     );
     // An hour asked for; the server's 300 ms apply.
     let started = Instant::now();
@@ -214,7 +223,7 @@ fn execute_deadline_is_timeout_ms_capped_to_the_request_timeout() {
 
 #[test]
 fn lifecycle_operations_change_what_runs() {
-    let server = TestServer::start(&["hello", "counter"], HttpOptions::new());
+    let server = TestServer::start(&["hello", "counter"], with_token());
     let count = |server: &TestServer| post_json(server, "/api/v1/plugins/counter/execute", "{}");
     assert_eq!(count(&server).json["values"]["count"], 1);
 
@@ -298,22 +307,24 @@ fn lifecycle_operations_change_what_runs() {
 
 #[test]
 fn a_token_guards_every_route_but_the_openapi_document() {
-    let server = TestServer::start(&["hello"], HttpOptions::new().token("s3cret"));
-    let missing = get(&server, "/api/v1/plugins");
+    const SECRET: &str = "the-server-token-71b3e0";
+    let server = TestServer::start(&["hello"], HttpOptions::new().token(SECRET).unwrap());
+    let missing = get_with_token(&server, "/api/v1/plugins", None);
     assert_error(&missing, 401, "unauthorized");
     let challenge = missing.www_authenticate.expect("a WWW-Authenticate header");
     assert!(challenge.starts_with("Bearer"), "{challenge}");
 
-    let wrong = get_with_token(&server, "/api/v1/plugins", Some("s3cre"));
+    let wrong = get_with_token(&server, "/api/v1/plugins", Some(&SECRET[1..]));
     assert_error(&wrong, 401, "unauthorized");
     assert!(wrong.www_authenticate.is_some());
     let basic = reply(
         agent()
             .get(server.url("/api/v1/plugins"))
-            .header("Authorization", "Basic czNjcmV0")
+            .header("Authorization", format!("Basic {SECRET}"))
             .call(),
     );
     assert_error(&basic, 401, "unauthorized");
+    // The helpers send another token: this server's refuses it.
     let unauthenticated_call = post_json(
         &server,
         "/api/v1/plugins/hello/execute",
@@ -327,7 +338,7 @@ fn a_token_guards_every_route_but_the_openapi_document() {
     );
     assert!(server.manager.get("hello").is_ok());
 
-    let right = get_with_token(&server, "/api/v1/plugins", Some("s3cret"));
+    let right = get_with_token(&server, "/api/v1/plugins", Some(SECRET));
     assert_eq!(right.status, 200, "{}", right.text);
     assert_eq!(entry(&right.json, "hello")["state"], "active");
 
@@ -362,7 +373,7 @@ fn a_token_guards_every_route_but_the_openapi_document() {
 
 #[test]
 fn an_oversize_body_is_refused_with_413() {
-    let server = TestServer::start(&["hello"], HttpOptions::new().body_limit(1024));
+    let server = TestServer::start(&["hello"], with_token().body_limit(1024));
     let body = json!({ "values": { "sample": { "name": "x".repeat(4096) } } }).to_string();
     assert!(body.len() > 4096);
     let sized = post_json(&server, "/api/v1/plugins/hello/execute", &body);
@@ -373,6 +384,7 @@ fn an_oversize_body_is_refused_with_413() {
         agent()
             .post(server.url("/api/v1/plugins/hello/execute"))
             .header("Content-Type", "application/json")
+            .header("Authorization", format!("Bearer {TOKEN}"))
             .send(ureq::SendBody::from_owned_reader(Cursor::new(
                 body.into_bytes(),
             ))),
@@ -390,7 +402,7 @@ fn an_oversize_body_is_refused_with_413() {
 
 #[test]
 fn malformed_requests_get_json_errors() {
-    let server = TestServer::start(&["hello"], HttpOptions::new());
+    let server = TestServer::start(&["hello"], with_token());
     let path = "/api/v1/plugins/hello/execute";
     let bad = post_json(&server, path, r#"{"values": {"sample": "#);
     assert_error(&bad, 400, "invalid_input");
@@ -399,7 +411,12 @@ fn malformed_requests_get_json_errors() {
     assert!(unknown.text.contains("valeus"), "{}", unknown.text);
     let wrong_type = post_json(&server, path, r#"{"values": [1, 2]}"#);
     assert_error(&wrong_type, 400, "invalid_input");
-    let no_type = reply(agent().post(server.url(path)).send("{}"));
+    let no_type = reply(
+        agent()
+            .post(server.url(path))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .send("{}"),
+    );
     assert_error(&no_type, 415, "unsupported_media_type");
 }
 
@@ -437,6 +454,7 @@ fn upload(server: &TestServer, query: &str, body: Vec<u8>) -> Reply {
     reply(
         agent()
             .post(server.url(&format!("/api/v1/packages{query}")))
+            .header("Authorization", format!("Bearer {TOKEN}"))
             .header(
                 "Content-Type",
                 format!("multipart/form-data; boundary={BOUNDARY}"),
@@ -488,7 +506,7 @@ fn tree(dir: &Path) -> Vec<(String, u64)> {
 fn a_signed_upload_is_installed_and_loaded() {
     let work = tempfile::tempdir().unwrap();
     let (package, signature, keys, key_id) = signed_hello(work.path());
-    let server = TestServer::start(&["counter"], HttpOptions::new().trusted_keys(keys));
+    let server = TestServer::start(&["counter"], with_token().trusted_keys(keys));
     assert!(server.manager.get("hello").is_err());
 
     // No `package` part, or no signature: refused, nothing installed.
@@ -541,7 +559,7 @@ fn a_signed_upload_is_installed_and_loaded() {
 fn uploads_are_refused_without_trusted_keys() {
     let work = tempfile::tempdir().unwrap();
     let (package, signature, _, _) = signed_hello(work.path());
-    let server = TestServer::start(&[], HttpOptions::new());
+    let server = TestServer::start(&[], with_token());
     let refused = upload(&server, "", multipart(&package, Some(&signature)));
     assert_error(&refused, 403, "uploads_disabled");
     assert!(refused.text.contains("key"), "{}", refused.text);
@@ -552,7 +570,7 @@ fn uploads_are_refused_without_trusted_keys() {
 fn a_tampered_upload_is_refused_and_changes_nothing() {
     let work = tempfile::tempdir().unwrap();
     let (mut package, signature, keys, _) = signed_hello(work.path());
-    let server = TestServer::start(&["counter"], HttpOptions::new().trusted_keys(keys));
+    let server = TestServer::start(&["counter"], with_token().trusted_keys(keys));
     let before = tree(server.base.path());
     let middle = package.len() / 2;
     package[middle] ^= 0x55;

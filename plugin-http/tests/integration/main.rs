@@ -2,6 +2,7 @@
 //! module per area.
 
 mod api;
+mod hardening;
 mod metrics;
 mod page;
 mod routes;

@@ -3,7 +3,7 @@
 
 use plugin_http::HttpOptions;
 
-use crate::util::{agent, TestServer};
+use crate::util::{agent, with_token, TestServer, TOKEN};
 
 /// The value of the sample `series` (name and labels exactly as encoded), if present.
 fn sample(text: &str, series: &str) -> Option<f64> {
@@ -85,7 +85,7 @@ fn metrics_show_states_and_follow_unloads_and_loads() {
 
 #[test]
 fn calls_through_routes_and_the_api_move_the_counters() {
-    let server = TestServer::start(&["http-echo", "hello"], HttpOptions::new());
+    let server = TestServer::start(&["http-echo", "hello"], with_token());
     let client = agent();
     for _ in 0..2 {
         let response = client
@@ -107,6 +107,7 @@ fn calls_through_routes_and_the_api_move_the_counters() {
     let executed = client
         .post(server.url("/api/v1/plugins/hello/execute"))
         .header("Content-Type", "application/json")
+        .header("Authorization", format!("Bearer {TOKEN}"))
         .send(r#"{"values":{"sample":{"name":"x"}}}"#)
         .unwrap();
     assert_eq!(executed.status(), 200);
@@ -138,6 +139,7 @@ fn calls_through_routes_and_the_api_move_the_counters() {
     // The API's description of the plugin carries the same counts.
     let mut described = client
         .get(server.url("/api/v1/plugins/http-echo"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
         .call()
         .unwrap();
     let detail: serde_json::Value =
@@ -157,13 +159,15 @@ fn a_client_that_hangs_up_mid_call_cancels_the_call_and_leaves_no_call_counted()
     use std::io::Write;
     use std::time::{Duration, Instant};
 
-    let server = TestServer::start(&["slow"], HttpOptions::new());
+    let server = TestServer::start(&["slow"], with_token());
     let in_flight = "plugin_calls_in_flight{plugin=\"slow\"}";
     let mut client = std::net::TcpStream::connect(server.addr()).unwrap();
     let body = r#"{"values":{}}"#;
     write!(
         client,
-        "POST /api/v1/plugins/slow/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /api/v1/plugins/slow/execute HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();

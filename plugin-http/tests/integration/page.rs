@@ -15,7 +15,7 @@ use headless_chrome::{Browser, LaunchOptions};
 use plugin_host::PluginState;
 use plugin_http::HttpOptions;
 
-use crate::util::{agent, TestServer};
+use crate::util::{agent, with_token, TestServer, TOKEN};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -115,6 +115,11 @@ impl ScriptErrors {
 
 /// Debian's Chromium, headless, in a profile of its own that goes away with the test.
 fn browser() -> (Browser, tempfile::TempDir) {
+    browser_with(&[])
+}
+
+/// [`browser`], with more command-line arguments.
+fn browser_with(extra: &[&str]) -> (Browser, tempfile::TempDir) {
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: install Debian's package with `apt-get install -y chromium`"
@@ -135,8 +140,10 @@ fn browser() -> (Browser, tempfile::TempDir) {
                 "--disable-sync",
                 "--no-first-run",
             ]
+            .iter()
+            .chain(extra)
             .map(OsStr::new)
-            .to_vec(),
+            .collect(),
         )
         .build()
         .unwrap();
@@ -286,11 +293,24 @@ fn page_renders_the_plugin_list_in_chromium_without_script_errors() {
     }
 }
 
+/// Types `token` into the page's token field and sets it.
+fn give_token(tab: &Tab, token: &str) {
+    tab.find_element("#token")
+        .unwrap()
+        .type_into(token)
+        .unwrap();
+    tab.find_element("#token-form button[type=submit]")
+        .unwrap()
+        .click()
+        .unwrap();
+}
+
 #[test]
 fn unload_button_unloads_the_plugin_and_the_page_shows_it() {
-    let server = TestServer::start(&["counter", "hello"], HttpOptions::new());
+    let server = TestServer::start(&["counter", "hello"], with_token());
     let (browser, _profile) = browser();
     let (tab, errors) = open(&browser, &server.url("/"), 1280, 800);
+    give_token(&tab, TOKEN);
     wait_for(
         &tab,
         "!!document.querySelector('#plugins [data-plugin=\"hello\"]')",
@@ -330,8 +350,7 @@ fn unload_button_unloads_the_plugin_and_the_page_shows_it() {
 
 #[test]
 fn a_token_the_api_requires_is_asked_for_and_then_used() {
-    let options = HttpOptions::new().token("page-test-token");
-    let server = TestServer::start(&["hello"], options);
+    let server = TestServer::start(&["hello"], with_token());
     let (browser, _profile) = browser();
     let (tab, errors) = open(&browser, &server.url("/"), 1280, 800);
     wait_for(
@@ -344,21 +363,214 @@ fn a_token_the_api_requires_is_asked_for_and_then_used() {
         notice.as_str().is_some_and(|n| n.contains("token")),
         "{notice}"
     );
-    tab.find_element("#token")
-        .unwrap()
-        .type_into("page-test-token")
-        .unwrap();
-    tab.find_element("#token-form button[type=submit]")
-        .unwrap()
-        .click()
-        .unwrap();
+    give_token(&tab, TOKEN);
     wait_for(
         &tab,
         "!!document.querySelector('#plugins [data-plugin=\"hello\"]')",
         "hello in the list once the token is given",
     );
-    let stored = eval(&tab, "sessionStorage.getItem('plugin-http.token')");
-    assert_eq!(stored, "page-test-token");
     assert_eq!(eval(&tab, "document.getElementById('notice').hidden"), true);
+    // The token is kept nowhere a script of this origin could read it: not in storage, a
+    // cookie or the document (the field is emptied once it is read).
+    assert_eq!(
+        eval(
+            &tab,
+            "sessionStorage.length + localStorage.length + document.cookie.length"
+        ),
+        0
+    );
+    assert_eq!(eval(&tab, "document.getElementById('token').value"), "");
+    assert_eq!(
+        eval(
+            &tab,
+            &format!("document.documentElement.outerHTML.includes('{TOKEN}')")
+        ),
+        false
+    );
+    // So a new load of the page has none, and asks again.
+    tab.reload(true, None)
+        .unwrap()
+        .wait_until_navigated()
+        .unwrap();
+    wait_for(
+        &tab,
+        "document.getElementById('plugins').dataset.list === 'error'",
+        "the list to fail again after a reload",
+    );
     errors.assert_none();
+}
+
+// --- what a hostile page can do in a real browser ---
+
+/// The script of a reflected-XSS attack on a plugin route: it looks for the token where the
+/// page could have kept it, then tries to disable `hello` with whatever it found. It writes
+/// `started` into the title at once, and `ran:<storage>|<cookie>:<status>` when done.
+const STEAL: &str = "<title>before</title><script>
+document.title = 'started';
+const token = sessionStorage.getItem('plugin-http.token') || localStorage.getItem('plugin-http.token') || '';
+const found = [sessionStorage.length + localStorage.length, document.cookie].join('|');
+fetch('/api/v1/plugins/hello/disable', { method: 'POST',
+    headers: token ? { Authorization: 'Bearer ' + token } : {} })
+  .then(r => { document.title = 'ran:' + found + ':' + r.status; })
+  .catch(() => { document.title = 'ran:' + found + ':failed'; });
+</script>";
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_script_a_plugin_route_reflects_cannot_reach_the_token_or_the_api() {
+    let server = TestServer::start(&["hello", "reflect"], with_token());
+    let page = format!("/reflect/page?html={}", percent_encode(STEAL));
+
+    // Served as the plugin wrote it, with the default policy: no script runs.
+    let response = agent().get(server.url(&page)).call().unwrap();
+    let policy = response
+        .headers()
+        .get("content-security-policy")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(policy.starts_with("sandbox"), "{policy}");
+    assert!(policy.contains("default-src 'none'"), "{policy}");
+    assert_eq!(
+        response.headers().get("x-content-type-options").unwrap(),
+        "nosniff"
+    );
+
+    let (browser, _profile) = browser();
+    let (tab, _errors) = open(&browser, &server.url("/"), 1280, 800);
+    give_token(&tab, TOKEN);
+    wait_for(
+        &tab,
+        "!!document.querySelector('#plugins [data-plugin=\"hello\"]')",
+        "the list once the token is given",
+    );
+    // The operator follows a link to the plugin's page in the same tab.
+    tab.navigate_to(&server.url(&page))
+        .unwrap()
+        .wait_until_navigated()
+        .unwrap();
+    // Inline scripts run while the document is parsed, before it is loaded: this one did
+    // not, because the policy forbids it.
+    assert_eq!(eval(&tab, "document.title"), "before");
+
+    // A plugin that declares a policy of its own that allows its scripts (the worst case):
+    // the script runs, but finds no token anywhere, and the API refuses it.
+    let own = percent_encode("script-src 'unsafe-inline'; connect-src 'self'");
+    tab.navigate_to(&server.url(&format!("{page}&csp={own}")))
+        .unwrap()
+        .wait_until_navigated()
+        .unwrap();
+    wait_for(
+        &tab,
+        "document.title.startsWith('ran:')",
+        "the script to finish",
+    );
+    assert_eq!(eval(&tab, "document.title"), "ran:0|:401");
+    assert_eq!(server.manager.state("hello"), Some(PluginState::Active));
+    assert!(!server.manager.is_disabled("hello"));
+}
+
+/// A server on 127.0.0.1 of its own that answers every request with `html`: a page of
+/// another origin. Runs until the test process ends.
+fn attacker_site(html: String) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{html}",
+                html.len()
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_page_of_another_origin_cannot_change_what_runs() {
+    // No token, and writes allowed without one: only the origin check stands between the
+    // page and the API (with the default, read-only API, the answer is 403 as well).
+    for options in [
+        HttpOptions::new().unauthenticated_writes(true),
+        HttpOptions::new(),
+    ] {
+        let server = TestServer::start(&["counter", "hello"], options);
+        let api = server.url("/api/v1/plugins");
+        let html = format!(
+            "<title>before</title><form id=f method=POST action='{api}/hello/disable'></form>
+             <script>
+             Promise.allSettled([
+               fetch('{api}/counter/unload', {{ method: 'POST', mode: 'no-cors' }}),
+               fetch('{api}/hello/execute', {{ method: 'POST', mode: 'no-cors',
+                 headers: {{ 'Content-Type': 'text/plain' }}, body: '{{\"values\":{{}}}}' }}),
+             ]).then(() => {{ document.title = 'sent'; }});
+             </script>"
+        );
+        let site = attacker_site(html);
+        let (browser, _profile) = browser();
+        let (tab, _errors) = open(&browser, &format!("http://{site}/"), 1280, 800);
+        wait_for(&tab, "document.title === 'sent'", "the page's requests");
+        // And a plain form post, which needs no script and sends no preflight.
+        tab.evaluate("document.getElementById('f').submit()", false)
+            .unwrap();
+        wait_for(
+            &tab,
+            "location.href.includes('/hello/disable')",
+            "the form's navigation",
+        );
+        let answer = eval(&tab, "document.body.innerText");
+        let kind = answer.as_str().unwrap_or_default();
+        assert!(
+            kind.contains("cross_origin"),
+            "the form post was answered: {kind}"
+        );
+        assert_eq!(server.manager.state("counter"), Some(PluginState::Active));
+        assert_eq!(server.manager.state("hello"), Some(PluginState::Active));
+        assert!(!server.manager.is_disabled("hello"));
+    }
+}
+
+#[test]
+fn a_rebound_host_name_gets_nothing() {
+    let server = TestServer::start(&["hello", "reflect"], with_token());
+    let port = server.addr().port();
+    // The browser resolves the attacker's name to 127.0.0.1, as a rebinding DNS server
+    // makes it do: the page's origin is then the attacker's, and its requests reach us.
+    let (browser, _profile) = browser_with(&["--host-resolver-rules=MAP rebind.example 127.0.0.1"]);
+    let (tab, _errors) = open(
+        &browser,
+        &format!("http://rebind.example:{port}/reflect/ok"),
+        1280,
+        800,
+    );
+    let shown = eval(&tab, "document.body.innerText");
+    assert!(
+        shown
+            .as_str()
+            .is_some_and(|s| s.contains("misdirected_request")),
+        "{shown}"
+    );
+    let status = tab
+        .evaluate("fetch('/api/v1/openapi.json').then(r => r.status)", true)
+        .unwrap()
+        .value
+        .unwrap();
+    assert_eq!(status, 421);
+    // The same server answers for its address.
+    let ok = agent().get(server.url("/reflect/ok")).call().unwrap();
+    assert_eq!(ok.status(), 200);
 }

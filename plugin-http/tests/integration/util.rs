@@ -10,7 +10,15 @@ use std::time::Duration;
 pub(crate) use plugin_test_support::fixtures;
 
 use plugin_host::PluginManager;
-use plugin_http::HttpOptions;
+use plugin_http::{HttpOptions, ServeOptions};
+
+/// The API token of the tests' servers that have one.
+pub(crate) const TOKEN: &str = "integration-test-token-5f2a9c";
+
+/// The default options with [`TOKEN`] as the API token.
+pub(crate) fn with_token() -> HttpOptions {
+    HttpOptions::new().token(TOKEN).unwrap()
+}
 
 /// A running server; stops when dropped.
 pub(crate) struct TestServer {
@@ -60,6 +68,16 @@ impl TestServer {
         manager: Arc<PluginManager>,
         options: HttpOptions,
     ) -> TestServer {
+        Self::serve_with(base, manager, options, ServeOptions::new())
+    }
+
+    /// Serves an existing manager with connection limits `limits`.
+    pub(crate) fn serve_with(
+        base: tempfile::TempDir,
+        manager: Arc<PluginManager>,
+        options: HttpOptions,
+        limits: ServeOptions,
+    ) -> TestServer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -72,10 +90,10 @@ impl TestServer {
         let app = plugin_http::router(manager.clone(), options);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            plugin_http::serve(listener, app, limits, shutdown)
                 .await
                 .unwrap();
         });
