@@ -43,7 +43,11 @@ pub fn router(manager: Arc<PluginManager>, options: HttpOptions) -> Router {
     let body_limit = options.body_limit;
     // The package upload route has a larger limit of its own (`package_limit`): here the
     // largest, which every other route lowers to `body_limit` as it reads.
-    let largest = body_limit.max(options.package_limit);
+    let largest = if cfg!(feature = "uploads") {
+        body_limit.max(options.package_limit)
+    } else {
+        body_limit
+    };
     let state = state::AppState::new(manager, options);
     Router::new()
         .route("/metrics", get(metrics::handler))

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "uploads")]
 use plugin_package::TrustedKeys;
 
 /// The shortest API token accepted, in bytes.
@@ -53,6 +54,7 @@ pub struct HttpOptions {
     /// sends.
     pub allowed_hosts: Vec<String>,
     /// The keys an uploaded package must be signed with. Empty: uploads are refused.
+    #[cfg(feature = "uploads")]
     pub trusted_keys: TrustedKeys,
 }
 
@@ -69,6 +71,7 @@ impl Default for HttpOptions {
             token: None,
             unauthenticated_writes: false,
             allowed_hosts: Vec::new(),
+            #[cfg(feature = "uploads")]
             trusted_keys: TrustedKeys::new(),
         }
     }
@@ -201,6 +204,7 @@ impl HttpOptions {
     }
 
     /// Sets [`trusted_keys`](HttpOptions::trusted_keys).
+    #[cfg(feature = "uploads")]
     pub fn trusted_keys(mut self, keys: TrustedKeys) -> Self {
         self.trusted_keys = keys;
         self

@@ -65,11 +65,14 @@
 //!   upgrade of a running plugin), then loaded unless it is active or disabled. 201 `{
 //!   "name", "version", "previous", "signed_by", "upgraded", "drain"?, "state" }`; 422
 //!   `package_refused` with the installer's message for a refused package (the base
-//!   directory is then left as it was); 400 for a form without a `package` part.
+//!   directory is then left as it was); 400 for a form without a `package` part. The route is
+//!   plugin-http's default feature `uploads`: a host built without it (`default-features =
+//!   false`) answers 501 `uploads_disabled` and pulls in no tar, signature or HTTP client code.
 
 mod auth;
 mod handlers;
 mod openapi;
+#[cfg(feature = "uploads")]
 mod packages;
 mod types;
 
@@ -95,15 +98,31 @@ pub(crate) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/plugins/{name}/reload", post(handlers::reload))
         .route("/plugins/{name}/enable", post(handlers::enable))
         .route("/plugins/{name}/disable", post(handlers::disable))
-        .route(
-            "/packages",
-            post(packages::upload).layer(axum::extract::DefaultBodyLimit::max(
-                state.options.package_limit,
-            )),
-        )
+        .route("/packages", packages_route(&state))
         .route_layer(from_fn_with_state(state, auth::require_token))
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
+}
+
+/// `POST /packages`: the upload, with its own body limit.
+#[cfg(feature = "uploads")]
+fn packages_route(state: &AppState) -> axum::routing::MethodRouter<Arc<AppState>> {
+    post(packages::upload).layer(axum::extract::DefaultBodyLimit::max(
+        state.options.package_limit,
+    ))
+}
+
+/// `POST /packages` in a server built without uploads: 501, saying so.
+#[cfg(not(feature = "uploads"))]
+fn packages_route(_state: &AppState) -> axum::routing::MethodRouter<Arc<AppState>> {
+    post(|| async {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "uploads_disabled",
+            "this server was built without package uploads (plugin-http's `uploads` feature); \
+             install packages with `plugctl install`, or build the server with the feature",
+        )
+    })
 }
 
 /// Any other path under `/api/v1`.

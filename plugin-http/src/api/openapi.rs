@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{handlers, packages};
+use super::handlers;
 
 /// The API's description.
 #[derive(OpenApi)]
@@ -27,7 +27,6 @@ use super::{handlers, packages};
         handlers::reload,
         handlers::enable,
         handlers::disable,
-        packages::upload,
         document,
     ),
     modifiers(&BearerScheme),
@@ -38,6 +37,12 @@ use super::{handlers, packages};
     )
 )]
 pub(crate) struct ApiDoc;
+
+/// The package upload route, described when it is built in.
+#[cfg(feature = "uploads")]
+#[derive(OpenApi)]
+#[openapi(paths(super::packages::upload))]
+struct PackagesDoc;
 
 /// Declares the `bearer` security scheme the routes name.
 struct BearerScheme;
@@ -60,5 +65,9 @@ impl Modify for BearerScheme {
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"))
 )]
 pub(crate) async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    #[cfg_attr(not(feature = "uploads"), allow(unused_mut))]
+    let mut doc = ApiDoc::openapi();
+    #[cfg(feature = "uploads")]
+    doc.merge(PackagesDoc::openapi());
+    Json(doc)
 }

@@ -246,6 +246,7 @@ pub(crate) struct LifecycleResponse {
 }
 
 /// The query of `POST /api/v1/packages`.
+#[cfg(feature = "uploads")]
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -256,6 +257,7 @@ pub(crate) struct UploadQuery {
 }
 
 /// The form of `POST /api/v1/packages` (described for OpenAPI; read part by part).
+#[cfg(feature = "uploads")]
 #[derive(ToSchema)]
 #[allow(dead_code)] // Only described in the OpenAPI document.
 pub(crate) struct UploadForm {
@@ -267,6 +269,7 @@ pub(crate) struct UploadForm {
 }
 
 /// The answer to a successful upload.
+#[cfg(feature = "uploads")]
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct InstallResponse {
     /// The plugin.

@@ -3,14 +3,12 @@
 //! the OpenAPI document and package uploads.
 
 use std::io::Cursor;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use plugin_http::HttpOptions;
-use plugin_package::TrustedKeys;
 use serde_json::{json, Value};
 
-use crate::util::{agent, fixtures, with_token, TestServer, TOKEN};
+use crate::util::{agent, with_token, TestServer, TOKEN};
 
 /// A response: its status, its `WWW-Authenticate` header, and its body as JSON (`Null` if
 /// it is not JSON).
@@ -351,12 +349,16 @@ fn a_token_guards_every_route_but_the_openapi_document() {
         "/api/v1/plugins/{name}",
         "/api/v1/plugins/{name}/execute",
         "/api/v1/plugins/{name}/reload",
-        "/api/v1/packages",
     ] {
         assert!(paths.contains_key(path), "{path} missing from {paths:?}");
     }
+    // The upload is described when it is built in.
     let upload = &doc.json["paths"]["/api/v1/packages"]["post"];
-    assert!(upload["requestBody"]["content"]["multipart/form-data"].is_object());
+    assert_eq!(
+        upload["requestBody"]["content"]["multipart/form-data"].is_object(),
+        cfg!(feature = "uploads"),
+        "{upload}"
+    );
     assert_eq!(
         doc.json["paths"]["/api/v1/openapi.json"]["get"]["security"],
         Value::Null
@@ -422,161 +424,179 @@ fn malformed_requests_get_json_errors() {
 
 // --- package uploads ---
 
-const BOUNDARY: &str = "plugin-http-test-boundary-5c1e9a";
+#[cfg(not(feature = "uploads"))]
+#[test]
+fn without_the_uploads_feature_uploads_answer_501() {
+    let server = TestServer::start(&[], with_token());
+    let answer = post_empty(&server, "/api/v1/packages");
+    assert_error(&answer, 501, "uploads_disabled");
+}
 
-/// A multipart/form-data body with a `package` part and, if given, a `signature` part.
-fn multipart(package: &[u8], signature: Option<&str>) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(
-        format!(
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"package\"; \
-             filename=\"hello-0.1.0.plg\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(package);
-    body.extend_from_slice(b"\r\n");
-    if let Some(signature) = signature {
+#[cfg(feature = "uploads")]
+mod uploads {
+    use std::path::Path;
+
+    use plugin_package::TrustedKeys;
+
+    use super::*;
+    use crate::util::fixtures;
+
+    const BOUNDARY: &str = "plugin-http-test-boundary-5c1e9a";
+
+    /// A multipart/form-data body with a `package` part and, if given, a `signature` part.
+    fn multipart(package: &[u8], signature: Option<&str>) -> Vec<u8> {
+        let mut body = Vec::new();
         body.extend_from_slice(
             format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"signature\"; \
-                 filename=\"hello-0.1.0.plg.minisig\"\r\nContent-Type: text/plain\r\n\r\n\
-                 {signature}\r\n"
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"package\"; \
+             filename=\"hello-0.1.0.plg\"\r\nContent-Type: application/octet-stream\r\n\r\n"
             )
             .as_bytes(),
         );
+        body.extend_from_slice(package);
+        body.extend_from_slice(b"\r\n");
+        if let Some(signature) = signature {
+            body.extend_from_slice(
+                format!(
+                    "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"signature\"; \
+                 filename=\"hello-0.1.0.plg.minisig\"\r\nContent-Type: text/plain\r\n\r\n\
+                 {signature}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        body
     }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    body
-}
 
-fn upload(server: &TestServer, query: &str, body: Vec<u8>) -> Reply {
-    reply(
-        agent()
-            .post(server.url(&format!("/api/v1/packages{query}")))
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .header(
-                "Content-Type",
-                format!("multipart/form-data; boundary={BOUNDARY}"),
-            )
-            .send(body),
-    )
-}
+    fn upload(server: &TestServer, query: &str, body: Vec<u8>) -> Reply {
+        reply(
+            agent()
+                .post(server.url(&format!("/api/v1/packages{query}")))
+                .header("Authorization", format!("Bearer {TOKEN}"))
+                .header(
+                    "Content-Type",
+                    format!("multipart/form-data; boundary={BOUNDARY}"),
+                )
+                .send(body),
+        )
+    }
 
-/// hello packed and signed in `dir`: the package's bytes, its signature, the keys that trust
-/// it, and the signing key's ID.
-fn signed_hello(dir: &Path) -> (Vec<u8>, String, TrustedKeys, String) {
-    let source = dir.join("source");
-    std::fs::create_dir(&source).unwrap();
-    let folder = fixtures().install(&source, "hello");
-    let keys = plugin_package::generate_keypair(&dir.join("test-key")).unwrap();
-    let packed = plugin_package::pack(&folder, Some(&dir.join("hello-0.1.0.plg"))).unwrap();
-    let signature = plugin_package::sign_package(&packed.path, &keys.secret).unwrap();
-    let trusted = TrustedKeys::from_files([&keys.public]).unwrap();
-    (
-        std::fs::read(&packed.path).unwrap(),
-        std::fs::read_to_string(signature).unwrap(),
-        trusted,
-        keys.key_id,
-    )
-}
+    /// hello packed and signed in `dir`: the package's bytes, its signature, the keys that trust
+    /// it, and the signing key's ID.
+    fn signed_hello(dir: &Path) -> (Vec<u8>, String, TrustedKeys, String) {
+        let source = dir.join("source");
+        std::fs::create_dir(&source).unwrap();
+        let folder = fixtures().install(&source, "hello");
+        let keys = plugin_package::generate_keypair(&dir.join("test-key")).unwrap();
+        let packed = plugin_package::pack(&folder, Some(&dir.join("hello-0.1.0.plg"))).unwrap();
+        let signature = plugin_package::sign_package(&packed.path, &keys.secret).unwrap();
+        let trusted = TrustedKeys::from_files([&keys.public]).unwrap();
+        (
+            std::fs::read(&packed.path).unwrap(),
+            std::fs::read_to_string(signature).unwrap(),
+            trusted,
+            keys.key_id,
+        )
+    }
 
-/// Every entry under `dir`, hidden ones included, with its size.
-fn tree(dir: &Path) -> Vec<(String, u64)> {
-    let mut entries = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        let meta = entry.metadata().unwrap();
-        let len = if meta.is_dir() { 0 } else { meta.len() };
-        entries.push((entry.file_name().to_string_lossy().into_owned(), len));
-        if meta.is_dir() {
-            for (name, len) in tree(&entry.path()) {
-                entries.push((
-                    format!("{}/{name}", entry.file_name().to_string_lossy()),
-                    len,
-                ));
+    /// Every entry under `dir`, hidden ones included, with its size.
+    fn tree(dir: &Path) -> Vec<(String, u64)> {
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            let len = if meta.is_dir() { 0 } else { meta.len() };
+            entries.push((entry.file_name().to_string_lossy().into_owned(), len));
+            if meta.is_dir() {
+                for (name, len) in tree(&entry.path()) {
+                    entries.push((
+                        format!("{}/{name}", entry.file_name().to_string_lossy()),
+                        len,
+                    ));
+                }
             }
         }
+        entries.sort();
+        entries
     }
-    entries.sort();
-    entries
-}
 
-#[test]
-fn a_signed_upload_is_installed_and_loaded() {
-    let work = tempfile::tempdir().unwrap();
-    let (package, signature, keys, key_id) = signed_hello(work.path());
-    let server = TestServer::start(&["counter"], with_token().trusted_keys(keys));
-    assert!(server.manager.get("hello").is_err());
+    #[test]
+    fn a_signed_upload_is_installed_and_loaded() {
+        let work = tempfile::tempdir().unwrap();
+        let (package, signature, keys, key_id) = signed_hello(work.path());
+        let server = TestServer::start(&["counter"], with_token().trusted_keys(keys));
+        assert!(server.manager.get("hello").is_err());
 
-    // No `package` part, or no signature: refused, nothing installed.
-    let no_package = format!("--{BOUNDARY}--\r\n").into_bytes();
-    assert_error(&upload(&server, "", no_package), 400, "invalid_input");
-    let unsigned = upload(&server, "", multipart(&package, None));
-    assert_error(&unsigned, 422, "package_refused");
-    assert!(!server.base.path().join("hello").exists());
+        // No `package` part, or no signature: refused, nothing installed.
+        let no_package = format!("--{BOUNDARY}--\r\n").into_bytes();
+        assert_error(&upload(&server, "", no_package), 400, "invalid_input");
+        let unsigned = upload(&server, "", multipart(&package, None));
+        assert_error(&unsigned, 422, "package_refused");
+        assert!(!server.base.path().join("hello").exists());
 
-    let installed = upload(&server, "", multipart(&package, Some(&signature)));
-    assert_eq!(installed.status, 201, "{}", installed.text);
-    assert_eq!(installed.json["name"], "hello");
-    assert_eq!(installed.json["version"], "0.1.0");
-    assert_eq!(installed.json["previous"], Value::Null);
-    assert_eq!(installed.json["signed_by"], key_id);
-    assert_eq!(installed.json["upgraded"], false);
-    assert_eq!(installed.json["state"], "active");
-    assert!(server.base.path().join("hello/plugin.json").is_file());
+        let installed = upload(&server, "", multipart(&package, Some(&signature)));
+        assert_eq!(installed.status, 201, "{}", installed.text);
+        assert_eq!(installed.json["name"], "hello");
+        assert_eq!(installed.json["version"], "0.1.0");
+        assert_eq!(installed.json["previous"], Value::Null);
+        assert_eq!(installed.json["signed_by"], key_id);
+        assert_eq!(installed.json["upgraded"], false);
+        assert_eq!(installed.json["state"], "active");
+        assert!(server.base.path().join("hello/plugin.json").is_file());
 
-    let called = post_json(
-        &server,
-        "/api/v1/plugins/hello/execute",
-        r#"{"values":{"sample":{"name":"upload"}}}"#,
-    );
-    assert_eq!(called.status, 200, "{}", called.text);
-    assert_eq!(called.json["values"]["greeting"], "Hello, upload!");
-
-    // The same package again, with force: a hot upgrade of the running plugin.
-    let again = upload(
-        &server,
-        "?force=true",
-        multipart(&package, Some(&signature)),
-    );
-    assert_eq!(again.status, 201, "{}", again.text);
-    assert_eq!(again.json["previous"], "0.1.0");
-    assert_eq!(again.json["upgraded"], true);
-    assert_eq!(again.json["drain"]["clean"], true);
-    assert_error(
-        &upload(
+        let called = post_json(
             &server,
-            "?force=maybe",
+            "/api/v1/plugins/hello/execute",
+            r#"{"values":{"sample":{"name":"upload"}}}"#,
+        );
+        assert_eq!(called.status, 200, "{}", called.text);
+        assert_eq!(called.json["values"]["greeting"], "Hello, upload!");
+
+        // The same package again, with force: a hot upgrade of the running plugin.
+        let again = upload(
+            &server,
+            "?force=true",
             multipart(&package, Some(&signature)),
-        ),
-        400,
-        "invalid_input",
-    );
-}
+        );
+        assert_eq!(again.status, 201, "{}", again.text);
+        assert_eq!(again.json["previous"], "0.1.0");
+        assert_eq!(again.json["upgraded"], true);
+        assert_eq!(again.json["drain"]["clean"], true);
+        assert_error(
+            &upload(
+                &server,
+                "?force=maybe",
+                multipart(&package, Some(&signature)),
+            ),
+            400,
+            "invalid_input",
+        );
+    }
 
-#[test]
-fn uploads_are_refused_without_trusted_keys() {
-    let work = tempfile::tempdir().unwrap();
-    let (package, signature, _, _) = signed_hello(work.path());
-    let server = TestServer::start(&[], with_token());
-    let refused = upload(&server, "", multipart(&package, Some(&signature)));
-    assert_error(&refused, 403, "uploads_disabled");
-    assert!(refused.text.contains("key"), "{}", refused.text);
-    assert!(!server.base.path().join("hello").exists());
-}
+    #[test]
+    fn uploads_are_refused_without_trusted_keys() {
+        let work = tempfile::tempdir().unwrap();
+        let (package, signature, _, _) = signed_hello(work.path());
+        let server = TestServer::start(&[], with_token());
+        let refused = upload(&server, "", multipart(&package, Some(&signature)));
+        assert_error(&refused, 403, "uploads_disabled");
+        assert!(refused.text.contains("key"), "{}", refused.text);
+        assert!(!server.base.path().join("hello").exists());
+    }
 
-#[test]
-fn a_tampered_upload_is_refused_and_changes_nothing() {
-    let work = tempfile::tempdir().unwrap();
-    let (mut package, signature, keys, _) = signed_hello(work.path());
-    let server = TestServer::start(&["counter"], with_token().trusted_keys(keys));
-    let before = tree(server.base.path());
-    let middle = package.len() / 2;
-    package[middle] ^= 0x55;
-    let refused = upload(&server, "", multipart(&package, Some(&signature)));
-    assert_error(&refused, 422, "package_refused");
-    assert_eq!(tree(server.base.path()), before);
-    assert!(server.manager.get("hello").is_err());
-    assert_eq!(server.manager.list().len(), 1);
+    #[test]
+    fn a_tampered_upload_is_refused_and_changes_nothing() {
+        let work = tempfile::tempdir().unwrap();
+        let (mut package, signature, keys, _) = signed_hello(work.path());
+        let server = TestServer::start(&["counter"], with_token().trusted_keys(keys));
+        let before = tree(server.base.path());
+        let middle = package.len() / 2;
+        package[middle] ^= 0x55;
+        let refused = upload(&server, "", multipart(&package, Some(&signature)));
+        assert_error(&refused, 422, "package_refused");
+        assert_eq!(tree(server.base.path()), before);
+        assert!(server.manager.get("hello").is_err());
+        assert_eq!(server.manager.list().len(), 1);
+    }
 }
