@@ -7,7 +7,7 @@
 //! libraries are never closed, so loading gets slower as a process loads more. A criterion
 //! group per kind would measure the second kind with more libraries loaded; this harness
 //! alternates the kinds (and a copy alone) in one loop, so each sees the same count.
-//! Prints a JSON line and writes it to `target/load-bench.json` for `cargo xtask bench`.
+//! Prints a JSON line and writes it to `load-bench.json` in Cargo's `CARGO_TARGET_TMPDIR` (`<target dir>/tmp`) for `cargo xtask bench`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use plugin_abi::abi_stable::library::lib_header_from_path;
 use plugin_abi::PluginModRef;
 use plugin_host::PluginManager;
-use plugin_test_support::{fixtures, workspace_root};
+use plugin_test_support::fixtures;
 
 const ROUNDS: usize = 300;
 
@@ -114,7 +114,7 @@ fn main() {
     );
     println!("{json}");
     std::fs::write(
-        workspace_root().join("target").join("load-bench.json"),
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("load-bench.json"),
         &json,
     )
     .unwrap();

@@ -1,6 +1,6 @@
 //! Calls per second and p99 call latency while a plugin is upgraded 20 times, against the
 //! same measured in steady state, in the same run. Prints a JSON line and writes it to
-//! `target/upgrade-bench.json` for `cargo xtask bench`.
+//! `upgrade-bench.json` in Cargo's `CARGO_TARGET_TMPDIR` (`<target dir>/tmp`) for `cargo xtask bench`.
 //!
 //! One caller thread: this machine class has two cores, and the upgrading thread needs the
 //! other one; more callers than cores would measure the scheduler, not the upgrade.
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugin_host::{Context, PluginHandle, PluginManager, UpgradeOptions};
-use plugin_test_support::{install_folder, versioned_variant, workspace_root};
+use plugin_test_support::{install_folder, versioned_variant};
 
 struct Phase {
     calls: usize,
@@ -105,7 +105,7 @@ fn main() {
     );
     println!("{json}");
     std::fs::write(
-        workspace_root().join("target").join("upgrade-bench.json"),
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("upgrade-bench.json"),
         &json,
     )
     .unwrap();

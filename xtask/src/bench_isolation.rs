@@ -3,7 +3,6 @@
 //! same run.
 
 use anyhow::{Context as _, Result};
-use plugin_test_support::workspace_root;
 use serde_json::Value;
 
 use crate::{cargo, check, fmt_ns, verdict};
@@ -14,7 +13,9 @@ const TARGET_P50_NS: f64 = 2_000.0;
 /// Runs the isolation bench and prints its figures.
 pub(crate) fn bench_isolation() -> Result<()> {
     check(cargo().args(["bench", "-p", "plugin-host", "--bench", "isolation"]))?;
-    let path = workspace_root().join("target").join("isolation-bench.json");
+    let path = crate::target_dir()?
+        .join("tmp")
+        .join("isolation-bench.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}; did the bench run?", path.display()))?;
     let r: Value =

@@ -99,7 +99,7 @@ fn build_samples(release: bool, out: &Path) -> Result<Vec<String>> {
 
 /// The workspace's target directory, as Cargo resolves it (`CARGO_TARGET_DIR`,
 /// `build.target-dir`, or `target/`).
-fn target_dir() -> Result<PathBuf> {
+pub(crate) fn target_dir() -> Result<PathBuf> {
     let output = cargo()
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .stderr(Stdio::inherit())
@@ -212,7 +212,9 @@ fn bench(extra: &[String]) -> Result<()> {
     check(cargo().args(["bench", "-p", "plugin-host", "--bench", "load"]))?;
     check(cargo().args(["bench", "-p", "plugin-host", "--bench", "upgrade"]))?;
 
-    let root = workspace_root().join("target").join("criterion");
+    // Where Cargo put this run's results: `CARGO_TARGET_DIR` and `build.target-dir` count.
+    let target = target_dir()?;
+    let root = target.join("criterion");
     let ns = |id: &str| -> Result<f64> {
         let path = root.join(id).join("new").join("estimates.json");
         let text = std::fs::read_to_string(&path)
@@ -286,7 +288,7 @@ fn bench(extra: &[String]) -> Result<()> {
          without the context's conversions in and out."
     );
     let read_json = |file: &str| -> Result<serde_json::Value> {
-        let path = workspace_root().join("target").join(file);
+        let path = target.join("tmp").join(file);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         Ok(serde_json::from_str(&text)?)
@@ -317,7 +319,7 @@ fn bench(extra: &[String]) -> Result<()> {
         full_file / bare,
     );
 
-    let path = workspace_root().join("target").join("upgrade-bench.json");
+    let path = target.join("tmp").join("upgrade-bench.json");
     let up: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?,

@@ -11,7 +11,7 @@
 //!
 //! A plain `main` (no criterion): it must first let this binary serve as a plugin worker
 //! ([`plugin_host::isolate::init`]) or as the floor's child. Prints a JSON line and writes
-//! it to `target/isolation-bench.json` for `cargo xtask bench`.
+//! it to `isolation-bench.json` in Cargo's `CARGO_TARGET_TMPDIR` (`<target dir>/tmp`) for `cargo xtask bench`.
 
 mod floor;
 
@@ -19,7 +19,7 @@ use std::sync::Barrier;
 use std::time::Instant;
 
 use plugin_host::{Context, Isolation, PluginHandle, PluginManager};
-use plugin_test_support::{fixtures, workspace_root};
+use plugin_test_support::fixtures;
 use serde_json::{json, Map, Value};
 
 /// Calls (or round trips) before a measurement, not counted.
@@ -217,7 +217,7 @@ fn main() {
     let text = report.to_string();
     println!("{text}");
     std::fs::write(
-        workspace_root().join("target").join("isolation-bench.json"),
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("isolation-bench.json"),
         &text,
     )
     .unwrap();
