@@ -122,7 +122,7 @@ fn browser() -> (Browser, tempfile::TempDir) {
 fn browser_with(extra: &[&str]) -> (Browser, tempfile::TempDir) {
     assert!(
         Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install Debian's package with `apt-get install -y chromium`"
+        "{CHROMIUM} is missing: install Debian's package with `apt-get install -y chromium`, or run the other tests with `--skip page::`"
     );
     let profile = tempfile::tempdir().unwrap();
     let options = LaunchOptions::default_builder()
