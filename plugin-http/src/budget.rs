@@ -281,6 +281,20 @@ mod tests {
     }
 
     #[test]
+    fn a_request_that_would_fit_alone_is_overloaded_not_too_large() {
+        let budget = Arc::new(Budget::new(100));
+        let other = Reservation::new(budget.clone());
+        other.charge(10, "x").unwrap();
+        let r = Reservation::new(budget.clone());
+        r.charge(30, "x").unwrap();
+        // 30 + 70 is the whole budget: it fits once the other request is gone.
+        let err = r.charge(70, "x").unwrap_err();
+        assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE, "{}", err.message);
+        drop(other);
+        r.charge(70, "x").unwrap();
+    }
+
+    #[test]
     fn the_json_bound_covers_the_parsed_tree() {
         // Every JSON value a text can hold is counted, and the bound is never below what
         // parsing really allocates for lists and maps of small values.

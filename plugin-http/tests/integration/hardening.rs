@@ -278,6 +278,10 @@ fn bodies_are_held_within_the_memory_budget() {
     let answer = post("application/octet-stream", &vec![b'y'; 400 << 10]);
     assert_eq!(answer.status, 503, "{answer:?}");
     assert_eq!(answer.kind(), "overloaded");
+    // Nor does a body whose bytes alone pass what is left: refused as it is read.
+    let answer = post("application/octet-stream", &vec![b'y'; 700 << 10]);
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(answer.kind(), "overloaded");
     assert!(gauge(&server, "plugin_http_request_memory_bytes") <= BUDGET as f64);
     // Once the stalled client finishes, its memory is given back.
     slow.write_all(b"x").unwrap();
