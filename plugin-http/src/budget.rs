@@ -289,7 +289,12 @@ mod tests {
         r.charge(30, "x").unwrap();
         // 30 + 70 is the whole budget: it fits once the other request is gone.
         let err = r.charge(70, "x").unwrap_err();
-        assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE, "{}", err.message);
+        assert_eq!(
+            err.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            err.message
+        );
         drop(other);
         r.charge(70, "x").unwrap();
     }
@@ -323,6 +328,12 @@ mod tests {
             json_tree_bound(br#""a\",b""#),
             json_tree_bound(br#""a\"xb""#)
         );
+        // An escape ends after one character: the string ends, and the values after count.
+        assert_eq!(
+            json_tree_bound(br#"["\\",1,2]"#),
+            json_tree_bound(br#"["ab",1,2]"#)
+        );
+        assert!(json_tree_bound(br#"["\\",1,2]"#) > json_tree_bound(br#"["\\"    ]"#));
     }
 
     fn count(value: &plugin_host::Value) -> usize {

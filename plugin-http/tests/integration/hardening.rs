@@ -297,6 +297,34 @@ fn bodies_are_held_within_the_memory_budget() {
 }
 
 #[test]
+fn a_declared_length_past_the_limit_is_refused_before_the_body_is_read() {
+    let server = TestServer::start(&["reflect"], HttpOptions::new().body_limit(64 << 10));
+    let addr = server.addr();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // Ten megabytes announced, none sent: the answer cannot wait for them.
+    write!(
+        stream,
+        "POST /reflect/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        10 << 20
+    )
+    .unwrap();
+    let answer = read_answer(&mut stream);
+    assert_eq!(answer.status, 413, "{answer:?}");
+    // A body of exactly the limit is served.
+    let exact = raw(
+        addr,
+        "POST /reflect/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream",
+        &vec![b'x'; 64 << 10],
+    );
+    assert_eq!(exact.status, 200, "{exact:?}");
+    assert_eq!(exact.body, (64 << 10).to_string());
+}
+
+#[test]
 fn a_streamed_body_past_the_limit_is_cut_off() {
     let server = TestServer::start(&["http-echo"], HttpOptions::new().body_limit(64 << 10));
     let addr = server.addr();
