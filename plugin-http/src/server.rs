@@ -17,7 +17,7 @@
 //!
 //! - **Closing.** A connection the server closes with part of a request unread (a body
 //!   refused with 413 before it was read, say) is shut down for writing first, and what the
-//!   client still sends is read and dropped for a moment ([`LINGER`], at most [`LINGER_BYTES`])
+//!   client still sends is read and dropped for a second at most
 //!   before it is closed: otherwise the client's kernel would get a reset for data it sent,
 //!   and the client could lose the answer (the "lingering close" of Apache and nginx).
 //!
@@ -229,14 +229,12 @@ async fn answer_busy(mut stream: TcpStream) {
 
 /// How long a closing connection reads and drops what its client still sends.
 const LINGER: Duration = Duration::from_secs(1);
-/// The most a closing connection reads and drops.
-const LINGER_BYTES: usize = 256 << 10;
 
 /// A connection whose shutdown is a lingering close (module docs).
 struct Lingering {
     stream: TcpStream,
-    /// Set once the write side is shut down: until when to read, and how much is left.
-    linger: Option<(Pin<Box<tokio::time::Sleep>>, usize)>,
+    /// Set once the write side is shut down: until when to read.
+    linger: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Lingering {
@@ -275,20 +273,20 @@ impl AsyncWrite for Lingering {
         let this = &mut *self;
         if this.linger.is_none() {
             std::task::ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
-            this.linger = Some((Box::pin(tokio::time::sleep(LINGER)), LINGER_BYTES));
+            this.linger = Some(Box::pin(tokio::time::sleep(LINGER)));
         }
-        let Some((deadline, left)) = &mut this.linger else {
+        let Some(deadline) = &mut this.linger else {
             return Poll::Ready(Ok(()));
         };
         let mut scratch = [0u8; 8192];
         loop {
-            if *left == 0 || deadline.as_mut().poll(cx).is_ready() {
+            if deadline.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Ok(()));
             }
             let mut buf = ReadBuf::new(&mut scratch);
             match Pin::new(&mut this.stream).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
-                Poll::Ready(Ok(())) => *left = left.saturating_sub(buf.filled().len()),
+                Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
                 Poll::Pending => return Poll::Pending,
             }
