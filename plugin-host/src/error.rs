@@ -107,20 +107,6 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// The library file can be modified by users other than its owner.
-    #[error(
-        "plugin `{plugin}`: library {} is writable by group or others (mode {mode:o}), so anyone could change the code this host runs; run `chmod go-w {}`",
-        path.display(), path.display()
-    )]
-    LibraryPermissions {
-        /// The plugin folder name.
-        plugin: String,
-        /// The library path.
-        path: PathBuf,
-        /// The file's permission bits.
-        mode: u32,
-    },
-
     /// The library's SHA-256 does not equal the manifest's `sha256`.
     #[error(
         "plugin `{plugin}`: checksum mismatch: field `sha256` of plugin.json is {expected} but library {} hashes to {actual}; the library was changed or replaced: rebuild it and update `sha256`",
@@ -382,34 +368,39 @@ pub enum Error {
         source: plugin_abi::serde::ValueError,
     },
 
-    /// The base directory or the plugin folder can be written by group or others: whoever
-    /// can write it can swap the library between the host's checks and a later load.
+    /// A file or folder the plugin's code or manifest comes from can be written by group or
+    /// others: whoever can write it can swap what the host checked for something else.
     #[error(
-        "plugin `{plugin}`: the {what} {} is writable by group or others (mode {mode:o}), so anyone could replace the plugin's files; run `chmod go-w {}` (for development only, the manager's `insecure_permissions(true)` or `plugctl --insecure-permissions` skips this check)",
-        path.display(), path.display()
+        "plugin `{plugin}`: the {what} {} is writable by group or others (mode {mode:o}), so anyone could replace the plugin's files; run `chmod go-w {}`{}",
+        path.display(), path.display(), override_hint(what)
     )]
-    FolderPermissions {
+    Writable {
         /// The plugin folder name.
         plugin: String,
-        /// What the path is: "base directory" or "plugin folder".
+        /// What the path is: "base directory", "parent folder" (a folder above the base
+        /// directory or the plugin folder), "plugin folder", "manifest", "folder of the
+        /// manifest" (where a symlinked manifest lies) or "library".
         what: &'static str,
-        /// The folder.
+        /// The file or folder, symlinks resolved.
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
     },
 
-    /// The library belongs to a user other than the host's user or root.
+    /// A file or folder the plugin's code or manifest comes from belongs to a user other than
+    /// the host's user or root.
     #[error(
-        "plugin `{plugin}`: library {} belongs to user {owner}, not to the host's user ({host}) or root, so that user could change the code this host runs; run `chown {host} {}` (for development only, the manager's `insecure_permissions(true)` or `plugctl --insecure-permissions` skips this check)",
+        "plugin `{plugin}`: the {what} {} belongs to user {owner}, not to the host's user ({host}) or root, so that user could change what this host runs; run `chown {host} {}` (for development only, the manager's `insecure_permissions(true)` or `plugctl --insecure-permissions` skips this check)",
         path.display(), path.display()
     )]
-    LibraryOwner {
+    NotOwned {
         /// The plugin folder name.
         plugin: String,
-        /// The library path.
+        /// What the path is, as for [`Error::Writable`].
+        what: &'static str,
+        /// The file or folder, symlinks resolved.
         path: PathBuf,
-        /// The uid owning the library.
+        /// The uid owning it.
         owner: u32,
         /// The uid the host runs as.
         host: u32,
@@ -491,7 +482,6 @@ impl Error {
             | Error::LibraryMissing { plugin, .. }
             | Error::LibraryOutsideFolder { plugin, .. }
             | Error::LibraryNotFile { plugin, .. }
-            | Error::LibraryPermissions { plugin, .. }
             | Error::ChecksumMismatch { plugin, .. }
             | Error::Io { plugin, .. }
             | Error::NotAPlugin { plugin, .. }
@@ -506,8 +496,8 @@ impl Error {
             | Error::NotActive { plugin, .. }
             | Error::Disabled { plugin }
             | Error::Downgrade { plugin, .. }
-            | Error::FolderPermissions { plugin, .. }
-            | Error::LibraryOwner { plugin, .. }
+            | Error::Writable { plugin, .. }
+            | Error::NotOwned { plugin, .. }
             | Error::FolderOutsideBase { plugin, .. }
             | Error::NoOutput { plugin, .. }
             | Error::Unloaded { plugin }
@@ -580,5 +570,15 @@ mod tests {
             Some("disk on fire".to_owned())
         );
         assert_eq!(err.report(), format!("{shown}: disk on fire"));
+    }
+}
+
+/// How to skip a mode check, for the ones development may skip: those of folders. A manifest
+/// or library that others can write is never needed, so those checks always apply.
+fn override_hint(what: &str) -> &'static str {
+    if matches!(what, "manifest" | "library") {
+        ""
+    } else {
+        " (for development only, the manager's `insecure_permissions(true)` or `plugctl --insecure-permissions` skips this check)"
     }
 }

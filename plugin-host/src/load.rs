@@ -104,7 +104,9 @@ pub(crate) fn check(name: &str, dir: &Path, config: &CheckConfig<'_>) -> Result<
 
     // 1. The manifest and the host version. The plugin's name is its folder's name in the
     // base directory; an upgrade may come from a folder named otherwise.
-    let manifest = Manifest::load_as(dir, name)?;
+    let manifest = Manifest::load_checked(dir, name, |file, meta| {
+        library::check_manifest(name, dir, file, meta, config.folders)
+    })?;
     let manifest_file = dir.join(MANIFEST_FILE);
     if let Some(requires) = &manifest.requires {
         if !requires.host.matches(config.host_version) {

@@ -42,27 +42,42 @@ pub(crate) enum SmallFileError {
 /// Reads the regular file at `path` (symlinks followed), refusing anything else, and
 /// anything longer than `cap` bytes.
 pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, SmallFileError> {
+    read_capped_checked(path, cap, |_| Ok(()), |e| e)
+}
+
+/// As [`read_capped`], and `check` is given the metadata of the opened file (what a symlink
+/// leads to, and the very file that is then read) before any byte is read; `file_error`
+/// turns a [`SmallFileError`] into the caller's error.
+pub(crate) fn read_capped_checked<E>(
+    path: &Path,
+    cap: u64,
+    check: impl FnOnce(&Metadata) -> Result<(), E>,
+    file_error: impl Fn(SmallFileError) -> E,
+) -> Result<Vec<u8>, E> {
     // Look before opening: opening a device may have effects of its own.
-    let by_path = std::fs::metadata(path).map_err(SmallFileError::Io)?;
+    let by_path = std::fs::metadata(path).map_err(|e| file_error(SmallFileError::Io(e)))?;
     if !by_path.is_file() {
-        return Err(SmallFileError::NotAFile {
+        return Err(file_error(SmallFileError::NotAFile {
             kind: describe(&by_path),
-        });
+        }));
     }
     // Should a FIFO have replaced the file since, opening it does not wait for a writer.
-    let file = open_nonblocking(path).map_err(SmallFileError::Io)?;
-    let meta = file.metadata().map_err(SmallFileError::Io)?;
+    let file = open_nonblocking(path).map_err(|e| file_error(SmallFileError::Io(e)))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| file_error(SmallFileError::Io(e)))?;
     if !meta.is_file() {
-        return Err(SmallFileError::NotAFile {
+        return Err(file_error(SmallFileError::NotAFile {
             kind: describe(&meta),
-        });
+        }));
     }
+    check(&meta)?;
     let mut bytes = Vec::with_capacity(meta.len().min(cap) as usize);
     file.take(cap.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(SmallFileError::Io)?;
+        .map_err(|e| file_error(SmallFileError::Io(e)))?;
     if bytes.len() as u64 > cap {
-        return Err(SmallFileError::TooLarge { cap });
+        return Err(file_error(SmallFileError::TooLarge { cap }));
     }
     Ok(bytes)
 }

@@ -23,9 +23,11 @@ pub(crate) struct FolderPolicy {
 }
 
 /// Checks the folder a plugin is loaded from: when it lies in the base directory
-/// (`base_dir`), that it resolves inside it; and that neither it nor the base directory can
-/// be written by group or others. A folder elsewhere (an upgrade's source) gets the mode
-/// check only.
+/// (`base_dir`), that it resolves inside it; that it, the base directory and every folder
+/// above them belong to the host's user or root and cannot be written by group or others
+/// (a folder above may be writable by all if it is sticky, as `/tmp` is: then no one can
+/// rename or remove what another user owns in it). A folder elsewhere (an upgrade's source)
+/// gets the same checks on the folders above it.
 pub(crate) fn check_folder(
     name: &str,
     dir: &Path,
@@ -56,22 +58,121 @@ pub(crate) fn check_folder(
     if policy.insecure_permissions {
         return Ok(());
     }
-    let folders = real_base
-        .iter()
-        .map(|b| ("base directory", b))
-        .chain([("plugin folder", &real_dir)]);
-    for (what, path) in folders {
-        let meta = path.metadata().map_err(io("read the metadata of", path))?;
-        if let Some(mode) = writable_by_others(&meta) {
-            return Err(Error::FolderPermissions {
-                plugin: name.to_owned(),
-                what,
-                path: path.clone(),
-                mode,
-            });
+    check_folder_chain(name, "plugin folder", &real_dir, real_base.as_deref())?;
+    match &real_base {
+        // A folder allowed outside the base directory does not have it above it.
+        Some(base) if !real_dir.starts_with(base) => {
+            check_folder_chain(name, "base directory", base, None)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks the resolved folder `dir` (named `what`) and every folder above it: owned by the
+/// host's user or root, not writable by group or others, except that a folder above may be
+/// writable by all when it is sticky. `base` is named "base directory" where it is met.
+fn check_folder_chain(
+    name: &str,
+    what: &'static str,
+    dir: &Path,
+    base: Option<&Path>,
+) -> Result<(), Error> {
+    for (depth, path) in dir.ancestors().enumerate() {
+        let what = if depth == 0 {
+            what
+        } else if Some(path) == base {
+            "base directory"
+        } else {
+            "parent folder"
+        };
+        let meta = path
+            .metadata()
+            .map_err(|e| Error::io(name, "read the metadata of", path)(e))?;
+        check_owner(name, what, path, &meta)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let sticky = meta.permissions().mode() & 0o1000 != 0;
+            let shared_parent = depth > 0 && Some(path) != base && sticky;
+            if !shared_parent {
+                check_mode(name, what, path, &meta)?;
+            }
         }
     }
     Ok(())
+}
+
+/// Refuses a file or folder that group or others can write.
+fn check_mode(
+    name: &str,
+    what: &'static str,
+    path: &Path,
+    meta: &std::fs::Metadata,
+) -> Result<(), Error> {
+    match writable_by_others(meta) {
+        Some(mode) => Err(Error::Writable {
+            plugin: name.to_owned(),
+            what,
+            path: path.to_path_buf(),
+            mode,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a file or folder owned by a user other than the host's or root.
+fn check_owner(
+    name: &str,
+    what: &'static str,
+    path: &Path,
+    meta: &std::fs::Metadata,
+) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        let (owner, host) = (std::os::unix::fs::MetadataExt::uid(meta), host_uid());
+        if owner != host && owner != 0 {
+            return Err(Error::NotOwned {
+                plugin: name.to_owned(),
+                what,
+                path: path.to_path_buf(),
+                owner,
+                host,
+            });
+        }
+    }
+    let _ = (name, what, path, meta);
+    Ok(())
+}
+
+/// Checks `plugin.json` as it is opened (`meta` is the opened file's, so what a symlink leads
+/// to): not writable by group or others; unless the policy skips owner checks, owned by the
+/// host's user or root; and when a symlink takes it out of the plugin folder, the folders it
+/// lies in get [`check_folder`]'s checks too.
+pub(crate) fn check_manifest(
+    name: &str,
+    dir: &Path,
+    file: &Path,
+    meta: &std::fs::Metadata,
+    policy: FolderPolicy,
+) -> Result<(), Error> {
+    let io = |action, path: &Path| Error::io(name, action, path);
+    let resolved = file
+        .canonicalize()
+        .map_err(io("resolve the manifest path", file))?;
+    check_mode(name, "manifest", &resolved, meta)?;
+    if policy.insecure_permissions {
+        return Ok(());
+    }
+    check_owner(name, "manifest", &resolved, meta)?;
+    let real_dir = dir
+        .canonicalize()
+        .map_err(io("resolve the plugin folder", dir))?;
+    match resolved.parent() {
+        Some(parent) if parent != real_dir => {
+            check_folder_chain(name, "folder of the manifest", parent, None)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The permission bits, if group or others can write the file or folder.
@@ -158,26 +259,9 @@ pub(crate) fn open_checked(
     if !meta.is_file() {
         return Err(not_file());
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o022 != 0 {
-            return Err(Error::LibraryPermissions {
-                plugin: name.to_owned(),
-                path: library.to_path_buf(),
-                mode,
-            });
-        }
-        let (owner, host) = (std::os::unix::fs::MetadataExt::uid(&meta), host_uid());
-        if !policy.insecure_permissions && owner != host && owner != 0 {
-            return Err(Error::LibraryOwner {
-                plugin: name.to_owned(),
-                path: library.to_path_buf(),
-                owner,
-                host,
-            });
-        }
+    check_mode(name, "library", library, &meta)?;
+    if !policy.insecure_permissions {
+        check_owner(name, "library", library, &meta)?;
     }
     Ok(file)
 }

@@ -3,8 +3,11 @@
 //! The loader runs them in this order on one folder (steps 0, 2 and 3 of `load.rs`), and
 //! maps nothing before all of them passed:
 //!
-//! 0. [`check_folder`]: the folder resolves inside the base directory, and neither it nor
-//!    the base directory is writable by group or others.
+//! 0. [`check_folder`]: the folder resolves inside the base directory; it, the base
+//!    directory and every folder above belong to the host's user or root and are not
+//!    writable by group or others (a sticky folder above, such as `/tmp`, may be).
+//!    [`check_manifest`] gives `plugin.json` (what a symlink leads to) the same owner and
+//!    mode rules as it is opened, in step 1.
 //! 1. [`find_library`]: the first of the manifest's candidate paths that exists.
 //! 2. [`open_checked`]: the path resolves inside the plugin folder; the opened file is a
 //!    regular file, not writable by group or others, owned by the host's user or root.
@@ -31,7 +34,9 @@ mod stamp;
 pub use checksum::sha256_file;
 pub use complete::library_complete;
 pub(crate) use complete::{library_status, Status};
-pub(crate) use file::{check_folder, find_library, open_checked, read_capped, FolderPolicy};
+pub(crate) use file::{
+    check_folder, check_manifest, find_library, open_checked, read_capped, FolderPolicy,
+};
 pub(crate) use format::check_format;
 pub(crate) use identity::{check_identity, read_identity};
 pub(crate) use stamp::FileStamp;

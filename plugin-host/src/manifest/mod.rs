@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 pub use error::ManifestError;
 use validate::Validator;
 
-use crate::small_file::{read_capped, SmallFileError};
+use crate::small_file::{read_capped_checked, SmallFileError};
 
 /// File name of the manifest inside a plugin folder.
 pub const MANIFEST_FILE: &str = "plugin.json";
@@ -255,8 +255,19 @@ impl Manifest {
     ///
     /// As [`Manifest::load`].
     pub fn load_as(plugin_dir: &Path, expected: &str) -> Result<Manifest, ManifestError> {
+        Manifest::load_checked(plugin_dir, expected, |_, _| Ok(()))
+    }
+
+    /// As [`Manifest::load_as`], and `check` is given the file's path and the metadata of
+    /// the opened file (the file a symlink leads to, and the one then read) before it is
+    /// read: the loader checks its owner and mode there.
+    pub(crate) fn load_checked<E: From<ManifestError>>(
+        plugin_dir: &Path,
+        expected: &str,
+        check: impl FnOnce(&Path, &std::fs::Metadata) -> Result<(), E>,
+    ) -> Result<Manifest, E> {
         let file = plugin_dir.join(MANIFEST_FILE);
-        let bytes = read_capped(&file, MAX_MANIFEST_BYTES).map_err(|err| match err {
+        let file_error = |err| match err {
             SmallFileError::Io(source) => ManifestError::Read {
                 file: file.clone(),
                 source,
@@ -269,7 +280,13 @@ impl Manifest {
                 file: file.clone(),
                 cap,
             },
-        })?;
+        };
+        let bytes = read_capped_checked(
+            &file,
+            MAX_MANIFEST_BYTES,
+            |meta| check(&file, meta),
+            |err| E::from(file_error(err)),
+        )?;
         let text = String::from_utf8(bytes).map_err(|e| ManifestError::Read {
             file: file.clone(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
@@ -280,7 +297,8 @@ impl Manifest {
                 file,
                 name: manifest.name,
                 folder: expected.to_owned(),
-            });
+            }
+            .into());
         }
         Ok(manifest)
     }

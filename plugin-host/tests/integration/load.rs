@@ -443,7 +443,16 @@ fn a_world_writable_library_is_refused() {
     let lib = dir.join(fixtures().plugin("hello").library_file_name());
     std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o666)).unwrap();
     let err = manager(base.path()).load_plugin("hello").unwrap_err();
-    assert!(matches!(err, Error::LibraryPermissions { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Writable {
+                what: "library",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! Who may change a plugin: folders writable by group or others, libraries owned by another
-//! user, and plugin folders that lead outside the base directory are refused, unless the
-//! host opts out.
+//! Who may change a plugin: folders and manifests writable by group or others, libraries,
+//! manifests and folders owned by another user, and plugin folders that lead outside the base
+//! directory are refused, unless the host opts out.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -23,7 +23,7 @@ fn a_folder_that_others_can_write_is_refused_unless_the_host_opts_out() {
     assert!(
         matches!(
             &err,
-            Error::FolderPermissions {
+            Error::Writable {
                 what: "plugin folder",
                 mode: 0o777,
                 ..
@@ -41,7 +41,7 @@ fn a_folder_that_others_can_write_is_refused_unless_the_host_opts_out() {
     assert!(
         matches!(
             &err,
-            Error::FolderPermissions {
+            Error::Writable {
                 what: "base directory",
                 ..
             }
@@ -58,28 +58,18 @@ fn a_folder_that_others_can_write_is_refused_unless_the_host_opts_out() {
 
 #[test]
 fn a_library_owned_by_another_user_is_refused_unless_the_host_opts_out() {
-    // SAFETY: `geteuid` takes no arguments and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
     let base = tempfile::tempdir().unwrap();
     let dir = fixtures().install(base.path(), "hello");
     let library = dir.join(library_file_name("hello"));
-    const STRANGER: u32 = 54_321;
-    match std::os::unix::fs::chown(&library, Some(STRANGER), None) {
-        Ok(()) => {}
-        // Only root can give a file away; elsewhere this case cannot be staged.
-        Err(e) if !root => {
-            eprintln!("skipping the owner case: {e}");
-            return;
-        }
-        Err(e) => panic!("chown as root: {e}"),
-    }
+    give_away(&library);
     let err = PluginManager::new(base.path())
         .load_plugin("hello")
         .unwrap_err();
     assert!(
         matches!(
             &err,
-            Error::LibraryOwner {
+            Error::NotOwned {
+                what: "library",
                 owner: STRANGER,
                 ..
             }
@@ -116,4 +106,197 @@ fn a_plugin_folder_that_leads_outside_the_base_directory_is_refused_unless_allow
         .allow_folders_outside_base(true)
         .build();
     m.load_plugin("hello").unwrap();
+}
+
+/// A uid that owns nothing here: only root can give files to it, and these tests run as root
+/// (as CI does); [`give_away`] says so when they do not.
+const STRANGER: u32 = 54_321;
+
+fn give_away(path: &Path) {
+    std::os::unix::fs::chown(path, Some(STRANGER), None).unwrap_or_else(|e| {
+        panic!(
+            "chown {} to uid {STRANGER}: {e}; the owner checks can be staged only as root",
+            path.display()
+        )
+    });
+}
+
+fn load_err(base: &Path) -> Error {
+    PluginManager::new(base).load_plugin("hello").unwrap_err()
+}
+
+fn loads_insecurely(base: &Path) {
+    let m = PluginManager::builder(base)
+        .insecure_permissions(true)
+        .build();
+    m.load_plugin("hello").unwrap();
+}
+
+#[test]
+fn a_manifest_that_others_can_write_is_refused_even_through_a_symlink() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hello");
+    let manifest = dir.join("plugin.json");
+    chmod(&manifest, 0o666);
+    let err = load_err(base.path());
+    assert!(
+        matches!(
+            &err,
+            Error::Writable {
+                what: "manifest",
+                mode: 0o666,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("chmod go-w"), "{err}");
+    // A manifest others can write is never needed: the development override keeps this one.
+    let err = PluginManager::builder(base.path())
+        .insecure_permissions(true)
+        .build()
+        .load_plugin("hello")
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Writable {
+                what: "manifest",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // A private manifest that is a link to a world-writable file elsewhere: the file is checked.
+    chmod(&manifest, 0o644);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("plugin.json");
+    std::fs::rename(&manifest, &target).unwrap();
+    chmod(&target, 0o666);
+    std::os::unix::fs::symlink(&target, &manifest).unwrap();
+    let err = load_err(base.path());
+    match &err {
+        Error::Writable {
+            what: "manifest",
+            path,
+            ..
+        } => {
+            assert_eq!(path, &target.canonicalize().unwrap(), "{err}")
+        }
+        _ => panic!("{err}"),
+    }
+
+    // A private file, but in a folder anyone can write (and so replace it in).
+    chmod(&target, 0o644);
+    chmod(elsewhere.path(), 0o777);
+    let err = load_err(base.path());
+    assert!(
+        matches!(
+            &err,
+            Error::Writable {
+                what: "folder of the manifest",
+                mode: 0o777,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    chmod(elsewhere.path(), 0o755);
+    PluginManager::new(base.path())
+        .load_plugin("hello")
+        .unwrap();
+}
+
+#[test]
+fn a_manifest_or_folder_owned_by_another_user_is_refused_unless_the_host_opts_out() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "hello");
+    let manifest = dir.join("plugin.json");
+    give_away(&manifest);
+    let err = load_err(base.path());
+    assert!(
+        matches!(
+            &err,
+            Error::NotOwned {
+                what: "manifest",
+                owner: STRANGER,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("chown"), "{err}");
+    loads_insecurely(base.path());
+
+    std::os::unix::fs::chown(&manifest, Some(0), None).unwrap();
+    give_away(&dir);
+    let err = load_err(base.path());
+    assert!(
+        matches!(
+            &err,
+            Error::NotOwned {
+                what: "plugin folder",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    loads_insecurely(base.path());
+
+    std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+    give_away(base.path());
+    let err = load_err(base.path());
+    assert!(
+        matches!(
+            &err,
+            Error::NotOwned {
+                what: "base directory",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    loads_insecurely(base.path());
+}
+
+#[test]
+fn a_base_directory_under_a_folder_others_can_write_is_refused_unless_that_folder_is_sticky() {
+    let root = tempfile::tempdir().unwrap();
+    let shared = root.path().join("shared");
+    let base = shared.join("plugins");
+    std::fs::create_dir_all(&base).unwrap();
+    fixtures().install(&base, "hello");
+    // Anyone could rename `plugins` away and put a folder of their own in its place.
+    chmod(&shared, 0o777);
+    let err = load_err(&base);
+    match &err {
+        Error::Writable {
+            what: "parent folder",
+            path,
+            mode: 0o777,
+            ..
+        } => {
+            assert_eq!(path, &shared.canonicalize().unwrap(), "{err}")
+        }
+        _ => panic!("{err}"),
+    }
+    loads_insecurely(&base);
+    // Sticky, as /tmp is: no one may rename or remove what another user owns in it.
+    chmod(&shared, 0o1777);
+    PluginManager::new(&base).load_plugin("hello").unwrap();
+    // A parent owned by another user could be changed by that user.
+    chmod(&shared, 0o755);
+    give_away(&shared);
+    let err = load_err(&base);
+    assert!(
+        matches!(
+            &err,
+            Error::NotOwned {
+                what: "parent folder",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

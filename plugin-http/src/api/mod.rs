@@ -227,14 +227,13 @@ fn is_check_error(err: &plugin_host::Error) -> bool {
             | E::LibraryMissing { .. }
             | E::LibraryOutsideFolder { .. }
             | E::LibraryNotFile { .. }
-            | E::LibraryPermissions { .. }
             | E::ChecksumMismatch { .. }
             | E::NotAPlugin { .. }
             | E::AbiMismatch { .. }
             | E::IdentityMismatch { .. }
             | E::OnLoad { .. }
-            | E::FolderPermissions { .. }
-            | E::LibraryOwner { .. }
+            | E::Writable { .. }
+            | E::NotOwned { .. }
             | E::FolderOutsideBase { .. }
     )
 }
