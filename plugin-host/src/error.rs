@@ -283,7 +283,7 @@ pub enum Error {
 
     /// The enable/disable state file could not be read or written.
     #[error(
-        "cannot {action} the plugin state file {}; check the base directory's permissions, or delete a corrupt file to enable every plugin",
+        "cannot {action} the plugin state file {}, which says which plugins are disabled, so no plugin loads until it can be read; check the base directory's permissions and fix the file, or delete it to enable every plugin",
         path.display()
     )]
     StateFile {

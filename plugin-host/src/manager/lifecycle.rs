@@ -192,7 +192,7 @@ impl PluginManager {
         install: bool,
     ) -> Result<Upgraded, Error> {
         let (slot, _lifecycle) = self.locked_slot(name, true).expect("inserted");
-        if self.state_file.is_disabled(name) {
+        if self.state_file.disabled(name)? {
             return Err(Error::Disabled {
                 plugin: name.to_owned(),
             });
@@ -376,7 +376,9 @@ impl PluginManager {
         )
     }
 
-    /// Whether plugin `name` is disabled in the state file.
+    /// Whether plugin `name` is disabled in the state file. If the file cannot be read, every
+    /// plugin counts as disabled (and the error is logged): any may be disabled in it, and
+    /// loading one fails with [`Error::StateFile`].
     pub fn is_disabled(&self, name: &str) -> bool {
         self.state_file.is_disabled(name)
     }

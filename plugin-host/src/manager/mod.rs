@@ -362,11 +362,19 @@ impl PluginManager {
                 plugin: name.to_owned(),
             });
         }
-        if self.state_file.is_disabled(name) {
-            slot.status.lock().state = PluginState::Disabled;
-            return Err(Error::Disabled {
-                plugin: name.to_owned(),
-            });
+        match self.state_file.disabled(name) {
+            Ok(false) => {}
+            Ok(true) => {
+                slot.status.lock().state = PluginState::Disabled;
+                return Err(Error::Disabled {
+                    plugin: name.to_owned(),
+                });
+            }
+            // It may be disabled in a file that cannot be read: fail closed.
+            Err(err) => {
+                slot.status.lock().state = PluginState::Failed(err.report());
+                return Err(err);
+            }
         }
         match self.load_version(name, dir, &slot) {
             Ok(version) => {

@@ -12,9 +12,11 @@
 //!   `/dev/zero`, a socket or a directory at that path is refused with an error naming the
 //!   path and what it is, instead of blocking every load or filling memory. A symlink is
 //!   followed; what it leads to must be a regular file.
-//! - **A file that cannot be read disables nothing**: the check logs the error and answers
-//!   "not disabled", so a corrupt file never stops plugins from loading. A write, in
-//!   contrast, fails with that error rather than replace a file it could not read.
+//! - **A file that cannot be read fails closed**: since any plugin may be disabled in it, no
+//!   plugin loads (the load fails with [`Error::StateFile`], naming the file and the fix)
+//!   and [`StateFile::is_disabled`] answers "disabled". A write fails with that error too
+//!   rather than replace a file it could not read: the operator fixes the file, or deletes
+//!   it to enable every plugin.
 //! - **Concurrent writers lose no update**, whether threads or processes: each
 //!   read-modify-write holds an exclusive lock on `<base_dir>/.plugin-state.json.lock` (see
 //!   [`LOCK_FILE`]), which is opened without following symlinks and never removed.
@@ -88,16 +90,18 @@ impl StateFile {
         }
     }
 
-    /// Whether `name` is disabled. An unreadable file is reported in the log and treated as
-    /// "nothing disabled", so a corrupt file never stops plugins from loading.
+    /// Whether `name` is disabled; an error if the file cannot be read, since it may be.
+    pub(crate) fn disabled(&self, name: &str) -> Result<bool, Error> {
+        Ok(self.read()?.disabled.contains(name))
+    }
+
+    /// Whether `name` is disabled, failing closed: an unreadable file is reported in the log
+    /// and every plugin counts as disabled, since any may be.
     pub(crate) fn is_disabled(&self, name: &str) -> bool {
-        match self.read() {
-            Ok(state) => state.disabled.contains(name),
-            Err(err) => {
-                tracing::warn!("{}", err.report());
-                false
-            }
-        }
+        self.disabled(name).unwrap_or_else(|err| {
+            tracing::warn!("{}", err.report());
+            true
+        })
     }
 
     pub(crate) fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), Error> {

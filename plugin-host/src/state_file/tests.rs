@@ -22,11 +22,13 @@ fn persists_and_survives_a_new_instance() {
 }
 
 #[test]
-fn a_corrupt_file_disables_nothing_and_cannot_be_overwritten_blindly() {
+fn a_corrupt_file_counts_every_plugin_disabled_and_cannot_be_overwritten_blindly() {
     let base = tempfile::tempdir().unwrap();
     std::fs::write(base.path().join(STATE_FILE), "{ not json").unwrap();
     let file = StateFile::new(base.path());
-    assert!(!file.is_disabled("hello"));
+    assert!(file.is_disabled("hello"));
+    let err = file.disabled("hello").unwrap_err().report();
+    assert!(err.contains("delete it to enable every plugin"), "{err}");
     let err = file.set_disabled("hello", true).unwrap_err();
     assert!(
         matches!(err, Error::StateFile { action: "read", .. }),
@@ -54,7 +56,7 @@ fn a_file_up_to_the_cap_is_read_and_a_larger_one_refused() {
     let too_big = padded_state(cap + 1);
     std::fs::write(&path, &too_big).unwrap();
     assert!(
-        !file.is_disabled("hello"),
+        file.disabled("hello").is_err(),
         "a file over the cap is not read"
     );
     let err = file.set_disabled("other", true).unwrap_err().report();
@@ -68,7 +70,7 @@ fn a_directory_in_place_of_the_file_is_refused_by_name() {
     let base = tempfile::tempdir().unwrap();
     std::fs::create_dir(base.path().join(STATE_FILE)).unwrap();
     let file = StateFile::new(base.path());
-    assert!(!file.is_disabled("hello"));
+    assert!(file.is_disabled("hello"));
     let err = file.set_disabled("hello", true).unwrap_err().report();
     assert!(
         err.contains("it is a directory, not a regular file"),

@@ -1,5 +1,6 @@
 //! A state file that is not a regular file (a FIFO, a symlink to `/dev/zero`) neither blocks
-//! loading nor fills memory: plugins load, and writes fail naming the file and what it is.
+//! loading nor fills memory, and fails closed: loads and writes fail at once, naming the file
+//! and what it is, and no plugin (which might be disabled in it) loads.
 //!
 //! A regression would hang on the FIFO or read `/dev/zero` without end, so each case runs in
 //! a child process (this test binary again) whose address space is capped, waited for with a
@@ -58,6 +59,47 @@ fn a_dev_zero_state_file_is_refused_without_reading_it() {
     );
 }
 
+#[test]
+fn a_disabled_plugin_stays_disabled_when_the_state_file_is_corrupted() {
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), "hello");
+    fixtures().install(base.path(), "counter");
+    PluginManager::new(base.path()).disable("hello").unwrap();
+    let state = base.path().join(STATE_FILE);
+    // Cut short, as a full disk or a careless edit leaves it.
+    let text = std::fs::read(&state).unwrap();
+    std::fs::write(&state, &text[..text.len() / 2]).unwrap();
+
+    let manager = PluginManager::new(base.path());
+    let report = manager.load_plugins().unwrap();
+    assert_eq!(
+        report.loaded().count(),
+        0,
+        "nothing loads past an unreadable state file"
+    );
+    let err = report.error("hello").expect("hello is refused");
+    assert!(
+        matches!(err, plugin_host::Error::StateFile { action: "read", .. }),
+        "{err}"
+    );
+    let shown = err.report();
+    assert!(shown.contains(&state.display().to_string()), "{shown}");
+    assert!(
+        shown.contains("delete it to enable every plugin"),
+        "{shown}"
+    );
+    assert!(manager.is_disabled("hello") && manager.is_disabled("counter"));
+    assert!(
+        manager.enable("hello").is_err(),
+        "no write over a file it could not read"
+    );
+
+    // Deleting it is the documented way out: every plugin is enabled.
+    std::fs::remove_file(&state).unwrap();
+    let report = PluginManager::new(base.path()).load_plugins().unwrap();
+    assert_eq!(report.loaded().count(), 2);
+}
+
 /// In the parent: lays out `hello` and, via `make`, the state file in a new base directory,
 /// then runs test `name` again in a child process and checks that it passed in time. In the
 /// child: loads the plugins and tries to disable `hello`, checking that loading succeeds and
@@ -72,21 +114,28 @@ fn in_child(name: &str, make: fn(&Path), what: &str, unchanged: fn(&Path)) {
         let thread_base = base.to_owned();
         std::thread::spawn(move || {
             let manager = PluginManager::new(&thread_base);
-            let report = manager.load_plugins().map_err(|e| e.to_string());
-            let loaded = report.map(|r| r.loaded().map(str::to_owned).collect::<Vec<_>>());
+            let report = manager.load_plugins().unwrap();
+            let loaded = report.loaded().map(str::to_owned).collect::<Vec<_>>();
+            let load_err = report.error("hello").map(|e| e.report());
             let disable = manager.disable("hello").map_err(|e| e.report());
-            let _ = tx.send((loaded, disable));
+            let _ = tx.send((loaded, load_err, disable));
         });
-        let (loaded, disable) = rx
+        let (loaded, load_err, disable) = rx
             .recv_timeout(LOAD_TIMEOUT)
             .expect("load_plugins and disable return within the timeout");
-        assert_eq!(loaded.unwrap(), ["hello"]);
-        let err = disable.expect_err("a write must not replace a file it could not read");
-        assert!(err.contains(&state.display().to_string()), "{err}");
         assert!(
-            err.contains(&format!("it is {what}, not a regular file")),
-            "{err}"
+            loaded.is_empty(),
+            "{loaded:?} loaded, though it may be disabled"
         );
+        let load_err = load_err.expect("hello's load failed");
+        let err = disable.expect_err("a write must not replace a file it could not read");
+        for err in [load_err, err] {
+            assert!(err.contains(&state.display().to_string()), "{err}");
+            assert!(
+                err.contains(&format!("it is {what}, not a regular file")),
+                "{err}"
+            );
+        }
         unchanged(&state);
         return;
     }
