@@ -13,8 +13,8 @@ use crate::{print_routes, printed_json_or_nothing, to_json, Failure, Output, SOM
 #[serde(tag = "status", rename_all = "snake_case")]
 enum Row {
     /// Every check that needs no `dlopen` passed.
+    /// The name is the inspection's.
     Ok {
-        name: String,
         /// Where it would run if loaded (`--isolation`, `--isolate`).
         isolation: Isolation,
         #[serde(flatten)]
@@ -38,7 +38,6 @@ pub(crate) fn list(manager: &PluginManager, output: Output) -> Result<ExitCode, 
             match manager.inspect(&name) {
                 Ok(inspection) => Row::Ok {
                     isolation: manager.isolation_of(&name),
-                    name,
                     inspection: Box::new(inspection),
                 },
                 Err(err) => Row::Failed {
@@ -63,12 +62,11 @@ pub(crate) fn list(manager: &PluginManager, output: Output) -> Result<ExitCode, 
     for row in &rows {
         match row {
             Row::Ok {
-                name,
                 isolation,
                 inspection,
             } => println!(
                 "{:<20} {:<10} {:<10} {:<8} {:<10} {}",
-                name,
+                inspection.name,
                 inspection.version.to_string(),
                 "ok",
                 inspection.sdk_version,

@@ -145,6 +145,8 @@ pub(crate) fn run(
         ));
     }
     let manager = Arc::new(manager_args.builder(dir).build());
+    // Uploads install here: what an install killed midway left goes first.
+    plugin_package::remove_stale_staging(manager.base_dir());
     let report = manager.load_plugins()?;
     for (name, err) in report.failed() {
         eprintln!("not loaded: {name}: {}", err.report());

@@ -357,12 +357,10 @@ impl<'m> Installer<'m> {
         Ok(installed)
     }
 
-    fn staging(&self) -> Result<tempfile::TempDir, Error> {
+    fn staging(&self) -> Result<Staging, Error> {
         let base = self.manager.base_dir();
-        tempfile::Builder::new()
-            .prefix(".install-")
-            .tempdir_in(base)
-            .map_err(Error::io("create a staging folder in", base))
+        remove_stale_staging(base);
+        Staging::new(base)
     }
 
     /// The version installed now, if any; refuses a downgrade unless forced.
@@ -395,12 +393,7 @@ impl<'m> Installer<'m> {
 
     /// Runs the loader's checks on the staged folder `dir`, then moves it into the base
     /// directory: by a hot upgrade when the plugin runs in the manager, else by renames.
-    fn move_in(
-        &self,
-        name: &str,
-        dir: &Path,
-        staging: tempfile::TempDir,
-    ) -> Result<Installed, Error> {
+    fn move_in(&self, name: &str, dir: &Path, staging: Staging) -> Result<Installed, Error> {
         let inspection = self.manager.inspect_dir(name, dir)?;
         let target = self.manager.base_dir().join(name);
         let upgraded = if self.manager.state(name) == Some(PluginState::Active) {
@@ -423,6 +416,110 @@ impl<'m> Installer<'m> {
             upgraded,
         })
     }
+}
+
+/// The prefix of a staging folder's name in the base directory.
+const STAGING_PREFIX: &str = ".install-";
+
+/// A hidden staging folder in the base directory, locked (`flock` on the folder itself) for
+/// as long as this install uses it: the lock is what tells a live staging folder from one a
+/// killed install left behind, since the kernel drops it with the process.
+struct Staging {
+    /// Removed when dropped, before the lock is released.
+    dir: tempfile::TempDir,
+    _lock: std::fs::File,
+}
+
+impl Staging {
+    fn new(base: &Path) -> Result<Staging, Error> {
+        // Another installer's cleanup may remove the folder between its creation and the
+        // lock: then the lock is on a removed folder, and a new one is made.
+        for _ in 0..3 {
+            let dir = tempfile::Builder::new()
+                .prefix(STAGING_PREFIX)
+                .tempdir_in(base)
+                .map_err(Error::io("create a staging folder in", base))?;
+            let lock = lock_folder(dir.path())
+                .map_err(Error::io("lock the staging folder", dir.path()))?
+                .expect("a folder just made is locked by no one");
+            if same_file(&lock, dir.path()) {
+                return Ok(Staging { dir, _lock: lock });
+            }
+        }
+        Err(Error::io("keep a staging folder in", base)(
+            std::io::Error::other("another process removed each new staging folder at once"),
+        ))
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Opens the folder and takes its lock without waiting: `None` if another process holds it.
+fn lock_folder(dir: &Path) -> std::io::Result<Option<std::fs::File>> {
+    let file = std::fs::File::open(dir)?;
+    // `FileExt::try_lock(&file)`: from Rust 1.89 on, `File` has an inherent method of that
+    // name which method-call syntax would pick instead.
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => Ok(Some(file)),
+        Err(fs4::TryLockError::WouldBlock) => Ok(None),
+        Err(fs4::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Whether the open `file` is still the entry at `path`.
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::symlink_metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        path.exists()
+    }
+}
+
+/// Removes the staging folders (`.install-*`) in `base` that no install holds any more:
+/// those an install killed midway (`SIGKILL`, a power cut) left behind. A folder an install
+/// in another process is using is locked, and is left alone. Returns how many were removed;
+/// a folder that cannot be removed is logged and skipped. Every install calls it first, and
+/// a host that installs (`plugctl serve`) calls it when it starts.
+pub fn remove_stale_staging(base: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_staging = name.to_str().is_some_and(|n| n.starts_with(STAGING_PREFIX));
+        // Only real folders: a symlink named so is not followed.
+        if !is_staging || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = entry.path();
+        let outcome = lock_folder(&path).and_then(|lock| match lock {
+            // Removed while locked, so that no install can start using it meanwhile.
+            Some(_lock) => std::fs::remove_dir_all(&path).map(|()| true),
+            None => Ok(false),
+        });
+        match outcome {
+            Ok(true) => {
+                tracing::info!(folder = %path.display(), "removed a staging folder an interrupted install left");
+                removed += 1;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(folder = %path.display(), "cannot remove a stale staging folder: {e}")
+            }
+        }
+    }
+    removed
 }
 
 /// Puts the folder `new` at `target`. If `target` exists, on Linux the two are exchanged in

@@ -39,7 +39,7 @@ mod sign;
 pub use archive::{extract, pack, ArchiveError, Extracted, Packed};
 pub use error::Error;
 pub use format::{package_file_name, signature_path, Limits, PACKAGE_EXTENSION};
-pub use install::{verify_file, Installed, Installer, Origin, Verified};
+pub use install::{remove_stale_staging, verify_file, Installed, Installer, Origin, Verified};
 pub use scaffold::{new_plugin, Scaffolded};
 #[cfg(feature = "sign")]
 pub use sign::{generate_keypair, sign_package, KeyPair};

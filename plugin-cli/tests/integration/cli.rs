@@ -596,6 +596,13 @@ fn the_base_directory_comes_from_plugctl_dir_and_completions_are_printed() {
     assert!(out.status.success(), "{}", stderr(&out));
     let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(list[0]["name"], "hello");
+    // A JSON value keeps the last of two equal keys; a struct refuses a duplicate.
+    #[derive(serde::Deserialize)]
+    struct Row {
+        #[allow(dead_code)]
+        name: String,
+    }
+    serde_json::from_str::<Vec<Row>>(&stdout(&out)).expect("each row has one `name`");
 
     let out = Command::new(env!("CARGO_BIN_EXE_plugctl"))
         .args(["completions", "bash"])

@@ -110,6 +110,9 @@ fn serve_guards_the_api_with_its_token_and_stops_on_sigterm() {
     fixtures().install(base.path(), "hello");
     let token_file = base.path().join(".token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    // What an upload killed midway leaves: serve removes it as it starts.
+    let stale = base.path().join(".install-AbC123");
+    std::fs::create_dir_all(stale.join("hello")).unwrap();
     let (child, url) = start(
         base.path(),
         &[
@@ -119,6 +122,7 @@ fn serve_guards_the_api_with_its_token_and_stops_on_sigterm() {
             token_file.to_str().unwrap(),
         ],
     );
+    assert!(!stale.exists(), "serve removed the stale staging folder");
     let pid = child.id();
     let agent = agent();
     let refused = agent.get(format!("{url}/api/v1/plugins")).call().unwrap();

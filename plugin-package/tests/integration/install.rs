@@ -559,3 +559,83 @@ fn hostile_packages_leave_the_base_directory_as_it_was() {
         assert_eq!(snapshot(setup.base.path()), before, "{what}");
     }
 }
+
+/// Holds the lock on `dir` in another process (`flock(1)`, as an install in progress holds
+/// its staging folder), until the process is killed.
+struct LockHolder(std::process::Child, Option<std::process::ChildStdin>);
+
+impl LockHolder {
+    fn new(dir: &Path) -> LockHolder {
+        use std::io::BufRead as _;
+        use std::process::{Command, Stdio};
+        // `-o`: only flock itself holds the lock, not the command it runs, so killing flock
+        // releases it; `cat` then ends when its input closes.
+        let mut child = Command::new("flock")
+            .args(["-o".as_ref(), dir.as_os_str()])
+            .args(["sh", "-c", "echo locked; exec cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("flock(1) from util-linux runs");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("flock takes the free lock at once");
+        assert_eq!(line.trim(), "locked");
+        LockHolder(child, stdin)
+    }
+
+    /// Kills the holder as `SIGKILL` kills an install midway.
+    fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+        drop(self.1.take());
+    }
+}
+
+#[test]
+fn staging_folders_left_by_killed_installs_are_removed_and_live_ones_kept() {
+    let setup = Setup::new();
+    let base = setup.base.path();
+    // Left by an install killed midway: nothing holds it.
+    let stale = base.join(".install-killed");
+    std::fs::create_dir_all(stale.join("versioned")).unwrap();
+    std::fs::write(stale.join("versioned/libbig.so"), vec![0u8; 1 << 20]).unwrap();
+    // In use by an install in another process.
+    let live = base.join(".install-live");
+    std::fs::create_dir(&live).unwrap();
+    let holder = LockHolder::new(&live);
+    // A link named like one is not followed.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("keep"), "x").unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), base.join(".install-link")).unwrap();
+
+    setup
+        .installer()
+        .install_file(setup.package("0.3.0", true))
+        .unwrap();
+    assert!(!stale.exists(), "the stale staging folder is removed");
+    assert!(
+        live.exists(),
+        "a locked staging folder is left to its install"
+    );
+    assert!(elsewhere.path().join("keep").exists());
+
+    // Its install killed, the folder is stale: the next one removes it.
+    holder.kill();
+    assert_eq!(plugin_package::remove_stale_staging(base), 1);
+    assert!(!live.exists());
+    let mut names: Vec<_> = std::fs::read_dir(base)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".install-link", "hello", "versioned"]);
+}
