@@ -548,6 +548,16 @@ impl Error {
     }
 }
 
+/// How to skip a mode check, for the ones development may skip: those of folders. A manifest
+/// or library that others can write is never needed, so those checks always apply.
+fn override_hint(what: &str) -> &'static str {
+    if matches!(what, "manifest" | "library") {
+        ""
+    } else {
+        " (for development only, the manager's `insecure_permissions(true)` or `plugctl --insecure-permissions` skips this check)"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,15 +580,5 @@ mod tests {
             Some("disk on fire".to_owned())
         );
         assert_eq!(err.report(), format!("{shown}: disk on fire"));
-    }
-}
-
-/// How to skip a mode check, for the ones development may skip: those of folders. A manifest
-/// or library that others can write is never needed, so those checks always apply.
-fn override_hint(what: &str) -> &'static str {
-    if matches!(what, "manifest" | "library") {
-        ""
-    } else {
-        " (for development only, the manager's `insecure_permissions(true)` or `plugctl --insecure-permissions` skips this check)"
     }
 }
