@@ -204,11 +204,20 @@ fn wait_for(tab: &Tab, expression: &str, what: &str) {
             setTimeout(() => {{ seen.disconnect(); resolve(ok()); }}, 15000);
         }})"
     );
-    let met = tab
-        .evaluate(&waiter, true)
-        .ok()
-        .and_then(|r| r.value)
-        .unwrap_or(serde_json::Value::Null);
+    // A navigation (a reload) that commits while the waiter runs destroys the document it
+    // ran in, and the evaluation fails rather than answering: run it again in the new
+    // document, within the same overall bound.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let met = loop {
+        let answer = tab.evaluate(&waiter, true).ok().and_then(|r| r.value);
+        match answer {
+            Some(serde_json::Value::Bool(met)) => break serde_json::Value::Bool(met),
+            other if std::time::Instant::now() >= deadline => {
+                break other.unwrap_or(serde_json::Value::Null)
+            }
+            _ => {}
+        }
+    };
     assert_eq!(
         met,
         serde_json::Value::Bool(true),
