@@ -70,7 +70,7 @@ pub(super) fn checkout(
     if head.as_deref() != Some(commit.as_str()) {
         return Err(BuildError::CommitMismatch {
             url: url.to_owned(),
-            pin: pin.clone(),
+            pin: Box::new(pin.clone()),
             expected: commit,
             found: head.unwrap_or_else(|| "none".to_owned()),
             reason: "the work tree's HEAD after the checkout is another commit",
@@ -268,7 +268,7 @@ impl Git<'_> {
         if found != want {
             return Err(BuildError::CommitMismatch {
                 url: url.to_owned(),
-                pin: pin.clone(),
+                pin: Box::new(pin.clone()),
                 expected: want,
                 found,
                 reason: "the id names an object that is not this commit, such as an annotated tag",

@@ -111,8 +111,8 @@ pub enum BuildError {
     CommitMismatch {
         /// The repository.
         url: String,
-        /// What was pinned.
-        pin: Pin,
+        /// What was pinned (boxed, to keep the error small).
+        pin: Box<Pin>,
         /// The commit the pin resolved to (for a commit pin, the pin itself).
         expected: String,
         /// The commit git gave.
