@@ -658,3 +658,24 @@ fn a_tag_pin_takes_only_tags_and_a_branch_pin_only_branches() {
     }
     assert!(err.to_string().contains("git cat-file -t"), "{err}");
 }
+
+#[test]
+fn a_folder_build_records_no_commit_even_if_its_plugin_json_claims_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("folder");
+    tiny_crate(&folder, "pub fn f() -> u32 { 1 }\n", "tiny");
+    std::fs::write(
+        folder.join("plugin.json"),
+        r#"{"name": "tiny", "version": "0.1.0", "source": {"mode": "local_so", "path": "tiny",
+            "repository": "https://example.com/claimed.git",
+            "commit": "0123456789abcdef0123456789abcdef01234567"}}"#,
+    )
+    .unwrap();
+    let options = options(&tmp.path().join("cache"));
+    let built = build(&SourceSpec::Folder(folder), &options, tmp.path()).unwrap();
+    assert_eq!(built.commit, None);
+    assert_eq!(built.repository, None);
+    let manifest = Manifest::load(&built.dir).unwrap();
+    assert_eq!(manifest.source.commit, None, "a claimed commit was kept");
+    assert_eq!(manifest.source.repository, None);
+}
