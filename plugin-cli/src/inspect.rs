@@ -127,6 +127,9 @@ pub(crate) fn info(manager: &PluginManager, name: &str, output: Output) -> Resul
         inspection.library_bytes
     );
     println!("sha256:       {}", inspection.sha256);
+    if let (Some(repository), Some(commit)) = (&m.source.repository, &m.source.commit) {
+        println!("built from:   {repository} at {commit}");
+    }
     println!("sdk version:  {}", inspection.sdk_version);
     println!("isolation:    {isolation} (when loaded)");
     print_routes(m);

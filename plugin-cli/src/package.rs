@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use plugin_host::PluginManager;
-use plugin_package::build::{BuildOptions, SourceSpec};
+use plugin_package::build::{BuildOptions, Pin, SourceSpec};
 use plugin_package::download::DownloadOptions;
 use plugin_package::{Installed, Installer, PublicKey, TrustedKeys};
 
@@ -70,9 +70,16 @@ pub(crate) enum PackageCommand {
         /// A git URL (https, ssh, file://), a git work tree, a plugin folder whose plugin.json
         /// has source.mode "remote_git", or a plugin crate folder.
         source: String,
-        /// The commit, tag or branch to build (default: the remote's HEAD).
-        #[arg(long, value_name = "REV")]
+        /// The commit to build, by its full id (40 hex digits; a shortened id is refused).
+        /// Default: the remote's HEAD.
+        #[arg(long, value_name = "COMMIT", conflicts_with_all = ["tag", "branch"])]
         rev: Option<String>,
+        /// The tag to build (refs/tags/TAG only; a tag can be moved).
+        #[arg(long, value_name = "TAG", conflicts_with = "branch")]
+        tag: Option<String>,
+        /// The remote's branch to build, as it is now (never a tag of that name).
+        #[arg(long, value_name = "BRANCH")]
+        branch: Option<String>,
         /// Where clones and build output are kept between builds
         /// (default: $XDG_CACHE_HOME/plugctl or ~/.cache/plugctl).
         #[arg(long, value_name = "DIR")]
@@ -253,11 +260,17 @@ pub(crate) fn run(
         PackageCommand::Build {
             source,
             rev,
+            tag,
+            branch,
             cache_dir,
             force,
         } => {
             let manager = manager(dir, manager_args)?;
-            let spec = SourceSpec::parse(&source, rev.as_deref()).map_err(package_failure)?;
+            let pin = rev
+                .map(Pin::Rev)
+                .or(tag.map(Pin::Tag))
+                .or(branch.map(Pin::Branch));
+            let spec = SourceSpec::parse(&source, pin).map_err(package_failure)?;
             let mut options = BuildOptions::new(cache_dir.unwrap_or_else(default_cache_dir));
             options.target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from);
             options.show_output = true;

@@ -98,7 +98,8 @@ pub struct Source {
     /// [`Manifest::library_candidates`]). For [`SourceMode::RemoteGit`]: a
     /// git remote URL.
     pub path: String,
-    /// For [`SourceMode::RemoteGit`]: the commit to build (4 to 64 hex digits), if pinned.
+    /// For [`SourceMode::RemoteGit`]: the commit to build, its full id (40 hex digits, or 64
+    /// in a SHA-256 repository), if pinned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rev: Option<String>,
     /// For [`SourceMode::RemoteGit`]: the tag to build, if pinned by tag.
@@ -107,6 +108,14 @@ pub struct Source {
     /// For [`SourceMode::RemoteGit`]: the branch to build, if given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
+    /// For a [`SourceMode::LocalSo`] plugin built from git (`plugctl build`): the repository
+    /// it was built from, as it was given to the build. Set together with [`Source::commit`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// For a [`SourceMode::LocalSo`] plugin built from git: the full id of the commit built
+    /// (40 or 64 lowercase hex digits). Set together with [`Source::repository`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 /// How a plugin's [`Source::path`] is interpreted.

@@ -46,6 +46,10 @@ pub(super) struct RawSource {
     pub(super) tag: Option<String>,
     #[serde(default)]
     pub(super) branch: Option<String>,
+    #[serde(default)]
+    pub(super) repository: Option<String>,
+    #[serde(default)]
+    pub(super) commit: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -436,14 +436,17 @@ fn bad_manifests() -> Vec<(&'static str, String, Expect)> {
         // source.rev, source.tag, source.branch
         (
             "rev with local_so",
-            with("/source/rev", json!("0123abcd")),
+            with(
+                "/source/rev",
+                json!("0123abcd0123abcd0123abcd0123abcd0123abcd"),
+            ),
             Invalid("source.rev"),
         ),
         (
             "rev and tag both",
             with(
                 "/source",
-                json!({"mode": "remote_git", "path": "https://e.com/a.git", "rev": "0123abcd", "tag": "v1"}),
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "rev": "0123abcd0123abcd0123abcd0123abcd0123abcd", "tag": "v1"}),
             ),
             Invalid("source.tag"),
         ),
@@ -454,6 +457,53 @@ fn bad_manifests() -> Vec<(&'static str, String, Expect)> {
                 json!({"mode": "remote_git", "path": "https://e.com/a.git", "rev": "main"}),
             ),
             Invalid("source.rev"),
+        ),
+        (
+            "rev shortened to 8 digits",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "rev": "0123abcd"}),
+            ),
+            Invalid("source.rev"),
+        ),
+        (
+            "rev of 41 digits",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git", "rev": "0123abcd0123abcd0123abcd0123abcd0123abcd0"}),
+            ),
+            Invalid("source.rev"),
+        ),
+        (
+            "commit with remote_git",
+            with(
+                "/source",
+                json!({"mode": "remote_git", "path": "https://e.com/a.git",
+                       "repository": "https://e.com/a.git", "commit": "0123abcd0123abcd0123abcd0123abcd0123abcd"}),
+            ),
+            Invalid("source.repository"),
+        ),
+        (
+            "commit without repository",
+            with(
+                "/source/commit",
+                json!("0123abcd0123abcd0123abcd0123abcd0123abcd"),
+            ),
+            Invalid("source.commit"),
+        ),
+        (
+            "repository without commit",
+            with("/source/repository", json!("https://e.com/a.git")),
+            Invalid("source.repository"),
+        ),
+        (
+            "commit shortened",
+            with(
+                "/source",
+                json!({"mode": "local_so", "path": "hello",
+                       "repository": "https://e.com/a.git", "commit": "0123abcd"}),
+            ),
+            Invalid("source.commit"),
         ),
         (
             "tag read as an option",
@@ -739,7 +789,7 @@ fn syntax_errors_explain_themselves() {
         (&*with("/foo", json!(1)), "unknown field `foo`"),
         (
             &*with("/source/x", json!(1)),
-            "unknown field `x`, expected one of `mode`, `path`, `rev`, `tag`, `branch` (in `source.x`)",
+            "unknown field `x`, expected one of `mode`, `path`, `rev`, `tag`, `branch`, `repository`, `commit` (in `source.x`)",
         ),
         (
             &*with("/http_services/routes/1/method", json!(1)),
@@ -858,6 +908,8 @@ fn full_manifest_parses_and_round_trips() {
             rev: None,
             tag: None,
             branch: None,
+            repository: None,
+            commit: None,
         }
     );
     let services = m.http_services.as_ref().unwrap();
@@ -1125,9 +1177,43 @@ fn library_candidates_per_platform() {
 }
 
 #[test]
+fn a_short_source_rev_is_refused_with_the_way_to_the_full_id() {
+    let doc = with(
+        "/source",
+        json!({"mode": "remote_git", "path": "file:///src/hello", "rev": "0123abcd"}),
+    );
+    let err = parse(&doc).unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("source.rev"), "{shown}");
+    assert!(shown.contains("shortened commit id"), "{shown}");
+    assert!(shown.contains("git rev-parse"), "{shown}");
+}
+
+#[test]
+fn a_built_plugin_records_its_repository_and_commit() {
+    let doc = with(
+        "/source",
+        json!({"mode": "local_so", "path": "hello",
+               "repository": "file:///src/hello", "commit": "0123abcd0123abcd0123abcd0123abcd0123abcd"}),
+    );
+    let m = parse(&doc).unwrap();
+    assert_eq!(m.source.repository.as_deref(), Some("file:///src/hello"));
+    assert_eq!(
+        m.source.commit.as_deref(),
+        Some("0123abcd0123abcd0123abcd0123abcd0123abcd")
+    );
+    let back = serde_json::to_value(&m).unwrap();
+    assert_eq!(
+        back["source"]["commit"],
+        "0123abcd0123abcd0123abcd0123abcd0123abcd"
+    );
+    assert_eq!(back["source"]["repository"], "file:///src/hello");
+}
+
+#[test]
 fn a_remote_git_source_keeps_its_pin() {
     for (key, value) in [
-        ("rev", "0123abcd"),
+        ("rev", "0123abcd0123abcd0123abcd0123abcd0123abcd"),
         ("tag", "v1.2.0"),
         ("branch", "release/1"),
     ] {

@@ -214,7 +214,8 @@ impl Validator<'_> {
                 *field,
                 value,
                 "more than one of `source.rev`, `source.tag` and `source.branch` is given",
-                "pin the source with one of them (a `rev` is the strongest pin)",
+                "pin the source with one of them (a `rev`, a full commit id, is the only \
+                 pin that cannot move)",
             ));
         }
         if let Some(rev) = &raw.rev {
@@ -225,26 +226,95 @@ impl Validator<'_> {
                 self.git_ref(field, value)?;
             }
         }
+        self.built_from(&raw)?;
         Ok(Source {
             mode: raw.mode,
             path: raw.path,
             rev: raw.rev,
             tag: raw.tag,
             branch: raw.branch,
+            repository: raw.repository,
+            commit: raw.commit,
         })
     }
 
+    /// A commit pin: the full id, never a prefix that a tag or branch could be named like.
     fn git_rev(&self, rev: &str) -> Checked<()> {
-        if (4..=64).contains(&rev.len()) && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if is_full_commit_id(rev) {
             return Ok(());
         }
+        let reason = if rev.bytes().all(|b| b.is_ascii_hexdigit()) && !rev.is_empty() {
+            "a shortened commit id; `source.rev` must be the full id (40 hexadecimal digits, \
+             or 64 in a SHA-256 repository)"
+        } else {
+            "not a commit id (40 hexadecimal digits, or 64 in a SHA-256 repository)"
+        };
         Err(self.invalid(
             "source.rev",
             rev,
-            "not a commit id (4 to 64 hexadecimal digits)",
-            "give the commit as `git rev-parse HEAD` prints it; for a tag or a branch use \
-             `source.tag` or `source.branch`",
+            reason,
+            "give the full commit id as `git rev-parse <commit>` prints it in the repository; \
+             for a tag or a branch use `source.tag` or `source.branch`",
         ))
+    }
+
+    /// `source.repository` and `source.commit`, which a build from git records: both or
+    /// neither, `local_so` only, the commit a full lowercase id.
+    fn built_from(&self, raw: &RawSource) -> Checked<()> {
+        let hint = "these fields are written by `plugctl build`; remove them, or build the \
+                    plugin again";
+        let given = [
+            ("source.repository", &raw.repository),
+            ("source.commit", &raw.commit),
+        ];
+        for (field, value) in given {
+            if let Some(value) = value {
+                if raw.mode != SourceMode::LocalSo {
+                    return Err(self.invalid(
+                        field,
+                        value,
+                        "only a built plugin (`source.mode` \"local_so\") records where it was \
+                         built from",
+                        hint,
+                    ));
+                }
+            }
+        }
+        match (&raw.repository, &raw.commit) {
+            (None, None) => Ok(()),
+            (Some(repository), None) => Err(self.invalid(
+                "source.repository",
+                repository,
+                "`source.repository` is given without `source.commit`",
+                hint,
+            )),
+            (None, Some(commit)) => Err(self.invalid(
+                "source.commit",
+                commit,
+                "`source.commit` is given without `source.repository`",
+                hint,
+            )),
+            (Some(repository), Some(commit)) => {
+                if repository.is_empty() || repository.chars().any(char::is_control) {
+                    return Err(self.invalid(
+                        "source.repository",
+                        repository,
+                        "the repository is empty or contains control characters",
+                        hint,
+                    ));
+                }
+                if !is_full_commit_id(commit) || commit.bytes().any(|b| b.is_ascii_uppercase()) {
+                    return Err(self.invalid(
+                        "source.commit",
+                        commit,
+                        "not a full commit id (40 lowercase hexadecimal digits, or 64 in a \
+                         SHA-256 repository)",
+                        hint,
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
 
     /// A tag or branch name that git accepts and that cannot be read as an option.
@@ -500,6 +570,11 @@ impl Validator<'_> {
              (e.g. the first word of `sha256sum libhello.so`)",
         ))
     }
+}
+
+/// 40 hex digits (a SHA-1 repository) or 64 (a SHA-256 repository).
+fn is_full_commit_id(id: &str) -> bool {
+    matches!(id.len(), 40 | 64) && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn is_param_name(name: &str) -> bool {

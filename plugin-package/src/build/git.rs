@@ -66,6 +66,16 @@ pub(super) fn checkout(
         commit.as_str(),
     ])?;
     git.run(["clean", "-ffdxq"])?;
+    let head = git.head()?;
+    if head.as_deref() != Some(commit.as_str()) {
+        return Err(BuildError::CommitMismatch {
+            url: url.to_owned(),
+            pin: Box::new(pin.clone()),
+            expected: commit,
+            found: head.unwrap_or_else(|| "none".to_owned()),
+            reason: "the work tree's HEAD after the checkout is another commit",
+        });
+    }
     tracing::info!(url, %commit, "checked out");
     Ok(Checkout {
         dir,
@@ -212,42 +222,99 @@ impl Git<'_> {
         Ok(())
     }
 
-    /// The commit `pin` names. A [`Pin::Rev`] is looked up as a tag, then as a branch of the
-    /// remote, then as any revision; a full commit id that no branch or tag reaches is
-    /// fetched by id.
+    /// The commit `pin` names, each kind looked up one way only: [`Pin::Head`] as
+    /// `refs/remotes/origin/HEAD`, a tag as `refs/tags/<tag>` and a branch as
+    /// `refs/remotes/origin/<branch>` (exact ref names, peeled to the commit), and a commit id
+    /// as an object only (fetched by id if the clone lacks it), never through a ref.
     fn resolve(&self, url: &str, pin: &Pin) -> Result<String, BuildError> {
-        let specs = match pin {
-            Pin::Head => vec!["refs/remotes/origin/HEAD".to_owned()],
-            Pin::Tag(tag) => vec![format!("refs/tags/{tag}")],
-            Pin::Branch(branch) => vec![format!("refs/remotes/origin/{branch}")],
-            Pin::Rev(rev) => vec![
-                format!("refs/tags/{rev}"),
-                format!("refs/remotes/origin/{rev}"),
-                rev.clone(),
-            ],
+        let found = match pin {
+            Pin::Head => self.rev_parse("refs/remotes/origin/HEAD")?,
+            Pin::Tag(tag) => self.exact_ref(&format!("refs/tags/{tag}"))?,
+            Pin::Branch(branch) => self.exact_ref(&format!("refs/remotes/origin/{branch}"))?,
+            Pin::Rev(rev) => return self.commit_by_id(url, pin, rev),
         };
-        for spec in &specs {
-            if let Some(commit) = self.rev_parse(spec)? {
-                return Ok(commit);
-            }
-        }
-        if let Pin::Rev(rev) = pin {
-            if matches!(rev.len(), 40 | 64) && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
-                let finished = self.exec(
-                    &mut self.in_dir(["fetch", "--quiet", "origin", rev.as_str()]),
-                    &mut Vec::new(),
-                )?;
-                if finished.status.success() {
-                    if let Some(commit) = self.rev_parse(rev)? {
-                        return Ok(commit);
-                    }
-                }
-            }
-        }
-        Err(BuildError::RevisionNotFound {
+        found.ok_or_else(|| BuildError::RevisionNotFound {
             url: url.to_owned(),
             pin: pin.clone(),
         })
+    }
+
+    /// The commit whose full id is `rev`: already in the clone, or fetched by id. The id git
+    /// resolves must be `rev` itself, so that an id naming a tag object (which peels to
+    /// another commit) is refused.
+    fn commit_by_id(&self, url: &str, pin: &Pin, rev: &str) -> Result<String, BuildError> {
+        if !super::source::is_full_commit_id(rev) {
+            return Err(BuildError::NotACommitId {
+                rev: rev.to_owned(),
+            });
+        }
+        let want = rev.to_ascii_lowercase();
+        let mut found = self.rev_parse(&want)?;
+        if found.is_none() {
+            let finished = self.exec(
+                &mut self.in_dir(["fetch", "--quiet", "origin", want.as_str()]),
+                &mut Vec::new(),
+            )?;
+            if finished.status.success() {
+                found = self.rev_parse(&want)?;
+            } else {
+                tracing::debug!(url, rev, stderr = %finished.stderr, "cannot fetch the commit");
+            }
+        }
+        let found = found.ok_or_else(|| BuildError::RevisionNotFound {
+            url: url.to_owned(),
+            pin: pin.clone(),
+        })?;
+        if found != want {
+            return Err(BuildError::CommitMismatch {
+                url: url.to_owned(),
+                pin: Box::new(pin.clone()),
+                expected: want,
+                found,
+                reason: "the id names an object that is not this commit, such as an annotated tag",
+            });
+        }
+        Ok(found)
+    }
+
+    /// The commit the ref named exactly `name` points at (peeled), or `None` if there is no
+    /// such ref. `git for-each-ref` lists refs by their full names, with none of the lookups
+    /// `rev-parse` makes (`refs/tags/refs/tags/<name>`, ...); the one whose name is `name`
+    /// exactly is taken.
+    fn exact_ref(&self, name: &str) -> Result<Option<String>, BuildError> {
+        let mut out = Vec::new();
+        let finished = self.exec(
+            &mut self.in_dir([
+                "for-each-ref",
+                "--format=%(objectname) %(refname)",
+                "--",
+                name,
+            ]),
+            &mut out,
+        )?;
+        self.check(finished)?;
+        let text = String::from_utf8_lossy(&out);
+        let Some(id) = text.lines().find_map(|line| {
+            line.split_once(' ')
+                .filter(|(_, refname)| *refname == name)
+                .map(|(id, _)| id.to_owned())
+        }) else {
+            return Ok(None);
+        };
+        if !super::source::is_full_commit_id(&id) {
+            return Err(BuildError::Git {
+                dir: self.dir.to_path_buf(),
+                command: format!("git for-each-ref -- {name}"),
+                status: std::process::ExitStatus::default(),
+                stderr: format!("printed `{id}` for {name}, not an object id"),
+            });
+        }
+        self.rev_parse(&id)
+    }
+
+    /// The full id of the commit checked out (`HEAD`).
+    pub(super) fn head(&self) -> Result<Option<String>, BuildError> {
+        self.rev_parse("HEAD")
     }
 
     /// `git rev-parse --verify --quiet SPEC^{commit}`: the commit id, or `None` if `spec`

@@ -10,18 +10,24 @@
 //! For a git source, the repository is cloned with the `git` program into
 //! `<cache_dir>/git/<name>-<hash of the URL>` (fetched again on later builds), the pin is
 //! resolved to a commit, and that commit is checked out detached, with every untracked file
-//! removed. The repository's root must hold the plugin's crate: `Cargo.toml`, a committed
+//! removed; the commit checked out must be the one the pin resolved to
+//! ([`BuildError::CommitMismatch`]). The repository's root must hold the plugin's crate: `Cargo.toml`, a committed
 //! `Cargo.lock` (it is built with `--locked`: a pinned revision with floating dependencies is
 //! not a pin) and the plugin's own `plugin.json`, whose `source.mode` is `local_so`.
-//! Submodules are not fetched.
+//! Submodules are not fetched. The built plugin's `plugin.json` is the crate's own with
+//! `source.repository` (the URL, without a password) and `source.commit` (the full id of the
+//! commit built) added, so that `plugctl info` can tell where it came from.
 //!
 //! # Trust
 //!
 //! **Building runs the plugin's code.** Cargo runs the crate's and its dependencies'
 //! `build.rs` scripts and procedural macros with the rights of the user who builds, long
-//! before the host checks anything. Build only sources you would run: the pinned revision
-//! (a commit id is the strongest pin; a tag or a branch can move) and the committed
-//! `Cargo.lock` are the trust boundary, and what they name is what runs. The host's checks
+//! before the host checks anything. Build only sources you would run: the pin and the
+//! committed `Cargo.lock` are the trust boundary, and what they name is what runs. A commit
+//! pin ([`Pin::Rev`]) is a full commit id, fetched and verified as that commit object, never
+//! looked up among tags or branches (a repository may name a tag or branch like the id); it
+//! cannot move. A tag ([`Pin::Tag`], `refs/tags/<tag>` only) or a branch ([`Pin::Branch`],
+//! the remote's `refs/heads/<branch>` only) can be moved by whoever writes the repository. The host's checks
 //! apply to the built library only when it is loaded.
 //!
 //! git runs with `GIT_TERMINAL_PROMPT=0` (it never asks for a password: use an SSH key or a
@@ -73,8 +79,8 @@ pub enum BuildError {
     },
     /// A revision, tag or branch name that could be read as an option or is malformed.
     #[error(
-        "`{rev}` is not a usable revision: {reason}; give a commit id, a tag or a branch name \
-         as git shows it, such as 1a2b3c4d, v1.2.0 or main"
+        "`{rev}` is not a usable revision: {reason}; give a full commit id, a tag or a branch \
+         name as git shows it, such as v1.2.0 or main"
     )]
     InvalidRevision {
         /// The revision as given.
@@ -82,17 +88,49 @@ pub enum BuildError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A revision was given for a plain folder, which has no revisions.
+    /// A commit pin that is not a full commit id. A shortened id (or a name) is refused: a
+    /// tag or branch can be named like it, and would be built instead.
     #[error(
-        "{} is a plain folder, not a git work tree, so revision `{rev}` cannot be checked \
-         out; drop the revision to build the folder as it is, or give a git repository",
+        "`{rev}` is not a full commit id, and a commit is pinned by its full id only (a tag or \
+         a branch may be named like a shortened one); give the full 40-character id, which \
+         `git rev-parse {rev}` prints in the repository, or build a tag or a branch with \
+         --tag or --branch (`source.tag` or `source.branch` in plugin.json)"
+    )]
+    NotACommitId {
+        /// The revision as given.
+        rev: String,
+    },
+    /// git gave another commit than the pin resolved to, or a commit id pin names an object
+    /// that is not that commit (an annotated tag's id, say). Nothing was built.
+    #[error(
+        "{url}: {pin} should be commit {expected}, but git gave commit {found} ({reason}); \
+         nothing was built. For a commit pin, check that the id names a commit (`git cat-file \
+         -t {expected}` prints `commit`); otherwise remove the cached clone in the cache \
+         folder's git/ and build again"
+    )]
+    CommitMismatch {
+        /// The repository.
+        url: String,
+        /// What was pinned (boxed, to keep the error small).
+        pin: Box<Pin>,
+        /// The commit the pin resolved to (for a commit pin, the pin itself).
+        expected: String,
+        /// The commit git gave.
+        found: String,
+        /// Where they differed.
+        reason: &'static str,
+    },
+    /// A pin was given for a plain folder, which has no revisions.
+    #[error(
+        "{} is a plain folder, not a git work tree, so {pin} cannot be checked out; drop \
+         --rev, --tag or --branch to build the folder as it is, or give a git repository",
         path.display()
     )]
     RevisionForFolder {
         /// The folder.
         path: PathBuf,
-        /// The revision given.
-        rev: String,
+        /// The pin given.
+        pin: Pin,
     },
     /// A folder (or a checked-out repository) without the plugin's crate at its root.
     #[error(
@@ -328,8 +366,12 @@ pub struct Built {
     pub name: String,
     /// The plugin's version.
     pub version: semver::Version,
-    /// The commit built, for a git source.
+    /// The commit built (its full id), for a git source; also `source.commit` in the
+    /// plugin's `plugin.json`.
     pub commit: Option<String>,
+    /// The repository built from (its URL or path, without a password), for a git source;
+    /// also `source.repository` in the plugin's `plugin.json`.
+    pub repository: Option<String>,
 }
 
 /// Builds `source` and lays the plugin out in a new temporary folder inside `staging_parent`.
@@ -364,13 +406,11 @@ pub fn build(
                 });
             }
             let library = cargo::build(&checkout.dir, true, &manifest, &location, options)?;
-            lay_out(
-                &manifest,
-                &text,
-                &library,
-                staging_parent,
-                Some(checkout.commit),
-            )
+            let origin = Origin {
+                repository: without_password(url),
+                commit: checkout.commit,
+            };
+            lay_out(&manifest, &text, &library, staging_parent, Some(origin))
         }
         SourceSpec::Folder(dir) => {
             let dir = &std::path::absolute(dir).map_err(BuildError::io("resolve the path", dir))?;
@@ -438,14 +478,80 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<(Manifest, String), ManifestEr
     Ok((manifest, text))
 }
 
-/// Lays out `<staging>/<name>/plugin.json` and the library at its path relative to the
-/// plugin folder.
+/// Where a plugin built from git comes from, recorded in its `plugin.json`.
+struct Origin {
+    /// `source.repository`: the URL or path built, without a password.
+    repository: String,
+    /// `source.commit`: the full id of the commit built.
+    commit: String,
+}
+
+/// `url` with the password of an `https://user:password@host/...` URL left out, so that
+/// it is not written into the plugin's `plugin.json`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = userinfo.split(':').next().unwrap_or_default();
+    format!("{scheme}://{user}@{host}{path}")
+}
+
+/// The text of the built plugin's `plugin.json`: the crate's own, with `source.repository`
+/// and `source.commit` set to `origin` (for a git build) or removed (for a folder, which
+/// has no commit to record). Unchanged if there is nothing to set or remove.
+fn built_manifest_text(
+    manifest: &Manifest,
+    text: &str,
+    origin: Option<&Origin>,
+    file: &Path,
+) -> Result<String, BuildError> {
+    if origin.is_none() && manifest.source.repository.is_none() && manifest.source.commit.is_none()
+    {
+        return Ok(text.to_owned());
+    }
+    let invalid = |source| BuildError::Manifest {
+        location: file.display().to_string(),
+        source: Box::new(source),
+    };
+    let mut value: serde_json::Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
+        .map_err(|e| {
+            invalid(ManifestError::Syntax {
+                file: file.to_path_buf(),
+                line: e.line(),
+                column: e.column(),
+                field: None,
+                message: e.to_string(),
+                hint: "fix the JSON syntax".to_owned(),
+            })
+        })?;
+    if let Some(source) = value.get_mut("source").and_then(|s| s.as_object_mut()) {
+        source.remove("repository");
+        source.remove("commit");
+        if let Some(origin) = origin {
+            source.insert("repository".into(), origin.repository.clone().into());
+            source.insert("commit".into(), origin.commit.clone().into());
+        }
+    }
+    let mut out = serde_json::to_string_pretty(&value).expect("a JSON value serializes");
+    out.push('\n');
+    // The build wrote it: it must read back as the manifest it came from, plus the origin.
+    Manifest::parse(&out, file).map_err(invalid)?;
+    Ok(out)
+}
+
+/// Lays out `<staging>/<name>/plugin.json` (with `origin` recorded, see
+/// [`built_manifest_text`]) and the library at its path relative to the plugin folder.
 fn lay_out(
     manifest: &Manifest,
     manifest_text: &str,
     library: &cargo::Library,
     staging_parent: &Path,
-    commit: Option<String>,
+    origin: Option<Origin>,
 ) -> Result<Built, BuildError> {
     let staging = tempfile::Builder::new()
         .prefix(".build-")
@@ -454,6 +560,8 @@ fn lay_out(
     let dir = staging.path().join(&manifest.name);
     std::fs::create_dir(&dir).map_err(BuildError::io("create the plugin folder", &dir))?;
     let manifest_file = dir.join(MANIFEST_FILE);
+    let manifest_text =
+        built_manifest_text(manifest, manifest_text, origin.as_ref(), &manifest_file)?;
     std::fs::write(&manifest_file, manifest_text)
         .map_err(BuildError::io("write", &manifest_file))?;
     let dest = dir.join(&library.relative);
@@ -469,7 +577,8 @@ fn lay_out(
         dir,
         name: manifest.name.clone(),
         version: manifest.version.clone(),
-        commit,
+        commit: origin.as_ref().map(|o| o.commit.clone()),
+        repository: origin.map(|o| o.repository),
     })
 }
 
@@ -507,4 +616,26 @@ fn lock(path: &Path) -> Result<File, BuildError> {
         }
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_repository_keeps_no_password() {
+        assert_eq!(
+            without_password("https://me:s3cret@example.com/p.git"),
+            "https://me@example.com/p.git"
+        );
+        for url in [
+            "https://example.com/p.git",
+            "ssh://git@example.com/p.git",
+            "git@example.com:me/p.git",
+            "/srv/git/p",
+            "file:///srv/git/p",
+        ] {
+            assert_eq!(without_password(url), url);
+        }
+    }
 }

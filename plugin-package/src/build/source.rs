@@ -23,17 +23,19 @@ pub enum SourceSpec {
     Folder(PathBuf),
 }
 
-/// What to check out of a repository.
+/// What to check out of a repository. Each kind is looked up one way only, so that a tag or
+/// a branch named like a commit id (or like another pin) is never taken for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pin {
-    /// The remote's default branch, as it is now.
+    /// The remote's default branch, as it is now (`refs/remotes/origin/HEAD`).
     Head,
-    /// A revision git resolves: a commit id, or (from the command line) a tag or a branch
-    /// name. Tags are looked up first, then the remote's branches, then any revision.
+    /// A commit, by its full id (40 hex digits, or 64 in a SHA-256 repository). It is
+    /// fetched and verified as a commit object, never looked up among tags or branches; a
+    /// shortened id is refused ([`BuildError::NotACommitId`]).
     Rev(String),
-    /// A tag.
+    /// A tag: `refs/tags/<tag>` only, peeled to its commit. A tag can be moved on the remote.
     Tag(String),
-    /// A branch, as it is now.
+    /// A branch of the remote, as it is now: `refs/remotes/origin/<branch>` only.
     Branch(String),
 }
 
@@ -41,7 +43,7 @@ impl fmt::Display for Pin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Pin::Head => f.write_str("the default branch (HEAD)"),
-            Pin::Rev(rev) => write!(f, "revision {rev}"),
+            Pin::Rev(rev) => write!(f, "commit {rev}"),
             Pin::Tag(tag) => write!(f, "tag {tag}"),
             Pin::Branch(branch) => write!(f, "branch {branch}"),
         }
@@ -49,44 +51,59 @@ impl fmt::Display for Pin {
 }
 
 impl Pin {
-    /// Checks that the revision, tag or branch name cannot be read as an option.
+    /// Checks that the revision, tag or branch name cannot be read as an option, and that a
+    /// commit pin is a full commit id.
     pub(super) fn check(&self) -> Result<(), BuildError> {
         match self {
             Pin::Head => Ok(()),
-            Pin::Rev(name) | Pin::Tag(name) | Pin::Branch(name) => check_revision(name),
+            Pin::Rev(rev) => {
+                check_revision(rev)?;
+                if is_full_commit_id(rev) {
+                    Ok(())
+                } else {
+                    Err(BuildError::NotACommitId { rev: rev.clone() })
+                }
+            }
+            Pin::Tag(name) | Pin::Branch(name) => check_revision(name),
         }
     }
+}
+
+/// 40 hex digits (a SHA-1 repository) or 64 (a SHA-256 repository).
+pub(super) fn is_full_commit_id(id: &str) -> bool {
+    matches!(id.len(), 40 | 64) && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 const SCHEMES: [&str; 5] = ["https://", "http://", "ssh://", "git://", "file://"];
 
 impl SourceSpec {
-    /// Reads `plugctl build`'s argument, `GIT_URL|PATH [--rev REV]`:
+    /// Reads `plugctl build`'s argument, `GIT_URL|PATH [--rev COMMIT|--tag TAG|--branch
+    /// BRANCH]`, with `pin` the one of those given:
     ///
     /// - an `https://`, `http://`, `ssh://`, `git://` or `file://` URL, or an scp-like
     ///   `user@host:path` that is not an existing path: [`SourceSpec::Git`];
     /// - a folder whose `plugin.json` has `source.mode` `remote_git`: the source that
-    ///   manifest names ([`SourceSpec::from_manifest`]), with `rev` instead of its pin if
+    ///   manifest names ([`SourceSpec::from_manifest`]), with `pin` instead of its pin if
     ///   given;
     /// - a git work tree (it holds `.git`): [`SourceSpec::Git`] with its absolute path. What
-    ///   is built is what is **committed** (the current branch, or `rev`), not the files as
+    ///   is built is what is **committed** (the current branch, or the pin), not the files as
     ///   they are in the work tree;
-    /// - a plain folder holding `Cargo.toml`: [`SourceSpec::Folder`], built as it is (a `rev`
+    /// - a plain folder holding `Cargo.toml`: [`SourceSpec::Folder`], built as it is (a `pin`
     ///   is refused).
-    ///
-    /// `rev` is a commit id, a tag or a branch name, resolved by git ([`Pin::Rev`]).
     ///
     /// # Errors
     ///
-    /// [`BuildError::InvalidRevision`] for a `rev` that is empty, starts with '-' or holds
-    /// whitespace or control characters; [`BuildError::InvalidUrl`]; [`BuildError::NotFound`]
+    /// [`BuildError::InvalidRevision`] for a revision, tag or branch that is empty, starts
+    /// with '-' or holds whitespace or control characters; [`BuildError::NotACommitId`] for a
+    /// [`Pin::Rev`] that is not a full commit id; [`BuildError::InvalidUrl`]; [`BuildError::NotFound`]
     /// for a path that does not exist; [`BuildError::Manifest`] for a folder whose
     /// `plugin.json` is invalid; [`BuildError::NotACrate`]; [`BuildError::RevisionForFolder`].
-    pub fn parse(arg: &str, rev: Option<&str>) -> Result<SourceSpec, BuildError> {
-        if let Some(rev) = rev {
-            check_revision(rev)?;
+    pub fn parse(arg: &str, pin: Option<Pin>) -> Result<SourceSpec, BuildError> {
+        if let Some(pin) = &pin {
+            pin.check()?;
         }
-        let pin = || rev.map_or(Pin::Head, |rev| Pin::Rev(rev.to_owned()));
+        let given = pin;
+        let pin = || given.clone().unwrap_or(Pin::Head);
         if arg.is_empty() {
             return Err(BuildError::NotFound {
                 arg: arg.to_owned(),
@@ -134,7 +151,7 @@ impl SourceSpec {
                         pin: manifest_pin, ..
                     },
                     Some(_),
-                ) = (&mut spec, rev)
+                ) = (&mut spec, &given)
                 {
                     *manifest_pin = pin();
                 }
@@ -157,17 +174,15 @@ impl SourceSpec {
                 location: dir.display().to_string(),
             });
         }
-        if let Some(rev) = rev {
-            return Err(BuildError::RevisionForFolder {
-                path: dir,
-                rev: rev.to_owned(),
-            });
+        if let Some(pin) = given {
+            return Err(BuildError::RevisionForFolder { path: dir, pin });
         }
         Ok(SourceSpec::Folder(dir))
     }
 
-    /// The git source a `remote_git` manifest names: `source.path` pinned by `source.rev`,
-    /// `source.tag` or `source.branch` (at most one is set; none means the default branch).
+    /// The git source a `remote_git` manifest names: `source.path` pinned by `source.rev`
+    /// (a full commit id: [`Pin::Rev`]), `source.tag` ([`Pin::Tag`]) or `source.branch`
+    /// ([`Pin::Branch`]); at most one is set, none means the default branch.
     ///
     /// # Errors
     ///
@@ -300,6 +315,25 @@ mod tests {
         for rev in ["main", "v1.2.0", "1a2b3c4d", "HEAD~1", "feature/x"] {
             assert!(check_revision(rev).is_ok(), "{rev}");
         }
+        let full = "0123456789abcdef0123456789abcdef01234567";
+        assert!(Pin::Rev(full.into()).check().is_ok());
+        assert!(Pin::Rev(full.repeat(2)[..64].into()).check().is_ok());
+        for short in [
+            "1a2b3c4d",
+            "main",
+            &full[..39],
+            &format!("{full}0"),
+            "g".repeat(40).as_str(),
+        ] {
+            assert!(
+                matches!(
+                    Pin::Rev(short.into()).check(),
+                    Err(BuildError::NotACommitId { .. })
+                ),
+                "{short}"
+            );
+        }
+        assert!(Pin::Tag("1a2b3c4d".into()).check().is_ok());
         for rev in ["", "-x", "--upload-pack=x", "a b", "a\tb", "a\u{7f}"] {
             assert!(check_revision(rev).is_err(), "{rev:?}");
         }

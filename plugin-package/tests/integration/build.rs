@@ -263,15 +263,12 @@ fn bad_urls_revisions_and_repositories_fail_before_cargo_runs() {
         };
         build(&spec, &options, staging).unwrap_err()
     };
-    let short = first[..12].to_owned();
     for (pin, commit) in [
         (Pin::Head, &second),
         (Pin::Tag("v1".into()), &first),
         (Pin::Branch("side".into()), &first),
-        (Pin::Rev("v1".into()), &first),
-        (Pin::Rev("side".into()), &first),
-        (Pin::Rev(short), &first),
-        (Pin::Rev(second.clone()), &second),
+        (Pin::Rev(first.clone()), &first),
+        (Pin::Rev(second.to_uppercase()), &second),
     ] {
         let err = at(pin.clone());
         match &err {
@@ -282,14 +279,17 @@ fn bad_urls_revisions_and_repositories_fail_before_cargo_runs() {
     }
 
     // `plugctl build <work tree> --rev v1`: cloned from the absolute path.
-    let spec = SourceSpec::parse(repo.to_str().unwrap(), Some("v1")).unwrap();
+    let spec = SourceSpec::parse(repo.to_str().unwrap(), Some(Pin::Tag("v1".into()))).unwrap();
     match build(&spec, &options, staging).unwrap_err() {
         BuildError::NoLockfile { commit, .. } => assert_eq!(commit, first),
         err => panic!("expected the missing Cargo.lock, got {err}"),
     }
 
     for (pin, named) in [
-        (Pin::Rev("deadbeef".into()), "revision deadbeef"),
+        (
+            Pin::Rev("deadbeef".repeat(5)),
+            "commit deadbeefdeadbeefdeadbeefdeadbeefdeadbeef",
+        ),
         (Pin::Tag("v9".into()), "tag v9"),
         (Pin::Branch("nope".into()), "branch nope"),
     ] {
@@ -318,7 +318,7 @@ fn bad_urls_revisions_and_repositories_fail_before_cargo_runs() {
 }
 
 fn parse(arg: &str, rev: Option<&str>) -> Result<SourceSpec, BuildError> {
-    SourceSpec::parse(arg, rev)
+    SourceSpec::parse(arg, rev.map(|tag| Pin::Tag(tag.to_owned())))
 }
 
 fn git_spec(url: &str, pin: Pin) -> SourceSpec {
@@ -341,7 +341,7 @@ fn source_spec_parse_reads_urls_repositories_manifests_and_folders() {
         assert_eq!(parse(url, None).unwrap(), git_spec(url, Pin::Head), "{url}");
         assert_eq!(
             parse(url, Some("v1.0")).unwrap(),
-            git_spec(url, Pin::Rev("v1.0".into())),
+            git_spec(url, Pin::Tag("v1.0".into())),
             "{url}"
         );
     }
@@ -360,7 +360,7 @@ fn source_spec_parse_reads_urls_repositories_manifests_and_folders() {
     assert_eq!(parse(path, None).unwrap(), git_spec(path, Pin::Head));
     assert_eq!(
         parse(path, Some("main")).unwrap(),
-        git_spec(path, Pin::Rev("main".into()))
+        git_spec(path, Pin::Tag("main".into()))
     );
 
     let remote = root.join("remote");
@@ -377,10 +377,13 @@ fn source_spec_parse_reads_urls_repositories_manifests_and_folders() {
         parse(remote, None).unwrap(),
         git_spec(url, Pin::Tag("v1.0.0".into()))
     );
+    let full = "abc123".repeat(7)[..40].to_owned();
     assert_eq!(
-        parse(remote, Some("abc123")).unwrap(),
-        git_spec(url, Pin::Rev("abc123".into()))
+        SourceSpec::parse(remote, Some(Pin::Rev(full.clone()))).unwrap(),
+        git_spec(url, Pin::Rev(full))
     );
+    let err = SourceSpec::parse(remote, Some(Pin::Rev("abc123".into()))).unwrap_err();
+    assert!(matches!(err, BuildError::NotACommitId { .. }), "{err}");
 
     let folder = root.join("folder");
     tiny_crate(&folder, "", "tiny");
@@ -492,4 +495,187 @@ fn new_plugin_writes_a_crate_and_refuses_bad_names_and_existing_folders() {
     );
     let err = new_plugin("other", &parent, &tmp.path().join("no-sdk")).unwrap_err();
     assert!(err.to_string().contains("plugin-sdk"), "{err}");
+}
+
+/// A repository whose `main` holds commit `good` (the tiny crate, version 0.1.0), and whose
+/// branch `evil` holds a commit on top of it (version 0.2.0) whose build.rs writes `marker`:
+/// a commit that must never be built when `good` is pinned.
+struct TwoCommits {
+    repo: PathBuf,
+    good: String,
+    evil: String,
+    marker: PathBuf,
+}
+
+fn two_commits(root: &Path) -> TwoCommits {
+    let repo = root.join("repo");
+    tiny_crate(&repo, "pub fn f() -> u32 { 1 }\n", "tiny");
+    generate_lockfile(&repo);
+    let good = commit_all(&repo, "good");
+    let marker = root.join("build-rs-ran");
+    git(&repo, &["checkout", "-q", "-b", "evil"]);
+    std::fs::write(
+        repo.join("build.rs"),
+        format!(
+            "fn main() {{ std::fs::write({:?}, \"ran\").unwrap(); }}\n",
+            marker.display().to_string()
+        ),
+    )
+    .unwrap();
+    replace_in(&repo.join("plugin.json"), "0.1.0", "0.2.0");
+    let evil = commit_all(&repo, "evil");
+    git(&repo, &["checkout", "-q", "main"]);
+    TwoCommits {
+        repo,
+        good,
+        evil,
+        marker,
+    }
+}
+
+/// Builds `good` by its full id and checks that it, not `evil`, was built and recorded.
+fn builds_the_pinned_commit(tmp: &Path, setup: &TwoCommits) {
+    let url = file_url(&setup.repo);
+    let staging = tmp.join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    let spec = SourceSpec::Git {
+        url: url.clone(),
+        pin: Pin::Rev(setup.good.clone()),
+    };
+    let built = build(&spec, &options(&tmp.join("cache")), &staging).unwrap();
+    assert_eq!(built.commit.as_deref(), Some(setup.good.as_str()));
+    assert_eq!(
+        built.version,
+        semver::Version::new(0, 1, 0),
+        "evil was built"
+    );
+    assert!(
+        !setup.marker.exists(),
+        "the build.rs of {} ran, though {} was pinned",
+        setup.evil,
+        setup.good
+    );
+    let manifest = Manifest::load(&built.dir).unwrap();
+    assert_eq!(manifest.source.commit.as_deref(), Some(setup.good.as_str()));
+    assert_eq!(manifest.source.repository.as_deref(), Some(url.as_str()));
+    assert_eq!(built.repository.as_deref(), Some(url.as_str()));
+}
+
+#[test]
+fn a_tag_named_like_the_pinned_commit_id_is_not_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let setup = two_commits(tmp.path());
+    git(&setup.repo, &["tag", &setup.good, &setup.evil]);
+    builds_the_pinned_commit(tmp.path(), &setup);
+}
+
+#[test]
+fn a_branch_named_like_the_pinned_commit_id_is_not_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let setup = two_commits(tmp.path());
+    git(&setup.repo, &["branch", &setup.good, &setup.evil]);
+    builds_the_pinned_commit(tmp.path(), &setup);
+}
+
+#[test]
+fn a_shortened_commit_id_is_refused_before_anything_is_fetched_or_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let setup = two_commits(tmp.path());
+    let short = setup.good[..8].to_owned();
+    git(&setup.repo, &["tag", &short, &setup.evil]);
+    let staging = tmp.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    let cache = tmp.path().join("cache");
+    let spec = SourceSpec::Git {
+        url: file_url(&setup.repo),
+        pin: Pin::Rev(short.clone()),
+    };
+    let err = build(&spec, &options(&cache), &staging).unwrap_err();
+    assert!(
+        matches!(&err, BuildError::NotACommitId { rev } if *rev == short),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("`git rev-parse {short}`")),
+        "{message}"
+    );
+    assert!(message.contains("--tag or --branch"), "{message}");
+    assert!(!setup.marker.exists(), "build.rs ran");
+    assert!(files_in(&staging).is_empty(), "something was built");
+    assert!(!cache.exists(), "the repository was fetched");
+    let err = SourceSpec::parse(&file_url(&setup.repo), Some(Pin::Rev(short))).unwrap_err();
+    assert!(matches!(err, BuildError::NotACommitId { .. }), "{err}");
+}
+
+#[test]
+fn a_tag_pin_takes_only_tags_and_a_branch_pin_only_branches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut options = options(&tmp.path().join("cache"));
+    // No Cargo.lock: each build stops with `NoLockfile`, naming the commit it resolved,
+    // before cargo runs.
+    options.cargo = tmp.path().join("no-cargo-here").into();
+    let repo = tmp.path().join("repo");
+    tiny_crate(&repo, "", "tiny");
+    let first = commit_all(&repo, "first");
+    std::fs::write(repo.join("NOTES"), "second\n").unwrap();
+    let second = commit_all(&repo, "second");
+    git(&repo, &["tag", "-a", "-m", "v1", "v1", &first]);
+    git(&repo, &["branch", "v1", &second]);
+    git(&repo, &["branch", "b", &first]);
+    git(&repo, &["tag", "b", &second]);
+    // A tag named like the full ref of another one: `refs/tags/v2` is not it.
+    git(&repo, &["tag", "refs/tags/v2", &second]);
+    let url = file_url(&repo);
+    let at = |pin: Pin| {
+        let spec = SourceSpec::Git {
+            url: url.clone(),
+            pin,
+        };
+        build(&spec, &options, tmp.path()).unwrap_err()
+    };
+    for pin in [Pin::Tag("v1".into()), Pin::Branch("b".into())] {
+        match at(pin.clone()) {
+            BuildError::NoLockfile { commit, .. } => assert_eq!(commit, first, "{pin:?}"),
+            err => panic!("{pin:?}: expected the missing Cargo.lock, got {err}"),
+        }
+    }
+    let err = at(Pin::Tag("v2".into()));
+    assert!(matches!(err, BuildError::RevisionNotFound { .. }), "{err}");
+
+    // The id of the annotated tag object v1 is no commit pin, though it peels to one.
+    let tag_object = git(&repo, &["rev-parse", "refs/tags/v1"]);
+    assert_ne!(tag_object, first);
+    let err = at(Pin::Rev(tag_object.clone()));
+    match &err {
+        BuildError::CommitMismatch {
+            expected, found, ..
+        } => {
+            assert_eq!(expected, &tag_object);
+            assert_eq!(found, &first);
+        }
+        _ => panic!("expected a commit mismatch, got {err}"),
+    }
+    assert!(err.to_string().contains("git cat-file -t"), "{err}");
+}
+
+#[test]
+fn a_folder_build_records_no_commit_even_if_its_plugin_json_claims_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("folder");
+    tiny_crate(&folder, "pub fn f() -> u32 { 1 }\n", "tiny");
+    std::fs::write(
+        folder.join("plugin.json"),
+        r#"{"name": "tiny", "version": "0.1.0", "source": {"mode": "local_so", "path": "tiny",
+            "repository": "https://example.com/claimed.git",
+            "commit": "0123456789abcdef0123456789abcdef01234567"}}"#,
+    )
+    .unwrap();
+    let options = options(&tmp.path().join("cache"));
+    let built = build(&SourceSpec::Folder(folder), &options, tmp.path()).unwrap();
+    assert_eq!(built.commit, None);
+    assert_eq!(built.repository, None);
+    let manifest = Manifest::load(&built.dir).unwrap();
+    assert_eq!(manifest.source.commit, None, "a claimed commit was kept");
+    assert_eq!(manifest.source.repository, None);
 }
