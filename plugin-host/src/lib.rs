@@ -43,6 +43,7 @@
 
 mod bias;
 mod cancel;
+pub mod check;
 mod context;
 pub mod discover;
 mod error;
@@ -56,12 +57,13 @@ mod small_file;
 mod state_file;
 pub mod watch;
 
+pub use check::{Checks, Inspection};
 pub use context::{CancelHandle, Context};
 pub use error::Error;
 pub use isolate::{Isolation, ProcessOptions};
 pub use library::sha256_file;
 pub use manager::{
-    Drain, Event, Inspection, ListenerId, LoadOutcome, LoadReport, PluginHandle, PluginManager,
+    Drain, Event, ListenerId, LoadOutcome, LoadReport, PluginHandle, PluginManager,
     PluginManagerBuilder, PluginState, PluginStatus, PluginSummary, ShutdownOutcome,
     UpgradeOptions, Upgraded,
 };

@@ -34,9 +34,10 @@ use plugin_abi::abi_stable::library::{lib_header_from_raw_library, LibraryError,
 use plugin_abi::identity::Identity;
 use plugin_abi::PluginModRef;
 
+use crate::check::{check, CheckConfig, Checked};
 use crate::isolate::{ProcessOptions, Supervisor, SupervisorHooks};
 use crate::library;
-use crate::manifest::{Manifest, SourceMode, MANIFEST_FILE};
+use crate::manifest::Manifest;
 use crate::Error;
 pub(crate) use copy::{Copies, PrivateCopy};
 
@@ -46,14 +47,6 @@ pub(crate) struct LoadConfig<'a> {
     pub(crate) copies: Copies<'a>,
     /// Counts every library mapped, whether its load then succeeds or not.
     pub(crate) mapped: &'a AtomicUsize,
-}
-
-/// Settings the checks that need no `dlopen` take from the manager.
-pub(crate) struct CheckConfig<'a> {
-    pub(crate) host_version: &'a semver::Version,
-    /// The base directory, when the folder loaded lies in it (not for an upgrade's source).
-    pub(crate) base_dir: Option<PathBuf>,
-    pub(crate) folders: library::FolderPolicy,
 }
 
 /// Where a loaded plugin's code runs.
@@ -83,75 +76,6 @@ impl Loaded {
             .map(Path::to_path_buf)
             .unwrap_or_else(|_| self.library.file_name().unwrap_or_default().into())
     }
-}
-
-/// What the checks that need no `dlopen` (steps 0 to 3) found in a plugin folder.
-pub(crate) struct Checked {
-    pub(crate) manifest: Manifest,
-    /// The library in the folder.
-    pub(crate) library: PathBuf,
-    /// The library's bytes, read once: every check ran on them.
-    pub(crate) bytes: Vec<u8>,
-    /// The `plugin-sdk` version in the library's identity record.
-    pub(crate) sdk_version: String,
-}
-
-/// Runs checks 0 to 3 on the plugin folder `dir` named `name`: they read files only, and no
-/// code of the plugin runs.
-pub(crate) fn check(name: &str, dir: &Path, config: &CheckConfig<'_>) -> Result<Checked, Error> {
-    // 0. The folder: in the base directory, and writable by its owner only.
-    library::check_folder(name, dir, config.base_dir.as_deref(), config.folders)?;
-
-    // 1. The manifest and the host version. The plugin's name is its folder's name in the
-    // base directory; an upgrade may come from a folder named otherwise.
-    let manifest = Manifest::load_checked(dir, name, |file, meta| {
-        library::check_manifest(name, dir, file, meta, config.folders)
-    })?;
-    let manifest_file = dir.join(MANIFEST_FILE);
-    if let Some(requires) = &manifest.requires {
-        if !requires.host.matches(config.host_version) {
-            return Err(Error::HostVersion {
-                plugin: name.to_owned(),
-                manifest: manifest_file,
-                required: requires.host.clone(),
-                host: config.host_version.clone(),
-            });
-        }
-    }
-    if manifest.source.mode != SourceMode::LocalSo {
-        return Err(Error::UnsupportedSource {
-            plugin: name.to_owned(),
-            manifest: manifest_file,
-            mode: "remote_git".to_owned(),
-        });
-    }
-
-    // 2. The library file: where it is, what it is, its size; then its bytes, read once,
-    // and their checksum.
-    let library = library::find_library(name, dir, &manifest, &manifest_file)?;
-    let file = library::open_checked(name, dir, &library, config.folders)?;
-    let bytes = library::read_capped(name, &library, file)?;
-    if let Some(expected) = &manifest.sha256 {
-        library::checksum::verify(name, &library, &bytes, expected)?;
-    }
-
-    // 3. The same bytes, not mapped: a shared library for this OS and machine that exports
-    // the root module, and whose identity record equals the manifest's.
-    let file = library::check_format(&bytes).map_err(|reason| Error::NotAPlugin {
-        plugin: name.to_owned(),
-        path: library.clone(),
-        reason,
-    })?;
-    let identity = library::read_identity(name, &library, &file)?;
-    library::check_identity(name, &manifest, &library, &identity)?;
-    let sdk_version = identity.sdk_version.to_owned();
-    drop(file);
-    Ok(Checked {
-        manifest,
-        library,
-        bytes,
-        sdk_version,
-    })
 }
 
 /// Runs checks 0 to 5 on the plugin folder `dir` named `name`, and maps the library.

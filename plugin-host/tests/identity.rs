@@ -56,3 +56,25 @@ fn set_manifest_version(dir: &Path, version: &str) {
     manifest["version"] = version.into();
     std::fs::write(&path, manifest.to_string()).unwrap();
 }
+
+#[test]
+fn the_checks_alone_describe_a_library_without_running_its_constructors() {
+    let base = tempfile::tempdir().unwrap();
+    let marks = tempfile::tempdir().unwrap();
+    let dir = fixtures().install(base.path(), "ctor-mark");
+    set_manifest_version(&dir, "0.1.0");
+    let mark = marks.path().join("checked");
+    std::env::set_var(MARK_VAR, &mark);
+
+    let found = plugin_host::Checks::new()
+        .base_dir(base.path())
+        .folder("ctor-mark", &dir)
+        .unwrap();
+    assert_eq!(found.name, "ctor-mark");
+    assert_eq!(found.version, semver::Version::new(0, 1, 0));
+    assert_eq!(
+        found.sha256,
+        plugin_host::sha256_file(&found.library).unwrap()
+    );
+    assert!(!mark.exists(), "checking the folder mapped the library");
+}

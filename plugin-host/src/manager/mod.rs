@@ -24,10 +24,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
+use crate::check::{check, CheckConfig, Inspection};
 use crate::discover::discover;
 use crate::isolate::{Isolation, ProcessOptions, SupervisorHooks, WorkerExit};
 use crate::library::FolderPolicy;
-use crate::load::{check, load, load_isolated, CheckConfig, Copies, LoadConfig};
+use crate::load::{load, load_isolated, Copies, LoadConfig};
 use crate::state_file::StateFile;
 use crate::Error;
 
@@ -38,7 +39,7 @@ pub use handle::PluginHandle;
 use handle::{Slot, SlotGuard};
 use install::{default_copy_parent, make_copy_dir_in, CopyDir, FolderStamp};
 pub use status::{
-    Drain, Event, Inspection, LoadOutcome, LoadReport, PluginState, PluginStatus, PluginSummary,
+    Drain, Event, LoadOutcome, LoadReport, PluginState, PluginStatus, PluginSummary,
     ShutdownOutcome, UpgradeOptions, Upgraded,
 };
 use version::{remove_copy, run_on_load, InFlight, LoadedVersion};
@@ -204,6 +205,12 @@ impl PluginManagerBuilder {
     }
 }
 
+/// The host version a manager checks `requires.host` against unless told otherwise: this
+/// crate's version.
+pub(crate) fn default_host_version() -> semver::Version {
+    semver::Version::parse(env!("CARGO_PKG_VERSION")).expect("the crate version is valid semver")
+}
+
 impl PluginManager {
     /// A manager for the plugin folders under `base_dir`, with default settings.
     pub fn new(base_dir: impl Into<PathBuf>) -> Self {
@@ -214,8 +221,7 @@ impl PluginManager {
     pub fn builder(base_dir: impl Into<PathBuf>) -> PluginManagerBuilder {
         PluginManagerBuilder {
             base_dir: base_dir.into(),
-            host_version: semver::Version::parse(env!("CARGO_PKG_VERSION"))
-                .expect("the crate version is valid semver"),
+            host_version: default_host_version(),
             copy_dir: None,
             drain_timeout: Duration::from_secs(30),
             folders: FolderPolicy::default(),
@@ -508,17 +514,7 @@ impl PluginManager {
     /// The errors of steps 0 to 3 of a load (see the crate docs).
     pub fn inspect_dir(&self, name: &str, dir: impl AsRef<Path>) -> Result<Inspection, Error> {
         let dir = dir.as_ref();
-        let checked = check(name, dir, &self.check_config(name, dir))?;
-        Ok(Inspection {
-            name: name.to_owned(),
-            version: checked.manifest.version.clone(),
-            sdk_version: checked.sdk_version,
-            dir: dir.to_path_buf(),
-            library: checked.library,
-            library_bytes: checked.bytes.len() as u64,
-            sha256: crate::library::checksum::hex_digest(&checked.bytes),
-            manifest: checked.manifest,
-        })
+        check(name, dir, &self.check_config(name, dir)).map(|checked| checked.describe(name, dir))
     }
 
     /// The directory file copies of libraries are written to: the one given to the builder,

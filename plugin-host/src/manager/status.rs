@@ -370,26 +370,3 @@ impl UpgradeOptions {
 fn rfc3339<S: serde::Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(&humantime::format_rfc3339_millis(*time))
 }
-
-/// What [`PluginManager::inspect`](crate::PluginManager::inspect) found in a plugin folder,
-/// without running any of its code.
-#[non_exhaustive]
-#[derive(Debug, Clone, Serialize)]
-pub struct Inspection {
-    /// The plugin name (its folder's name).
-    pub name: String,
-    /// The version in `plugin.json`, which the library's identity record matches.
-    pub version: semver::Version,
-    /// The `plugin-sdk` version in the library's identity record.
-    pub sdk_version: String,
-    /// The plugin folder.
-    pub dir: PathBuf,
-    /// The library in it.
-    pub library: PathBuf,
-    /// The library's size in bytes.
-    pub library_bytes: u64,
-    /// The library's SHA-256, lowercase hex (what `sha256` in `plugin.json` pins).
-    pub sha256: String,
-    /// The full, validated `plugin.json`.
-    pub manifest: Manifest,
-}

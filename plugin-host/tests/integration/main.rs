@@ -3,6 +3,8 @@
 
 #[cfg(feature = "tokio")]
 mod asynch;
+#[cfg(unix)]
+mod check;
 mod context;
 mod guards;
 mod hostile;

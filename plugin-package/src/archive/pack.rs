@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use plugin_host::manifest::{ManifestError, MAX_MANIFEST_BYTES};
-use plugin_host::{Manifest, PluginManager};
+use plugin_host::{Checks, Manifest};
 
 use super::{verify, ArchiveError, Packed, MANIFEST_ENTRY, OPTIONAL_FILES};
 use crate::format::{read_capped, sha256_hex, Links, ReadError};
@@ -64,12 +64,11 @@ pub fn pack(dir: &Path, out: Option<&Path>) -> Result<Packed, Error> {
         Err(ManifestError::NameMismatch { name, .. }) => name,
         Err(err) => return Err(plugin_host::Error::from(err).into()),
     };
-    let base = dir.parent().unwrap_or(&dir);
-    let manager = PluginManager::builder(base)
+    // A folder being packed is the author's work tree: its owner and mode are checked when
+    // the package is installed, not here.
+    let inspection = Checks::new()
         .insecure_permissions(true)
-        .allow_folders_outside_base(true)
-        .build();
-    let inspection = manager.inspect_dir(&name, &dir)?;
+        .folder(&name, &dir)?;
     let manifest = inspection.manifest;
 
     let out = match out {
