@@ -185,7 +185,7 @@ pub(crate) fn check(name: &str, dir: &Path, config: &CheckConfig<'_>) -> Result<
         reason,
     })?;
     let identity = library::read_identity(name, &library, &file)?;
-    library::check_identity(name, &manifest, &library, &identity)?;
+    library::check_identity(name, &manifest.version, &library, &identity)?;
     let sdk_version = identity.sdk_version.to_owned();
     drop(file);
     Ok(Checked {

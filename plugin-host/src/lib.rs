@@ -53,6 +53,7 @@ mod library;
 mod load;
 mod manager;
 pub mod manifest;
+mod module;
 mod small_file;
 mod state_file;
 pub mod watch;

@@ -30,14 +30,10 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use plugin_abi::abi_stable::library::{lib_header_from_raw_library, LibraryError, RawLibrary};
-use plugin_abi::identity::Identity;
-use plugin_abi::PluginModRef;
-
 use crate::check::{check, CheckConfig, Checked};
 use crate::isolate::{ProcessOptions, Supervisor, SupervisorHooks};
-use crate::library;
 use crate::manifest::Manifest;
+use crate::module::Module;
 use crate::Error;
 pub(crate) use copy::{Copies, PrivateCopy};
 
@@ -52,7 +48,7 @@ pub(crate) struct LoadConfig<'a> {
 /// Where a loaded plugin's code runs.
 pub(crate) enum Code {
     /// Mapped into this process.
-    InProcess(PluginModRef),
+    InProcess(Module),
     /// In a supervised worker process.
     Process(Arc<Supervisor>),
 }
@@ -100,19 +96,11 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig<'_>) -> Result<Lo
     )?;
     drop(bytes);
     let copy = mapped.copy;
-    let module = open_module(name, &library, mapped.library)?;
+    let module = Module::open(name, &library, mapped.library)?;
 
     // 5. The identity the code reports, checked again: it is the record's unless the record
     // was not written by `export_plugin!`, and checking it costs one call.
-    let info = (module.info())();
-    let reported = Identity {
-        abi_version: info.abi_version,
-        name: info.name.as_str(),
-        version: info.version.as_str(),
-        sdk_version: info.sdk_version.as_str(),
-    };
-    library::check_identity(name, &manifest, &library, &reported)?;
-    let sdk_version = reported.sdk_version.to_owned();
+    let sdk_version = module.check_identity(name, &manifest.version, &library)?;
 
     Ok(Loaded {
         manifest,
@@ -158,94 +146,4 @@ pub(crate) fn load_isolated(
         sdk_version,
         loaded_at: SystemTime::now(),
     })
-}
-
-/// Runs `module`'s `on_unload` (the form with a context if it has one).
-pub(crate) fn on_unload(name: &str, module: PluginModRef) -> Result<(), Error> {
-    use plugin_abi::abi_stable::sabi_trait::TD_Opaque;
-    use plugin_abi::abi_stable::sabi_types::RRef;
-    use plugin_abi::abi_stable::std_types::RResult;
-    use plugin_abi::HostContext_TO;
-
-    // A library built with the context form exports it in the appended field; an older one
-    // has only the plain form.
-    let result = if let Some(Some(on_unload)) = module.on_unload_with_context() {
-        let ctx = crate::Context::background();
-        let abort = crate::cancel::AbortToken::new();
-        let call = crate::context::CallContext::new(&ctx, name, &abort);
-        on_unload(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque))
-    } else if let Some(on_unload) = module.on_unload() {
-        on_unload()
-    } else {
-        return Ok(());
-    };
-    match result {
-        RResult::ROk(()) => Ok(()),
-        RResult::RErr(err) => Err(Error::OnUnload {
-            plugin: name.to_owned(),
-            kind: err.kind,
-            message: err.message.into_string(),
-        }),
-    }
-}
-
-pub(crate) fn open_module(
-    name: &str,
-    library: &Path,
-    raw: &'static RawLibrary,
-) -> Result<PluginModRef, Error> {
-    // SAFETY: the header borrows from the library, which is never closed (`raw` is
-    // `'static`), so its `'static` references stay valid.
-    let header = unsafe { lib_header_from_raw_library(raw) };
-    header
-        .map_err(|e| classify(name, library, e))?
-        .init_root_module::<PluginModRef>()
-        .map_err(|e| classify(name, library, e))
-}
-
-fn classify(name: &str, library: &Path, err: LibraryError) -> Error {
-    let plugin = name.to_owned();
-    let path = library.to_path_buf();
-    match err {
-        LibraryError::OpenError { .. }
-        | LibraryError::GetSymbolError { .. }
-        | LibraryError::InvalidAbiHeader(_)
-        | LibraryError::InvalidCAbi { .. } => Error::NotAPlugin {
-            plugin,
-            path,
-            reason: one_line(&err.to_string()),
-        },
-        LibraryError::ParseVersionError(_)
-        | LibraryError::IncompatibleVersionNumber { .. }
-        | LibraryError::AbiInstability(_) => Error::AbiMismatch {
-            plugin,
-            path,
-            reason: one_line(&err.to_string()),
-        },
-        other => Error::NotAPlugin {
-            plugin,
-            path,
-            reason: one_line(&other.to_string()),
-        },
-    }
-}
-
-/// abi_stable's layout errors span many lines; keep the first few for a readable message.
-pub(crate) fn one_line(text: &str) -> String {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .take(6)
-        .collect();
-    let mut s = lines.join(" | ");
-    if s.len() > 600 {
-        let mut end = 600;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push_str(" ...");
-    }
-    s
 }

@@ -18,14 +18,19 @@ const MAX_FRAME: usize = 1 << 20;
 const MAX_LOG: usize = 64 << 10;
 
 /// Why a worker could not load its plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum LoadFailure {
     /// Not a library abi_stable accepts (an open, symbol or header error).
     NotAPlugin,
     /// abi_stable's version or layout check failed.
     AbiMismatch,
-    /// The identity the code reports is not the manifest's.
-    Identity,
+    /// The identity the code reports is not the manifest's: the field that differs
+    /// (`name`, `version` or `sdk_version`) and what was expected; the message is what the
+    /// code reported.
+    Identity {
+        field: &'static str,
+        expected: String,
+    },
     /// `on_load` returned an error.
     OnLoad(ErrorKind),
     /// The worker could not set itself up.
@@ -57,6 +62,20 @@ pub(super) enum Message {
     Stop,
 }
 
+/// The identity fields [`LoadFailure::Identity`] names, in their wire order.
+const IDENTITY_FIELDS: [&str; 3] = ["name", "version", "sdk_version"];
+
+fn identity_field_code(field: &str) -> u8 {
+    IDENTITY_FIELDS
+        .iter()
+        .position(|f| *f == field)
+        .map_or(u8::MAX, |i| i as u8)
+}
+
+fn identity_field_from(code: u8) -> Option<&'static str> {
+    IDENTITY_FIELDS.get(code as usize).copied()
+}
+
 impl Message {
     fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new(vec![0; 4]);
@@ -75,7 +94,11 @@ impl Message {
                 match failure {
                     LoadFailure::NotAPlugin => w.u8(0),
                     LoadFailure::AbiMismatch => w.u8(1),
-                    LoadFailure::Identity => w.u8(2),
+                    LoadFailure::Identity { field, expected } => {
+                        w.u8(2);
+                        w.u8(identity_field_code(field));
+                        w.str(expected);
+                    }
                     LoadFailure::OnLoad(kind) => {
                         w.u8(3);
                         w.u8(kind_code(*kind));
@@ -121,7 +144,10 @@ impl Message {
                 let failure = match r.u8().ok()? {
                     0 => LoadFailure::NotAPlugin,
                     1 => LoadFailure::AbiMismatch,
-                    2 => LoadFailure::Identity,
+                    2 => LoadFailure::Identity {
+                        field: identity_field_from(r.u8().ok()?)?,
+                        expected: r.str().ok()?.to_owned(),
+                    },
                     3 => LoadFailure::OnLoad(kind_from(r.u8().ok()?)),
                     _ => LoadFailure::Setup,
                 };
@@ -197,6 +223,13 @@ mod tests {
             Message::Failed {
                 failure: LoadFailure::AbiMismatch,
                 message: "layout".into(),
+            },
+            Message::Failed {
+                failure: LoadFailure::Identity {
+                    field: "sdk_version",
+                    expected: "^0.3.0".into(),
+                },
+                message: "0.2.9".into(),
             },
             Message::Log {
                 level: LogLevel::Warn,

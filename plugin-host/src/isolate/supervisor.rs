@@ -241,7 +241,14 @@ impl Supervisor {
         let plugin = self.name.clone();
         let path = PathBuf::from(format!("memfd:plugin:{}-{}", self.name, self.version));
         match failure {
-            LoadFailure::NotAPlugin | LoadFailure::Identity => Error::NotAPlugin {
+            LoadFailure::Identity { field, expected } => Error::IdentityMismatch {
+                plugin,
+                path,
+                field,
+                expected,
+                found: message,
+            },
+            LoadFailure::NotAPlugin => Error::NotAPlugin {
                 plugin,
                 path,
                 reason: message,

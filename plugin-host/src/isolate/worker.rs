@@ -20,16 +20,13 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use plugin_abi::abi_stable::library::RawLibrary;
-use plugin_abi::abi_stable::sabi_trait::TD_Opaque;
-use plugin_abi::abi_stable::sabi_types::RRef;
-use plugin_abi::abi_stable::std_types::RResult;
-use plugin_abi::{ErrorKind, HostContext_TO, LogLevel, PluginModRef};
+use plugin_abi::{ErrorKind, LogLevel};
 
 use super::control::{self, LoadFailure, Message};
 use super::shm::{Shm, REQUEST, RESPONSE};
 use super::wire::{Reader, Writer};
 use crate::cancel::AbortToken;
-use crate::context::CallContext;
+use crate::module::{invoke, one_line, Module};
 use crate::{CancelHandle, Context, Error};
 
 pub(super) const SOCKET_FD: i32 = 3;
@@ -140,15 +137,10 @@ fn serve(socket: &UnixStream, name: &str, version: &str) -> Result<(), (LoadFail
     let module = load(name, version)?;
 
     let abort = AbortToken::new();
-    if let Some(on_load) = module.on_load() {
-        let ctx = Context::background();
-        let call = CallContext::new(&ctx, name, &abort);
-        if let RResult::RErr(err) = on_load(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque)) {
-            return Err((LoadFailure::OnLoad(err.kind), err.message.into_string()));
-        }
-    }
-    let has_on_unload =
-        module.on_unload().is_some() || matches!(module.on_unload_with_context(), Some(Some(_)));
+    module.on_load(name, &abort).map_err(|err| match err {
+        Error::OnLoad { kind, message, .. } => (LoadFailure::OnLoad(kind), message),
+        other => (LoadFailure::OnLoad(ErrorKind::Other), other.to_string()),
+    })?;
     let current: Current = Arc::new((0..shm.lanes()).map(|_| Mutex::new(None)).collect());
     for lane in 0..shm.lanes() {
         let (shm, current, name) = (shm.clone(), current.clone(), name.to_owned());
@@ -160,8 +152,8 @@ fn serve(socket: &UnixStream, name: &str, version: &str) -> Result<(), (LoadFail
     send(
         socket,
         &Message::Ready {
-            has_on_load: module.on_load().is_some(),
-            has_on_unload,
+            has_on_load: module.has_on_load(),
+            has_on_unload: module.has_on_unload(),
         },
     )
     .map_err(|e| (LoadFailure::Setup, format!("the socket: {e}")))?;
@@ -178,7 +170,7 @@ fn serve(socket: &UnixStream, name: &str, version: &str) -> Result<(), (LoadFail
                 }
             }
             Ok(Some(Message::Stop)) => {
-                let on_unload = crate::load::on_unload(name, module);
+                let on_unload = module.on_unload(name);
                 let _ = send(
                     socket,
                     &Message::Stopped {
@@ -197,34 +189,38 @@ fn serve(socket: &UnixStream, name: &str, version: &str) -> Result<(), (LoadFail
     }
 }
 
-fn load(name: &str, version: &str) -> Result<PluginModRef, (LoadFailure, String)> {
+fn load(name: &str, version: &str) -> Result<Module, (LoadFailure, String)> {
     let path = format!("/proc/self/fd/{LIBRARY_FD}");
-    let raw = RawLibrary::load_at(Path::new(&path)).map_err(|e| {
-        (
-            LoadFailure::NotAPlugin,
-            crate::load::one_line(&e.to_string()),
-        )
-    })?;
+    let raw = RawLibrary::load_at(Path::new(&path))
+        .map_err(|e| (LoadFailure::NotAPlugin, one_line(&e.to_string())))?;
     let raw: &'static RawLibrary = Box::leak(Box::new(raw));
-    let module = crate::load::open_module(name, Path::new(&path), raw).map_err(|e| match e {
+    let as_failure = |err| match err {
         Error::AbiMismatch { reason, .. } => (LoadFailure::AbiMismatch, reason),
+        Error::IdentityMismatch {
+            field,
+            expected,
+            found,
+            ..
+        } => (LoadFailure::Identity { field, expected }, found),
         Error::NotAPlugin { reason, .. } => (LoadFailure::NotAPlugin, reason),
         other => (LoadFailure::NotAPlugin, other.to_string()),
+    };
+    let module = Module::open(name, Path::new(&path), raw).map_err(as_failure)?;
+    // The host checked the file's identity record against the manifest; the identity the
+    // code reports gets the same check, with the version the host passed.
+    let version = semver::Version::parse(version).map_err(|e| {
+        (
+            LoadFailure::Setup,
+            format!("the host passed the version `{version}`: {e}"),
+        )
     })?;
-    let info = (module.info())();
-    if info.name.as_str() != name || info.version.as_str() != version {
-        return Err((
-            LoadFailure::Identity,
-            format!(
-                "its code reports `{} {}`, not `{name} {version}`",
-                info.name, info.version
-            ),
-        ));
-    }
+    module
+        .check_identity(name, &version, Path::new(&path))
+        .map_err(as_failure)?;
     Ok(module)
 }
 
-fn serve_lane(shm: &Shm, lane: usize, module: PluginModRef, name: &str, current: &Current) {
+fn serve_lane(shm: &Shm, lane: usize, module: Module, name: &str, current: &Current) {
     let abort = AbortToken::new();
     let mut input = Vec::new();
     let mut output = Vec::new();
@@ -254,12 +250,8 @@ fn serve_lane(shm: &Shm, lane: usize, module: PluginModRef, name: &str, current:
             ctx.cancel();
         }
         *current[lane].lock() = Some((head.seq, ctx.cancel_handle()));
-        let call = CallContext::new(&ctx, name, &abort);
-        let result = match (module.execute())(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque))
-        {
-            RResult::ROk(()) => Ok(()),
-            RResult::RErr(err) => Err((err.kind, err.message.into_string())),
-        };
+        let result = invoke(module.execute(), &ctx, name, &abort)
+            .map_err(|err| (err.kind, err.message.into_string()));
         *current[lane].lock() = None;
 
         let mut writer = Writer::new(std::mem::take(&mut output));

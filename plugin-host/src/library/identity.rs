@@ -7,7 +7,6 @@ use object::{BinaryFormat, Object, ObjectSection};
 use plugin_abi::identity::{self, DecodeError, Identity};
 use plugin_abi::ABI_VERSION;
 
-use crate::manifest::Manifest;
 use crate::Error;
 
 /// Reads the identity record `export_plugin!` writes into its own link section
@@ -56,8 +55,10 @@ pub(crate) fn read_identity<'data>(
     })
 }
 
-/// Checks `found`, the identity of `library`, against the manifest: the ABI version, the
-/// name, the version, and an SDK version caret-compatible with this host's `plugin-abi`.
+/// Checks `found`, the identity of `library`, against the plugin's `name` and `version` (its
+/// manifest's): the ABI version, the name, the version, and an SDK version caret-compatible
+/// with this host's `plugin-abi`. The same check serves the record read from the file and,
+/// once the library is mapped, the identity its code reports, in the host and in a worker.
 ///
 /// # Errors
 ///
@@ -65,7 +66,7 @@ pub(crate) fn read_identity<'data>(
 /// first field that differs.
 pub(crate) fn check_identity(
     name: &str,
-    manifest: &Manifest,
+    version: &semver::Version,
     library: &Path,
     found: &Identity<'_>,
 ) -> Result<(), Error> {
@@ -86,15 +87,11 @@ pub(crate) fn check_identity(
             ),
         });
     }
-    if found.name != manifest.name {
-        return Err(mismatch("name", manifest.name.clone(), found.name));
+    if found.name != name {
+        return Err(mismatch("name", name.to_owned(), found.name));
     }
-    if found.version != manifest.version.to_string() {
-        return Err(mismatch(
-            "version",
-            manifest.version.to_string(),
-            found.version,
-        ));
+    if found.version != version.to_string() {
+        return Err(mismatch("version", version.to_string(), found.version));
     }
     let compatible = semver::Version::parse(found.sdk_version)
         .ok()
@@ -120,12 +117,12 @@ mod tests {
     use super::*;
 
     fn check(found: Identity<'_>) -> Result<(), Error> {
-        let manifest = Manifest::parse(
-            r#"{ "name": "hello", "version": "1.2.0", "source": { "mode": "local_so", "path": "hello" } }"#,
-            Path::new("hello/plugin.json"),
+        check_identity(
+            "hello",
+            &semver::Version::new(1, 2, 0),
+            Path::new("hello/libhello.so"),
+            &found,
         )
-        .unwrap();
-        check_identity("hello", &manifest, Path::new("hello/libhello.so"), &found)
     }
 
     const GOOD: Identity<'static> = Identity {

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use plugin_abi::abi_stable::library::RawLibrary;
 
-use super::classify;
+use crate::module::classify;
 use crate::Error;
 
 /// Where private copies go.
@@ -127,7 +127,7 @@ pub(crate) fn map_private_copy(
             })
         }
         Err(err) => {
-            let reason = super::one_line(&err.to_string());
+            let reason = crate::module::one_line(&err.to_string());
             if exec_refused(&reason) {
                 Err(Error::CopyNotExecutable {
                     plugin: name.to_owned(),
@@ -228,7 +228,7 @@ mod memfd {
     use plugin_abi::abi_stable::library::RawLibrary;
 
     use super::{exec_refused, Mapped, PrivateCopy};
-    use crate::load::{classify, one_line};
+    use crate::module::{classify, one_line};
     use crate::Error;
 
     /// `MFD_EXEC` (Linux 6.3): asks for an executable memory file explicitly, which systems

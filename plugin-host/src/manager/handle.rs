@@ -36,7 +36,6 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
-use plugin_abi::abi_stable::sabi_trait::TD_Opaque;
 use plugin_abi::abi_stable::sabi_types::RRef;
 use plugin_abi::abi_stable::std_types::RResult;
 use plugin_abi::{HostContext_TO, PluginError};
@@ -47,7 +46,6 @@ type ExecuteFn =
 
 use super::status::{PluginState, PluginStatus, PluginSummary};
 use super::version::{CallGuard, LoadedVersion, ThreadStripe};
-use crate::context::CallContext;
 use crate::fence;
 use crate::load::Code;
 use crate::{Context, Error};
@@ -360,12 +358,8 @@ impl PluginHandle {
             (None, Code::InProcess(module)) => module.execute(),
             (None, Code::Process(worker)) => return worker.call(ctx, &version.abort),
         };
-        let call = CallContext::new(ctx, &self.slot.name, &version.abort);
-        let raw = HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque);
-        match execute(raw) {
-            RResult::ROk(()) => Ok(()),
-            RResult::RErr(err) => Err(Error::call(&self.slot.name, err)),
-        }
+        crate::module::invoke(execute, ctx, &self.slot.name, &version.abort)
+            .map_err(|err| Error::call(&self.slot.name, err))
     }
 
     /// Calls the plugin's typed entry (`export_plugin! { call: f }`): stores `input` in `ctx`

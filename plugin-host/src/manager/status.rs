@@ -269,11 +269,7 @@ impl PluginSummary {
     pub(super) fn of(loaded: &Loaded) -> Self {
         let (hooks, isolation, worker) = match &loaded.code {
             Code::InProcess(module) => (
-                (
-                    module.on_load().is_some(),
-                    module.on_unload().is_some()
-                        || matches!(module.on_unload_with_context(), Some(Some(_))),
-                ),
+                (module.has_on_load(), module.has_on_unload()),
                 Isolation::InProcess,
                 None,
             ),

@@ -4,16 +4,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use plugin_abi::abi_stable::sabi_trait::TD_Opaque;
-use plugin_abi::abi_stable::sabi_types::RRef;
-use plugin_abi::abi_stable::std_types::RResult;
-use plugin_abi::HostContext_TO;
 
 use super::install::FolderStamp;
 use crate::cancel::AbortToken;
-use crate::context::CallContext;
 use crate::load::{Code, Loaded};
-use crate::{Context, Error};
+use crate::Error;
 
 /// One loaded library of a plugin, with what a call needs besides it.
 pub(crate) struct LoadedVersion {
@@ -165,29 +160,17 @@ pub(super) fn drain(version: &LoadedVersion, timeout: Option<Duration>) -> bool 
 }
 
 pub(super) fn run_on_load(name: &str, version: &LoadedVersion) -> Result<(), Error> {
-    // A worker ran `on_load` itself before it reported ready.
-    let Code::InProcess(module) = &version.loaded.code else {
-        return Ok(());
-    };
-    let Some(on_load) = module.on_load() else {
-        return Ok(());
-    };
-    let ctx = Context::background();
-    let call = CallContext::new(&ctx, name, &version.abort);
-    match on_load(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque)) {
-        RResult::ROk(()) => Ok(()),
-        RResult::RErr(err) => Err(Error::OnLoad {
-            plugin: name.to_owned(),
-            kind: err.kind,
-            message: err.message.into_string(),
-        }),
+    match &version.loaded.code {
+        Code::InProcess(module) => module.on_load(name, &version.abort),
+        // A worker ran `on_load` itself before it reported ready.
+        Code::Process(_) => Ok(()),
     }
 }
 
 /// Runs the version's `on_unload`: in this process, or in its worker, which then exits.
 pub(super) fn run_on_unload(name: &str, loaded: &Loaded) -> Result<(), Error> {
     match &loaded.code {
-        Code::InProcess(module) => crate::load::on_unload(name, *module),
+        Code::InProcess(module) => module.on_unload(name),
         Code::Process(supervisor) => supervisor.stop(),
     }
 }
