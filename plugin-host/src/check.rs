@@ -24,6 +24,12 @@ use crate::library;
 use crate::manifest::{Manifest, SourceMode, MANIFEST_FILE};
 use crate::Error;
 
+/// The host version a manager checks `requires.host` against unless told otherwise: this
+/// crate's version.
+pub(crate) fn default_host_version() -> semver::Version {
+    semver::Version::parse(env!("CARGO_PKG_VERSION")).expect("the crate version is valid semver")
+}
+
 /// The checks that need no `dlopen`, with their settings. [`Checks::new`] gives the
 /// manager's defaults: this crate's version as the host version, every permission check on,
 /// and no base directory (the folder may lie anywhere; the folders above it are checked).
@@ -44,7 +50,7 @@ impl Checks {
     /// The checks with the manager's default settings.
     pub fn new() -> Self {
         Checks {
-            host_version: crate::manager::default_host_version(),
+            host_version: default_host_version(),
             base_dir: None,
             folders: library::FolderPolicy::default(),
         }

@@ -41,6 +41,7 @@
 //! its memory is returned.
 #![warn(missing_docs)]
 
+mod backend;
 mod bias;
 mod cancel;
 pub mod check;

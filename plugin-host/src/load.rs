@@ -27,9 +27,11 @@ mod copy;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
 use std::time::SystemTime;
 
+#[cfg(target_os = "linux")]
+use crate::backend::Worker;
+use crate::backend::{Backend, InProcess};
 use crate::check::{check, CheckConfig, Checked};
 use crate::isolate::{ProcessOptions, Supervisor, SupervisorHooks};
 use crate::manifest::Manifest;
@@ -45,18 +47,11 @@ pub(crate) struct LoadConfig<'a> {
     pub(crate) mapped: &'a AtomicUsize,
 }
 
-/// Where a loaded plugin's code runs.
-pub(crate) enum Code {
-    /// Mapped into this process.
-    InProcess(Module),
-    /// In a supervised worker process.
-    Process(Arc<Supervisor>),
-}
-
 /// A library that passed every check and whose root module is ready to call.
 pub(crate) struct Loaded {
     pub(crate) manifest: Manifest,
-    pub(crate) code: Code,
+    /// Where its code runs.
+    pub(crate) code: Box<dyn Backend>,
     pub(crate) dir: PathBuf,
     pub(crate) library: PathBuf,
     pub(crate) copy: PrivateCopy,
@@ -104,7 +99,7 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig<'_>) -> Result<Lo
 
     Ok(Loaded {
         manifest,
-        code: Code::InProcess(module),
+        code: Box::new(InProcess(module)),
         dir: dir.to_path_buf(),
         library,
         copy,
@@ -139,7 +134,7 @@ pub(crate) fn load_isolated(
     ));
     Ok(Loaded {
         manifest,
-        code: Code::Process(supervisor),
+        code: Box::new(Worker(supervisor)),
         dir: dir.to_path_buf(),
         library,
         copy: PrivateCopy::Memory { shown },

@@ -47,7 +47,6 @@ type ExecuteFn =
 use super::status::{PluginState, PluginStatus, PluginSummary};
 use super::version::{CallGuard, LoadedVersion, ThreadStripe};
 use crate::fence;
-use crate::load::Code;
 use crate::{Context, Error};
 
 /// One plugin name in the registry. Handles point here, so a handle sees upgrades and
@@ -254,10 +253,7 @@ impl Hit {
             publication,
             version: Arc::as_ptr(version),
             stripe,
-            execute: match &version.loaded.code {
-                Code::InProcess(module) => Some(module.execute()),
-                Code::Process(_) => None,
-            },
+            execute: version.loaded.code.entry(),
             owned,
             light: owned && fence::asymmetric(),
         }
@@ -353,10 +349,11 @@ impl PluginHandle {
             return Err(self.not_active());
         };
         let version = call.version;
-        let execute = match (call.execute, &version.loaded.code) {
-            (Some(execute), _) => execute,
-            (None, Code::InProcess(module)) => module.execute(),
-            (None, Code::Process(worker)) => return worker.call(ctx, &version.abort),
+        let Some(execute) = call.execute.or_else(|| version.loaded.code.entry()) else {
+            return version
+                .loaded
+                .code
+                .call(&self.slot.name, ctx, &version.abort);
         };
         crate::module::invoke(execute, ctx, &self.slot.name, &version.abort)
             .map_err(|err| Error::call(&self.slot.name, err))

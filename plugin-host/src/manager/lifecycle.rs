@@ -10,7 +10,6 @@ use super::install::{install_folder, FolderStamp};
 use super::status::{Drain, Event, PluginState, ShutdownOutcome, UpgradeOptions, Upgraded};
 use super::version::{drain, remove_copy, run_on_unload, LoadedVersion};
 use super::{Listeners, PluginManager};
-use crate::load::Code;
 use crate::watch::{WatchOptions, WatchTarget, Watcher};
 use crate::Error;
 
@@ -111,14 +110,13 @@ impl PluginManager {
             old.abort.abort();
             if !drain(&old, Some(drain_timeout)) {
                 let calls = old.in_flight.total();
-                if let Code::Process(supervisor) = &old.loaded.code {
-                    // Its calls run in a process of their own: end it, and them with it.
+                // Calls that run in a process of their own end with it.
+                if old.loaded.code.kill() {
                     tracing::error!(
                         plugin = %slot.name,
                         calls,
-                        "calls ignore cancellation; killing the plugin's worker"
+                        "calls ignore cancellation; killed the plugin's worker"
                     );
-                    supervisor.kill();
                     drain(&old, None);
                     slot.prune_draining();
                     return (Drain::Killed { calls }, Ok(()));
@@ -370,10 +368,9 @@ impl PluginManager {
             return false;
         };
         let current = slot.current.load();
-        matches!(
-            current.as_ref().map(|v| &v.loaded.code),
-            Some(Code::Process(supervisor)) if supervisor.is_quarantined()
-        )
+        current
+            .as_ref()
+            .is_some_and(|v| v.loaded.code.is_quarantined())
     }
 
     /// Whether plugin `name` is disabled in the state file. If the file cannot be read, every

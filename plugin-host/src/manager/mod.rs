@@ -24,7 +24,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use crate::check::{check, CheckConfig, Inspection};
+use crate::check::{check, default_host_version, CheckConfig, Inspection};
 use crate::discover::discover;
 use crate::isolate::{Isolation, ProcessOptions, SupervisorHooks, WorkerExit};
 use crate::library::FolderPolicy;
@@ -203,12 +203,6 @@ impl PluginManagerBuilder {
             retained: Mutex::new(HashMap::new()),
         }
     }
-}
-
-/// The host version a manager checks `requires.host` against unless told otherwise: this
-/// crate's version.
-pub(crate) fn default_host_version() -> semver::Version {
-    semver::Version::parse(env!("CARGO_PKG_VERSION")).expect("the crate version is valid semver")
 }
 
 impl PluginManager {

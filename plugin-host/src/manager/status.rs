@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::isolate::{Isolation, WorkerExit, WorkerStatus};
-use crate::load::{Code, Loaded};
+use crate::load::Loaded;
 use crate::manifest::Manifest;
 use crate::Error;
 
@@ -267,18 +267,11 @@ pub struct PluginSummary {
 
 impl PluginSummary {
     pub(super) fn of(loaded: &Loaded) -> Self {
-        let (hooks, isolation, worker) = match &loaded.code {
-            Code::InProcess(module) => (
-                (module.has_on_load(), module.has_on_unload()),
-                Isolation::InProcess,
-                None,
-            ),
-            Code::Process(supervisor) => (
-                supervisor.hooks_present(),
-                Isolation::Process,
-                Some(supervisor.status()),
-            ),
-        };
+        let (hooks, isolation, worker) = (
+            loaded.code.hooks(),
+            loaded.code.isolation(),
+            loaded.code.worker(),
+        );
         PluginSummary {
             name: loaded.manifest.name.clone(),
             version: loaded.manifest.version.clone(),

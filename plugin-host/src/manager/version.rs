@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 
 use super::install::FolderStamp;
 use crate::cancel::AbortToken;
-use crate::load::{Code, Loaded};
+use crate::load::Loaded;
 use crate::Error;
 
 /// One loaded library of a plugin, with what a call needs besides it.
@@ -160,19 +160,12 @@ pub(super) fn drain(version: &LoadedVersion, timeout: Option<Duration>) -> bool 
 }
 
 pub(super) fn run_on_load(name: &str, version: &LoadedVersion) -> Result<(), Error> {
-    match &version.loaded.code {
-        Code::InProcess(module) => module.on_load(name, &version.abort),
-        // A worker ran `on_load` itself before it reported ready.
-        Code::Process(_) => Ok(()),
-    }
+    version.loaded.code.on_load(name, &version.abort)
 }
 
 /// Runs the version's `on_unload`: in this process, or in its worker, which then exits.
 pub(super) fn run_on_unload(name: &str, loaded: &Loaded) -> Result<(), Error> {
-    match &loaded.code {
-        Code::InProcess(module) => module.on_unload(name),
-        Code::Process(supervisor) => supervisor.stop(),
-    }
+    loaded.code.on_unload(name)
 }
 
 /// Deletes the private copy if it is a file (a memory file has nothing to delete). The
