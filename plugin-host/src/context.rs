@@ -291,15 +291,27 @@ pub(crate) struct CallContext<'a> {
     abort: &'a AbortToken,
     /// Whether this call was granted the bias on the values (`bias.rs`).
     grant: Grant,
+    /// Where the plugin's log records go.
+    sink: LogSink,
 }
 
+/// Where a plugin's log records go: [`emit_log`] in the host; a worker passes one that sends
+/// them to its host.
+pub(crate) type LogSink = fn(plugin: &str, level: LogLevel, message: &str);
+
 impl<'a> CallContext<'a> {
-    pub(crate) fn new(ctx: &'a Context, plugin: &'a str, abort: &'a AbortToken) -> Self {
+    pub(crate) fn new(
+        ctx: &'a Context,
+        plugin: &'a str,
+        abort: &'a AbortToken,
+        sink: LogSink,
+    ) -> Self {
         CallContext {
             ctx,
             plugin,
             abort,
             grant: Grant::default(),
+            sink,
         }
     }
 
@@ -384,13 +396,7 @@ impl HostContext for CallContext<'_> {
     }
 
     fn log(&self, level: LogLevel, message: RStr<'_>) {
-        let plugin = self.plugin;
-        let message = message.as_str();
-        // In a worker process, records go to the host, which logs them as below.
-        if crate::isolate::forward_log(level, message) {
-            return;
-        }
-        emit_log(plugin, level, message);
+        (self.sink)(self.plugin, level, message.as_str());
     }
 }
 
@@ -548,7 +554,7 @@ mod tests {
         f: impl FnOnce(&plugin_sdk::Context<'_>) -> R,
     ) -> R {
         use plugin_abi::abi_stable::{sabi_trait::TD_Opaque, sabi_types::RRef};
-        let call = CallContext::new(ctx, "test", abort);
+        let call = CallContext::new(ctx, "test", abort, emit_log);
         let raw = plugin_abi::HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque);
         let plugin_view = plugin_sdk::Context::from_raw(raw);
         f(&plugin_view)

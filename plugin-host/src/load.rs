@@ -91,7 +91,7 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig<'_>) -> Result<Lo
     )?;
     drop(bytes);
     let copy = mapped.copy;
-    let module = Module::open(name, &library, mapped.library)?;
+    let module = Module::open(name, &library, mapped.library, crate::context::emit_log)?;
 
     // 5. The identity the code reports, checked again: it is the record's unless the record
     // was not written by `export_plugin!`, and checking it costs one call.

@@ -21,36 +21,41 @@ use plugin_abi::identity::Identity;
 use plugin_abi::{HostContext_TO, PluginError, PluginModRef};
 
 use crate::cancel::AbortToken;
-use crate::context::{CallContext, Context};
+use crate::context::{CallContext, Context, LogSink};
 use crate::Error;
 
 /// A plugin entry that takes a context: `execute`, `on_load`, `on_unload` with a context.
 pub(crate) type Entry =
     for<'a> extern "C" fn(ctx: HostContext_TO<'a, RRef<'a, ()>>) -> RResult<(), PluginError>;
 
-/// Runs `entry` in `ctx`, as plugin `name`, with the version's `abort` token.
+/// Runs `entry` in `ctx`, as plugin `name`, with the version's `abort` token; the plugin's
+/// log records go to `sink`.
 #[inline]
 pub(crate) fn invoke(
     entry: Entry,
     ctx: &Context,
     name: &str,
     abort: &AbortToken,
+    sink: LogSink,
 ) -> Result<(), PluginError> {
-    let call = CallContext::new(ctx, name, abort);
+    let call = CallContext::new(ctx, name, abort, sink);
     match entry(HostContext_TO::from_ptr(RRef::new(&call), TD_Opaque)) {
         RResult::ROk(()) => Ok(()),
         RResult::RErr(err) => Err(err),
     }
 }
 
-/// The root module of a mapped plugin library. Cheap to copy: the library is never closed,
-/// so the module lives as long as the process.
+/// The root module of a mapped plugin library, with where its hooks' log records go. Cheap
+/// to copy: the library is never closed, so the module lives as long as the process.
 #[derive(Clone, Copy)]
-pub(crate) struct Module(PluginModRef);
+pub(crate) struct Module {
+    root: PluginModRef,
+    sink: LogSink,
+}
 
 impl Module {
     /// abi_stable's header, version and layout checks on the mapped library `raw`, loaded
-    /// from `library` for plugin `name`.
+    /// from `library` for plugin `name`; its hooks log to `sink`.
     ///
     /// # Errors
     ///
@@ -60,6 +65,7 @@ impl Module {
         name: &str,
         library: &Path,
         raw: &'static RawLibrary,
+        sink: LogSink,
     ) -> Result<Module, Error> {
         // SAFETY: the header borrows from the library, which is never closed (`raw` is
         // `'static`), so its `'static` references stay valid.
@@ -67,7 +73,7 @@ impl Module {
         header
             .map_err(|e| classify(name, library, e))?
             .init_root_module::<PluginModRef>()
-            .map(Module)
+            .map(|root| Module { root, sink })
             .map_err(|e| classify(name, library, e))
     }
 
@@ -85,7 +91,7 @@ impl Module {
         version: &semver::Version,
         library: &Path,
     ) -> Result<String, Error> {
-        let info = (self.0.info())();
+        let info = (self.root.info())();
         let reported = Identity {
             abi_version: info.abi_version,
             name: info.name.as_str(),
@@ -99,17 +105,18 @@ impl Module {
     /// The `execute` entry, which the call path caches.
     #[inline]
     pub(crate) fn execute(&self) -> Entry {
-        self.0.execute()
+        self.root.execute()
     }
 
     /// Whether the plugin has an `on_load` hook.
     pub(crate) fn has_on_load(&self) -> bool {
-        self.0.on_load().is_some()
+        self.root.on_load().is_some()
     }
 
     /// Whether the plugin has an `on_unload` hook, in either form.
     pub(crate) fn has_on_unload(&self) -> bool {
-        self.0.on_unload().is_some() || matches!(self.0.on_unload_with_context(), Some(Some(_)))
+        self.root.on_unload().is_some()
+            || matches!(self.root.on_unload_with_context(), Some(Some(_)))
     }
 
     /// Runs `on_load`, if the plugin has it, in a background context.
@@ -118,13 +125,15 @@ impl Module {
     ///
     /// [`Error::OnLoad`] with what the hook returned.
     pub(crate) fn on_load(&self, name: &str, abort: &AbortToken) -> Result<(), Error> {
-        let Some(on_load) = self.0.on_load() else {
+        let Some(on_load) = self.root.on_load() else {
             return Ok(());
         };
-        invoke(on_load, &Context::background(), name, abort).map_err(|err| Error::OnLoad {
-            plugin: name.to_owned(),
-            kind: err.kind,
-            message: err.message.into_string(),
+        invoke(on_load, &Context::background(), name, abort, self.sink).map_err(|err| {
+            Error::OnLoad {
+                plugin: name.to_owned(),
+                kind: err.kind,
+                message: err.message.into_string(),
+            }
         })
     }
 
@@ -135,9 +144,15 @@ impl Module {
     ///
     /// [`Error::OnUnload`] with what the hook returned.
     pub(crate) fn on_unload(&self, name: &str) -> Result<(), Error> {
-        let result = if let Some(Some(on_unload)) = self.0.on_unload_with_context() {
-            invoke(on_unload, &Context::background(), name, &AbortToken::new())
-        } else if let Some(on_unload) = self.0.on_unload() {
+        let result = if let Some(Some(on_unload)) = self.root.on_unload_with_context() {
+            invoke(
+                on_unload,
+                &Context::background(),
+                name,
+                &AbortToken::new(),
+                self.sink,
+            )
+        } else if let Some(on_unload) = self.root.on_unload() {
             match on_unload() {
                 RResult::ROk(()) => Ok(()),
                 RResult::RErr(err) => Err(err),

@@ -2,6 +2,7 @@
 
 use super::Backend;
 use crate::cancel::AbortToken;
+use crate::context::emit_log;
 use crate::isolate::{Isolation, WorkerStatus};
 use crate::module::{invoke, Entry, Module};
 use crate::{Context, Error};
@@ -19,7 +20,7 @@ impl Backend for InProcess {
     }
 
     fn call(&self, name: &str, ctx: &Context, abort: &AbortToken) -> Result<(), Error> {
-        invoke(self.0.execute(), ctx, name, abort).map_err(|err| Error::call(name, err))
+        invoke(self.0.execute(), ctx, name, abort, emit_log).map_err(|err| Error::call(name, err))
     }
 
     fn on_load(&self, name: &str, abort: &AbortToken) -> Result<(), Error> {

@@ -210,11 +210,6 @@ pub fn init() {
     }
 }
 
-/// In a worker, sends a plugin's log record to the host and returns true; false elsewhere.
-pub(crate) fn forward_log(level: plugin_abi::LogLevel, message: &str) -> bool {
-    worker::forward_log(level, message)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

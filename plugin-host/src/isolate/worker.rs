@@ -49,20 +49,17 @@ fn send(socket: &UnixStream, message: &Message) -> std::io::Result<()> {
     control::send(socket, message)
 }
 
-/// Sends a plugin's log record to the host; false if this process is not a worker.
-pub(super) fn forward_log(level: LogLevel, message: &str) -> bool {
-    match SOCKET.get() {
-        Some(socket) => {
-            let _ = send(
-                socket,
-                &Message::Log {
-                    level,
-                    message: message.to_owned(),
-                },
-            );
-            true
-        }
-        None => false,
+/// The worker's log sink: sends a plugin's log record to the host, which logs it as its own
+/// plugins' records are logged.
+fn forward_log(_plugin: &str, level: LogLevel, message: &str) {
+    if let Some(socket) = SOCKET.get() {
+        let _ = send(
+            socket,
+            &Message::Log {
+                level,
+                message: message.to_owned(),
+            },
+        );
     }
 }
 
@@ -205,7 +202,7 @@ fn load(name: &str, version: &str) -> Result<Module, (LoadFailure, String)> {
         Error::NotAPlugin { reason, .. } => (LoadFailure::NotAPlugin, reason),
         other => (LoadFailure::NotAPlugin, other.to_string()),
     };
-    let module = Module::open(name, Path::new(&path), raw).map_err(as_failure)?;
+    let module = Module::open(name, Path::new(&path), raw, forward_log).map_err(as_failure)?;
     // The host checked the file's identity record against the manifest; the identity the
     // code reports gets the same check, with the version the host passed.
     let version = semver::Version::parse(version).map_err(|e| {
@@ -250,7 +247,7 @@ fn serve_lane(shm: &Shm, lane: usize, module: Module, name: &str, current: &Curr
             ctx.cancel();
         }
         *current[lane].lock() = Some((head.seq, ctx.cancel_handle()));
-        let result = invoke(module.execute(), &ctx, name, &abort)
+        let result = invoke(module.execute(), &ctx, name, &abort, forward_log)
             .map_err(|err| (err.kind, err.message.into_string()));
         *current[lane].lock() = None;
 

@@ -355,8 +355,14 @@ impl PluginHandle {
                 .code
                 .call(&self.slot.name, ctx, &version.abort);
         };
-        crate::module::invoke(execute, ctx, &self.slot.name, &version.abort)
-            .map_err(|err| Error::call(&self.slot.name, err))
+        crate::module::invoke(
+            execute,
+            ctx,
+            &self.slot.name,
+            &version.abort,
+            crate::context::emit_log,
+        )
+        .map_err(|err| Error::call(&self.slot.name, err))
     }
 
     /// Calls the plugin's typed entry (`export_plugin! { call: f }`): stores `input` in `ctx`
