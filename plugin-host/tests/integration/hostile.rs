@@ -3,12 +3,12 @@
 
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use plugin_host::{Context, Drain, ErrorKind, Event, PluginManager, PluginState};
 use plugin_test_support::fixtures;
 
-use crate::util::{next_event, EVENT_TIMEOUT};
+use crate::util::{next_event, wait_until, EVENT_TIMEOUT};
 
 fn manager_with(names: &[&str], drain: Duration) -> (tempfile::TempDir, Arc<PluginManager>) {
     let base = tempfile::tempdir().unwrap();
@@ -31,20 +31,10 @@ fn start_hanging_call(m: &PluginManager) -> (Context, JoinHandle<Result<(), plug
         let (h, ctx) = (m.get("hostile").unwrap(), ctx.clone());
         std::thread::spawn(move || h.execute(&ctx))
     };
-    wait_for(|| ctx.get::<bool>("started").unwrap() == Some(true));
+    wait_until("the call runs", || {
+        ctx.get::<bool>("started").unwrap() == Some(true)
+    });
     (ctx, call)
-}
-
-/// Waits for `condition`, failing the test if it does not hold within the event timeout.
-fn wait_for(mut condition: impl FnMut() -> bool) {
-    let give_up = Instant::now() + EVENT_TIMEOUT;
-    while !condition() {
-        assert!(
-            Instant::now() < give_up,
-            "condition not met within {EVENT_TIMEOUT:?}"
-        );
-        std::thread::yield_now();
-    }
 }
 
 #[test]
@@ -130,7 +120,9 @@ fn one_plugins_drain_does_not_delay_another_plugins_lifecycle() {
             drain
         })
     };
-    wait_for(|| m.state("hostile") == Some(PluginState::Unloading));
+    wait_until("the unload starts", || {
+        m.state("hostile") == Some(PluginState::Unloading)
+    });
 
     // Meanwhile another plugin loads, is reloaded, disabled and enabled.
     m.load_plugin("hello").unwrap();
@@ -157,7 +149,9 @@ fn a_drain_that_times_out_cancels_a_call_that_only_polls_is_cancelled() {
         let (h, ctx) = (m.get("hostile").unwrap(), ctx.clone());
         std::thread::spawn(move || h.execute(&ctx))
     };
-    wait_for(|| ctx.get::<bool>("started").unwrap() == Some(true));
+    wait_until("the call runs", || {
+        ctx.get::<bool>("started").unwrap() == Some(true)
+    });
     // The caller's context is never cancelled: only the drain's abort can stop the call.
     assert_eq!(m.unload("hostile").unwrap(), Drain::Clean);
     let err = call.join().unwrap().unwrap_err();

@@ -27,11 +27,14 @@ pub(crate) fn downgrade() -> UpgradeOptions {
     UpgradeOptions::new().allow_downgrade(true)
 }
 
-/// Spins until `done` holds, failing the test once [`EVENT_TIMEOUT`] has passed.
+/// Waits until `done` holds, failing the test once [`EVENT_TIMEOUT`] has passed. What it
+/// waits for (a value a plugin sets, a counter of the manager) notifies no one, so it is
+/// polled every millisecond: the waiting thread sleeps rather than competing for a core
+/// with the threads it waits for.
 pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let give_up = Instant::now() + EVENT_TIMEOUT;
     while !done() {
         assert!(Instant::now() < give_up, "timed out waiting until {what}");
-        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }

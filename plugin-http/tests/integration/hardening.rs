@@ -227,7 +227,7 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let give_up = Instant::now() + Duration::from_secs(30);
     while !condition() {
         assert!(Instant::now() < give_up, "timed out waiting for {what}");
-        std::thread::yield_now();
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
