@@ -338,7 +338,12 @@ pub(super) fn monitor(
     }
     worker.lane_freed.notify_all();
     if !worker.ending.load(Ordering::Acquire) {
-        tracing::warn!(plugin = %name, pid = worker.pid, "plugin worker {exit}");
+        tracing::warn!(
+            plugin = %name,
+            pid = worker.plugin_pid(),
+            keeper = worker.pid,
+            "plugin worker {exit}"
+        );
     }
     if ready {
         if let Some(sup) = sup.upgrade() {
