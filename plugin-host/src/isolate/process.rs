@@ -289,7 +289,15 @@ pub(super) fn monitor(
     ready: bool,
 ) {
     if ready {
+        // A frame begun is whole within this, or the worker is taken for ended.
+        let _ = worker.socket.set_read_timeout(Some(EXIT_WAIT * 5));
         loop {
+            // Read while something is there; once the keeper has exited and nothing is left,
+            // stop: what the plugin started may hold its end of the socket open (if the
+            // plugin killed its keeper, no one killed them).
+            if !socket_or_exit(&worker.socket, &worker.pidfd) {
+                break;
+            }
             match control::receive(&worker.socket) {
                 Ok(Some(Message::Log { level, message })) => emit_log(&name, level, &message),
                 Ok(Some(Message::Stopped { on_unload })) => {
@@ -348,6 +356,34 @@ pub(super) fn monitor(
     if ready {
         if let Some(sup) = sup.upgrade() {
             sup.ended(&worker, exit);
+        }
+    }
+}
+
+/// Waits until `socket` has something to read (or its end) and returns true, or until the
+/// process behind `pidfd` has exited with nothing left to read and returns false.
+fn socket_or_exit(socket: &UnixStream, pidfd: &OwnedFd) -> bool {
+    let mut fds = [
+        libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: two valid pollfds, for the call's duration.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if ready > 0 {
+            return fds[0].revents != 0;
+        }
+        if ready < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+        {
+            return false;
         }
     }
 }
