@@ -361,7 +361,10 @@ fn no_worker_outlives_a_plugctl_killed_with_sigkill() {
         "{status:?}"
     );
     assert_gone_soon(workers[0], "the worker of a plugctl killed with SIGKILL");
-    assert_gone_soon(plugin, "the plugin process of a plugctl killed with SIGKILL");
+    assert_gone_soon(
+        plugin,
+        "the plugin process of a plugctl killed with SIGKILL",
+    );
 }
 
 #[test]

@@ -180,10 +180,13 @@ pub(super) fn passed_env(extra: &[String]) -> Vec<(OsString, OsString)> {
             if reserved(name) {
                 return false;
             }
-            ALLOWED_ENV.iter().any(|allowed| match allowed.strip_suffix('*') {
-                Some(prefix) => name.starts_with(prefix),
-                None => name == *allowed,
-            }) || extra.iter().any(|e| e == name)
+            ALLOWED_ENV
+                .iter()
+                .any(|allowed| match allowed.strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix),
+                    None => name == *allowed,
+                })
+                || extra.iter().any(|e| e == name)
         })
         .collect()
 }
@@ -375,6 +378,8 @@ mod tests {
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        assert!(!names.iter().any(|n| n == "PLUGCTL_TOKEN" || n == WORKER_ENV));
+        assert!(!names
+            .iter()
+            .any(|n| n == "PLUGCTL_TOKEN" || n == WORKER_ENV));
     }
 }

@@ -381,8 +381,7 @@ fn socket_or_exit(socket: &UnixStream, pidfd: &OwnedFd) -> bool {
         if ready > 0 {
             return fds[0].revents != 0;
         }
-        if ready < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
-        {
+        if ready < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             return false;
         }
     }

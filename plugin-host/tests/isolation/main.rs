@@ -30,7 +30,8 @@ fn main() {
     for (name, test) in crashes::TESTS
         .iter()
         .chain(lifecycle::TESTS)
-        .chain(orphans::TESTS) {
+        .chain(orphans::TESTS)
+    {
         trials.push(Trial::test(*name, move || {
             test();
             Ok(())

@@ -180,7 +180,10 @@ fn after_crash() {
     let (_base, m, worker, pids, _guard) = spawned(ProcessOptions::default());
     let ctx = Context::background().with_label("abort");
     let err = m.get("hostile").unwrap().execute(&ctx).unwrap_err();
-    assert!(matches!(err, plugin_host::Error::WorkerCrashed { .. }), "{err}");
+    assert!(
+        matches!(err, plugin_host::Error::WorkerCrashed { .. }),
+        "{err}"
+    );
     assert_gone_soon(&[worker], "the crashed worker");
     assert_gone_soon(&pids, "what the plugin of a crashed worker started");
 }
@@ -230,7 +233,10 @@ fn after_host_sigkill() {
         assert!(alive(pid), "{pid} runs before the host is killed");
     }
     sigkill(&mut host);
-    assert_gone_soon(&pids, "the worker of a SIGKILLed host and what its plugin started");
+    assert_gone_soon(
+        &pids,
+        "the worker of a SIGKILLed host and what its plugin started",
+    );
 }
 
 fn on_load_hang() {
@@ -271,8 +277,14 @@ fn environment() {
     assert!(out.status.success(), "{:?}", out.status);
     let env: std::collections::BTreeMap<String, String> =
         serde_json::from_slice(&out.stdout).expect("the environment as JSON");
-    assert_eq!(env.get("ISOLATION_TEST_PASSED").map(String::as_str), Some("passed"));
-    assert_eq!(env.get("LC_ISOLATION_TEST").map(String::as_str), Some("a locale"));
+    assert_eq!(
+        env.get("ISOLATION_TEST_PASSED").map(String::as_str),
+        Some("passed")
+    );
+    assert_eq!(
+        env.get("LC_ISOLATION_TEST").map(String::as_str),
+        Some("a locale")
+    );
     assert_eq!(env.get("PATH").map(String::as_str), Some("/usr/bin:/bin"));
     assert!(!env.contains_key("PLUGCTL_TOKEN"), "{env:?}");
     assert!(!env.contains_key("ISOLATION_TEST_UNLISTED"), "{env:?}");

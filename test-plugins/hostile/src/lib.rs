@@ -168,12 +168,8 @@ fn forever() -> ! {
 /// Starts a child in this process group and a grandchild in a new session (see `spawn`);
 /// their pids.
 fn spawn() -> Result<Vec<i32>, PluginError> {
-    let failed = |what: &str| {
-        PluginError::other(format!(
-            "{what}: {}",
-            std::io::Error::last_os_error()
-        ))
-    };
+    let failed =
+        |what: &str| PluginError::other(format!("{what}: {}", std::io::Error::last_os_error()));
     let mut pipe = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the array it is given.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
