@@ -13,6 +13,8 @@
 //!   file named by the string value `pid_file` (whole: written beside it, then renamed) and
 //!   records them as `spawned`;
 //! - `spawn_spin`: `spawn`, then ignores cancellation and never returns;
+//! - `kill_parent`: `spawn`, then SIGKILLs its own parent process (in process isolation,
+//!   the worker's keeper) and waits for its own end;
 //! - `env`: records `env`, the process's environment as a map of names to values;
 //! - `leak`: allocates `leak_mb` MiB (default 256), writes every page, and keeps it;
 //! - `ok`: returns at once, recording `pid`, the process it runs in, `cancelled_at_start`,
@@ -80,7 +82,7 @@ fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
             ctx.info(&"x".repeat(60 << 10));
             Ok(())
         }
-        "spawn" | "spawn_spin" => {
+        "spawn" | "spawn_spin" | "kill_parent" => {
             let file = ctx
                 .get::<String>("pid_file")?
                 .ok_or_else(|| PluginError::invalid_input("`spawn` needs the value `pid_file`"))?;
@@ -88,6 +90,13 @@ fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
             let text: Vec<String> = pids.iter().map(ToString::to_string).collect();
             write_whole(&file, &text.join(" "))?;
             ctx.set("spawned", &pids)?;
+            if label == "kill_parent" {
+                // SAFETY: getppid and kill(2) with a pid and a constant signal.
+                unsafe { libc::kill(libc::getppid(), libc::SIGKILL) };
+                loop {
+                    std::thread::park();
+                }
+            }
             if label == "spawn_spin" {
                 loop {
                     std::hint::spin_loop();
@@ -135,7 +144,7 @@ fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
             Ok(())
         }
         other => Err(PluginError::invalid_input(format!(
-            "unknown label `{other}`: use hang, poll, spin, abort, segfault, exit, stack_overflow, panic, leak, shout, spawn, spawn_spin, env or ok"
+            "unknown label `{other}`: use hang, poll, spin, abort, segfault, exit, stack_overflow, panic, leak, shout, spawn, spawn_spin, kill_parent, env or ok"
         ))),
     }
 }
