@@ -201,7 +201,9 @@ fn kills_its_keeper() {
     let worker = worker_pid(&m);
     let file = base.path().join("pids");
     let ctx = spawn_call_in(Context::with_timeout(TIMEOUT), "kill_parent", &file);
+    let started = Instant::now();
     let err = m.get("hostile").unwrap().execute(&ctx).unwrap_err();
+    let took = started.elapsed();
     let pids = read_pids(&file, || true);
     let _guard = Leftovers(pids.clone());
     // The keeper died by SIGKILL, and the plugin process with it; the host saw it though
@@ -215,6 +217,11 @@ fn kills_its_keeper() {
         ),
         other => panic!("expected WorkerCrashed, got {other}"),
     }
+    // Seen when the keeper ended, not when a read of the socket gave up (5 s).
+    assert!(
+        took < Duration::from_millis(2500),
+        "the crash took {took:?}"
+    );
     assert_gone_soon(&[worker], "the plugin process of a killed keeper");
     // A new worker serves, within a deadline.
     let ctx = Context::with_timeout(TIMEOUT).with_label("ok");
