@@ -19,6 +19,34 @@ fn run(dir: &Path, args: &[&str]) -> (u32, Output) {
     plugctl_bounded_pid(dir, args, BOUND)
 }
 
+/// Runs plugctl with `env` added, killing it and failing the test if it has not exited
+/// within [`BOUND`].
+fn run_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_plugctl"));
+    command
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child = command.spawn().expect("plugctl starts");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(BOUND) {
+        Ok(out) => out.expect("plugctl's output"),
+        Err(_) => {
+            // SAFETY: kill(2) with a pid and a constant signal.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("plugctl {args:?} did not exit within {BOUND:?}");
+        }
+    }
+}
+
 /// The state letter and parent of process `pid`, from `/proc/PID/stat`; `None` if it is
 /// gone.
 fn state_and_parent(pid: u32) -> Option<(char, u32)> {
@@ -421,6 +449,54 @@ impl Drop for KillLeft {
             }
         }
     }
+}
+
+#[test]
+fn workers_get_a_scrubbed_environment_and_pass_env_adds_to_it_but_never_plugctl_vars() {
+    let base = base_with(&["hostile"]);
+    let call = |extra: &[&str]| {
+        let mut args = vec!["--isolation", "process"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["call", "hostile", "--label", "env"]);
+        run_with_env(
+            base.path(),
+            &args,
+            &[
+                ("PLUGCTL_TOKEN", "secret-token"),
+                ("PLUGCTL_ISOLATION_TEST", "x"),
+                ("ISOLATION_TEST_PASSED", "passed"),
+                ("ISOLATION_TEST_UNLISTED", "unlisted"),
+            ],
+        )
+    };
+    let out = call(&["--pass-env", "ISOLATION_TEST_PASSED"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let values: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let env = values["env"].as_object().expect("the worker's environment");
+    assert_eq!(
+        env.get("ISOLATION_TEST_PASSED"),
+        Some(&"passed".into()),
+        "{env:?}"
+    );
+    for hidden in [
+        "PLUGCTL_TOKEN",
+        "PLUGCTL_ISOLATION_TEST",
+        "ISOLATION_TEST_UNLISTED",
+    ] {
+        assert!(
+            !env.contains_key(hidden),
+            "{hidden} reached the worker: {env:?}"
+        );
+    }
+
+    let out = call(&["--pass-env", "PLUGCTL_TOKEN"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("PLUGCTL_TOKEN") && err.contains("never passed"),
+        "{err}"
+    );
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
 }
 
 #[test]
