@@ -231,8 +231,9 @@ fn die_by(signal: libc::c_int) -> ! {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: setrlimit with a valid struct; signal, sigprocmask and kill on this process
-    // with a constant-free but valid signal number the kernel reported.
+    // SAFETY: setrlimit with a valid struct, a local signal set, and signal, sigprocmask and
+    // kill on this process with the signal number the kernel reported for the plugin
+    // process's end (a valid one).
     unsafe {
         libc::setrlimit(libc::RLIMIT_CORE, &none);
         libc::signal(signal, libc::SIG_DFL);
