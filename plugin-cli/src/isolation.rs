@@ -1,5 +1,5 @@
 //! The global options every plugin manager plugctl builds takes (`--insecure-permissions`,
-//! `--isolation`, `--isolate`, `--grace`), and how plugctl shows where a plugin runs.
+//! `--isolation`, `--isolate`, `--grace`, `--pass-env`), and how plugctl shows where a plugin runs.
 
 use std::path::Path;
 use std::time::Duration;
@@ -53,15 +53,36 @@ pub(crate) struct ManagerArgs {
     /// is killed and restarted, e.g. 500ms (default 1s).
     #[arg(long, global = true, value_parser = humantime::parse_duration, value_name = "DURATION")]
     grace: Option<Duration>,
+
+    /// In process isolation: an environment variable workers also get, besides PATH, HOME,
+    /// USER, LOGNAME, LANG, LANGUAGE, LC_*, TZ, TMPDIR and RUST_BACKTRACE (repeatable;
+    /// PLUGCTL_* is refused).
+    #[arg(long, global = true, value_parser = pass_env_name, value_name = "NAME")]
+    pass_env: Vec<String>,
+}
+
+/// A `--pass-env` name, checked as `ProcessOptions::pass_env` checks it.
+fn pass_env_name(name: &str) -> Result<String, String> {
+    ProcessOptions::default()
+        .pass_env(name)
+        .map(|_| name.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 impl ManagerArgs {
     /// A builder for the manager of `dir` with these options.
     pub(crate) fn builder(&self, dir: &Path) -> PluginManagerBuilder {
+        let mut options = ProcessOptions::default().grace(self.grace());
+        for name in &self.pass_env {
+            // Checked when parsed (`pass_env_name`); a refusal cannot happen here.
+            if let Ok(with) = options.clone().pass_env(name.clone()) {
+                options = with;
+            }
+        }
         let mut builder = PluginManager::builder(dir)
             .insecure_permissions(self.insecure_permissions)
             .isolation(self.isolation.into())
-            .process_options(ProcessOptions::default().grace(self.grace()));
+            .process_options(options);
         for name in &self.isolate {
             builder = builder.isolate(name.clone());
         }

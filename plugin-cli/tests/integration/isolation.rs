@@ -1,6 +1,6 @@
 //! `plugctl --isolation process` and `--isolate NAME` as a process: a crashing plugin fails
-//! its call instead of plugctl, `list` and `info` show the worker, and no worker outlives a
-//! plugctl killed with SIGKILL.
+//! its call instead of plugctl, `list` and `info` show the worker, no worker outlives a
+//! plugctl killed with SIGKILL, and nothing a plugin started outlives a one-shot call.
 
 use std::path::Path;
 use std::process::Output;
@@ -17,6 +17,34 @@ const GONE_BOUND: Duration = Duration::from_secs(10);
 
 fn run(dir: &Path, args: &[&str]) -> (u32, Output) {
     plugctl_bounded_pid(dir, args, BOUND)
+}
+
+/// Runs plugctl with `env` added, killing it and failing the test if it has not exited
+/// within [`BOUND`].
+fn run_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_plugctl"));
+    command
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child = command.spawn().expect("plugctl starts");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(BOUND) {
+        Ok(out) => out.expect("plugctl's output"),
+        Err(_) => {
+            // SAFETY: kill(2) with a pid and a constant signal.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("plugctl {args:?} did not exit within {BOUND:?}");
+        }
+    }
 }
 
 /// The state letter and parent of process `pid`, from `/proc/PID/stat`; `None` if it is
@@ -67,6 +95,19 @@ fn workers_of(parent: u32, plugin: &str) -> Vec<u32> {
                 .any(|params| params.split(' ').nth(2) == Some(plugin))
         })
         .collect()
+}
+
+/// Whether `pid` descends from `ancestor`, following `/proc` parent links.
+fn descends_from(pid: u32, ancestor: u32) -> bool {
+    let mut at = pid;
+    for _ in 0..64 {
+        match state_and_parent(at) {
+            Some((_, parent)) if parent == ancestor => return true,
+            Some((_, parent)) if parent > 1 => at = parent,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// A plugctl started in the background, killed and reaped when dropped, so that a test that
@@ -324,11 +365,19 @@ fn no_worker_outlives_a_plugctl_killed_with_sigkill() {
         );
         std::thread::yield_now();
     };
+    // plugctl's child is the worker's keeper; the plugin runs in a process the keeper forked.
     let workers = workers_of(plugctl, "hostile");
     assert_eq!(workers.len(), 1, "one worker for hostile: {workers:?}");
-    // The API shows where the plugin runs, and its worker.
+    // The API shows where the plugin runs, and its worker: the plugin process, below the
+    // keeper.
     assert_eq!(status["isolation"], "process", "{status}");
-    assert_eq!(status["worker"]["pid"], workers[0], "{status}");
+    let plugin = status["worker"]["pid"].as_u64().expect("a worker pid") as u32;
+    assert!(
+        matches!(state_and_parent(plugin), Some((_, parent)) if parent == workers[0]),
+        "the plugin process {plugin} is not the keeper {}'s child: {status}",
+        workers[0]
+    );
+    assert!(descends_from(plugin, plugctl), "{status}");
     assert_eq!(status["worker"]["restarts"], 0, "{status}");
 
     // On Unix, `Child::kill` sends SIGKILL: plugctl gets no chance to stop its workers.
@@ -340,6 +389,114 @@ fn no_worker_outlives_a_plugctl_killed_with_sigkill() {
         "{status:?}"
     );
     assert_gone_soon(workers[0], "the worker of a plugctl killed with SIGKILL");
+    assert_gone_soon(
+        plugin,
+        "the plugin process of a plugctl killed with SIGKILL",
+    );
+}
+
+#[test]
+fn an_isolated_call_leaves_no_process_the_plugin_started_behind() {
+    let base = base_with(&["hostile"]);
+    let file = base.path().join("spawned-pids");
+    let set = format!("pid_file={}", file.display());
+    let (_, out) = run(
+        base.path(),
+        &[
+            "--isolation",
+            "process",
+            "call",
+            "hostile",
+            "--label",
+            "spawn",
+            "--set",
+            &set,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let values: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let spawned: Vec<u32> = values["spawned"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `spawned` in {values}"))
+        .iter()
+        .map(|p| p.as_u64().expect("a pid") as u32)
+        .collect();
+    assert_eq!(spawned.len(), 2, "{values}");
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        written,
+        format!("{} {}", spawned[0], spawned[1]),
+        "the plugin wrote the pids it started"
+    );
+    // A child in the worker's process group and a grandchild in its own session: both end
+    // with the worker, plugctl gone.
+    let _left = KillLeft(spawned.clone());
+    for pid in spawned {
+        assert_gone_soon(pid, "a process the plugin of a one-shot call started");
+    }
+}
+
+/// Kills the processes a test saw start that still run when it ends (a failed test leaves
+/// none behind).
+struct KillLeft(Vec<u32>);
+
+impl Drop for KillLeft {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if !gone(pid) {
+                // SAFETY: kill(2) with a pid and a constant signal.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+#[test]
+fn workers_get_a_scrubbed_environment_and_pass_env_adds_to_it_but_never_plugctl_vars() {
+    let base = base_with(&["hostile"]);
+    let call = |extra: &[&str]| {
+        let mut args = vec!["--isolation", "process"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["call", "hostile", "--label", "env"]);
+        run_with_env(
+            base.path(),
+            &args,
+            &[
+                ("PLUGCTL_TOKEN", "secret-token"),
+                ("PLUGCTL_ISOLATION_TEST", "x"),
+                ("ISOLATION_TEST_PASSED", "passed"),
+                ("ISOLATION_TEST_UNLISTED", "unlisted"),
+            ],
+        )
+    };
+    let out = call(&["--pass-env", "ISOLATION_TEST_PASSED"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let values: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let env = values["env"].as_object().expect("the worker's environment");
+    assert_eq!(
+        env.get("ISOLATION_TEST_PASSED"),
+        Some(&"passed".into()),
+        "{env:?}"
+    );
+    for hidden in [
+        "PLUGCTL_TOKEN",
+        "PLUGCTL_ISOLATION_TEST",
+        "ISOLATION_TEST_UNLISTED",
+    ] {
+        assert!(
+            !env.contains_key(hidden),
+            "{hidden} reached the worker: {env:?}"
+        );
+    }
+
+    let out = call(&["--pass-env", "PLUGCTL_TOKEN"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("PLUGCTL_TOKEN") && err.contains("never passed"),
+        "{err}"
+    );
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
 }
 
 #[test]

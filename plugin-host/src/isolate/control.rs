@@ -44,6 +44,8 @@ pub(super) enum Message {
     Ready {
         has_on_load: bool,
         has_on_unload: bool,
+        /// The plugin process's id (the keeper the host started forked it).
+        pid: u32,
     },
     /// Worker to host: the plugin could not be loaded; the worker exits.
     Failed {
@@ -84,10 +86,12 @@ impl Message {
             Message::Ready {
                 has_on_load,
                 has_on_unload,
+                pid,
             } => {
                 w.u8(1);
                 w.u8(*has_on_load as u8);
                 w.u8(*has_on_unload as u8);
+                w.u32(*pid as usize);
             }
             Message::Failed { failure, message } => {
                 w.u8(2);
@@ -139,6 +143,7 @@ impl Message {
             1 => Message::Ready {
                 has_on_load: r.u8().ok()? != 0,
                 has_on_unload: r.u8().ok()? != 0,
+                pid: r.u32().ok()? as u32,
             },
             2 => {
                 let failure = match r.u8().ok()? {
@@ -215,6 +220,7 @@ mod tests {
             Message::Ready {
                 has_on_load: true,
                 has_on_unload: false,
+                pid: 4242,
             },
             Message::Failed {
                 failure: LoadFailure::OnLoad(ErrorKind::NotFound),

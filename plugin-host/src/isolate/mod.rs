@@ -11,6 +11,8 @@
 //! - `wire`: how a call's context and its result are written into a lane;
 //! - `control`: the socket beside it (start-up report, logs, cancellation, stop, and the
 //!   end of the peer);
+//! - `keeper`: the process between the host and the plugin process, which kills whatever
+//!   the plugin started when the plugin process ends or the host goes;
 //! - `worker`: the worker process's side;
 //! - `process`: a worker process as the host holds it: its launch, its monitor thread, how
 //!   it ended;
@@ -20,12 +22,14 @@
 //! See `docs/isolation.md` for what is and is not contained.
 
 mod control;
+mod keeper;
 mod process;
 mod shm;
 mod supervisor;
 mod wire;
 mod worker;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -120,6 +124,71 @@ pub struct ProcessOptions {
     /// The executable to run as the worker. Default: this process's own executable
     /// (`/proc/self/exe`), which must call [`init`] first thing in `main`.
     pub program: Option<PathBuf>,
+    /// Environment variables the worker gets from the host besides [`ALLOWED_ENV`]. Set
+    /// with [`pass_env`](Self::pass_env); a name starting with `PLUGCTL_` pushed here
+    /// directly is still never passed. Default none.
+    pub pass_env: Vec<String>,
+}
+
+/// The host's environment variables every worker gets (when the host has them); `LC_*`
+/// stands for every name starting with `LC_`. Nothing else is passed but
+/// [`WORKER_ENV`] and what [`ProcessOptions::pass_env`] adds.
+pub const ALLOWED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TZ",
+    "TMPDIR",
+    "RUST_BACKTRACE",
+];
+
+/// Why [`ProcessOptions::pass_env`] refused a name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PassEnvError {
+    /// `PLUGCTL_*` (plugctl's own settings and secrets, its API token among them) and
+    /// [`WORKER_ENV`] never reach a worker.
+    #[error("the environment variable `{name}` is never passed to a plugin worker (PLUGCTL_* and {WORKER_ENV} are reserved)")]
+    Reserved {
+        /// The name refused.
+        name: String,
+    },
+    /// Not a name an environment variable can have: empty, or holding `=` or a NUL byte.
+    #[error("`{name}` is not an environment variable name")]
+    Invalid {
+        /// The name refused.
+        name: String,
+    },
+}
+
+/// Whether the name is one no worker gets.
+fn reserved(name: &str) -> bool {
+    name.starts_with("PLUGCTL_") || name == WORKER_ENV
+}
+
+/// The host's variables a worker gets: [`ALLOWED_ENV`] and `extra`, never a reserved one.
+pub(super) fn passed_env(extra: &[String]) -> Vec<(OsString, OsString)> {
+    std::env::vars_os()
+        .filter(|(name, _)| {
+            let Some(name) = name.to_str() else {
+                return false;
+            };
+            if reserved(name) {
+                return false;
+            }
+            ALLOWED_ENV
+                .iter()
+                .any(|allowed| match allowed.strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix),
+                    None => name == *allowed,
+                })
+                || extra.iter().any(|e| e == name)
+        })
+        .collect()
 }
 
 impl Default for ProcessOptions {
@@ -135,6 +204,7 @@ impl Default for ProcessOptions {
             lanes: 8,
             max_message: 1 << 20,
             program: None,
+            pass_env: Vec::new(),
         }
     }
 }
@@ -182,6 +252,27 @@ impl ProcessOptions {
     pub fn max_message(mut self, bytes: usize) -> Self {
         self.max_message = bytes.clamp(4096, 1 << 30);
         self
+    }
+
+    /// Adds `name` to [`pass_env`](Self::pass_env): the worker gets the host's value of it,
+    /// if the host has one when the worker starts.
+    ///
+    /// # Errors
+    ///
+    /// [`PassEnvError::Reserved`] for `PLUGCTL_*` and [`WORKER_ENV`];
+    /// [`PassEnvError::Invalid`] for a name that is empty or holds `=` or a NUL byte.
+    pub fn pass_env(mut self, name: impl Into<String>) -> Result<Self, PassEnvError> {
+        let name = name.into();
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err(PassEnvError::Invalid { name });
+        }
+        if reserved(&name) {
+            return Err(PassEnvError::Reserved { name });
+        }
+        if !self.pass_env.contains(&name) {
+            self.pass_env.push(name);
+        }
+        Ok(self)
     }
 
     /// Sets [`program`](Self::program).
@@ -255,5 +346,35 @@ mod tests {
             .lanes(usize::MAX)
             .max_message(usize::MAX);
         assert_eq!((o.lanes, o.max_message), (1024, 1 << 30));
+    }
+
+    #[test]
+    fn pass_env_refuses_reserved_and_malformed_names() {
+        let o = ProcessOptions::default()
+            .pass_env("MY_SETTING")
+            .unwrap()
+            .pass_env("MY_SETTING")
+            .unwrap();
+        assert_eq!(o.pass_env, ["MY_SETTING"]);
+        for name in ["PLUGCTL_TOKEN", "PLUGCTL_ANYTHING", WORKER_ENV] {
+            assert_eq!(
+                ProcessOptions::default().pass_env(name).unwrap_err(),
+                PassEnvError::Reserved { name: name.into() }
+            );
+        }
+        for name in ["", "A=B", "A\0"] {
+            assert_eq!(
+                ProcessOptions::default().pass_env(name).unwrap_err(),
+                PassEnvError::Invalid { name: name.into() }
+            );
+        }
+        // Pushed past the setter, a reserved name is still not passed.
+        let names: Vec<_> = passed_env(&["PLUGCTL_TOKEN".into(), WORKER_ENV.into()])
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert!(!names
+            .iter()
+            .any(|n| n == "PLUGCTL_TOKEN" || n == WORKER_ENV));
     }
 }

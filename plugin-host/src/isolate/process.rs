@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -15,10 +15,11 @@ use plugin_abi::ErrorKind;
 use serde::Serialize;
 
 use super::control::{self, Message};
+use super::keeper::{kill_descendants, HOST_WALK};
 use super::shm::{Shm, DEAD, REQUEST};
 use super::supervisor::Supervisor;
 use super::worker::{CHANNEL_FD, LIBRARY_FD, SOCKET_FD};
-use super::WORKER_ENV;
+use super::{passed_env, WORKER_ENV};
 use crate::context::emit_log;
 
 /// How often a caller waiting for a lane looks at the worker's life.
@@ -86,7 +87,13 @@ pub struct WorkerStatus {
 
 /// One worker process and the host's ends of its channel and socket.
 pub(super) struct Worker {
+    /// The keeper's pid: the process the host started, the plugin process's parent.
     pub(super) pid: u32,
+    /// The plugin process's pid, as its ready report says (0 until then).
+    pub(super) plugin_pid: AtomicU32,
+    /// Set (under the lock) once the monitor reaped the keeper: from then on its pid may name
+    /// another process, and no walk starts from it.
+    pub(super) reaped: Mutex<bool>,
     pub(super) pidfd: OwnedFd,
     pub(super) shm: Shm,
     pub(super) socket: UnixStream,
@@ -115,9 +122,11 @@ pub(super) enum Launch {
 
 /// Runs `program` as a worker with `params`, the socket and channel ends in `theirs`, the
 /// library's memory file and the memory limit; the host keeps `shm` and `socket`.
+#[expect(clippy::too_many_arguments, reason = "one launch's parts, passed once")]
 pub(super) fn launch(
     program: &Path,
     params: &str,
+    pass_env: &[String],
     theirs: [OwnedFd; 2],
     library: &OwnedFd,
     memory: Option<u64>,
@@ -125,6 +134,11 @@ pub(super) fn launch(
     socket: UnixStream,
 ) -> Result<(Child, Arc<Worker>), Launch> {
     let mut command = Command::new(program);
+    // A scrubbed environment: the allow-list and what the operator passed, never PLUGCTL_*.
+    command.env_clear();
+    for (name, value) in passed_env(pass_env) {
+        command.env(name, value);
+    }
     command
         .env(WORKER_ENV, params)
         .stdin(Stdio::null())
@@ -155,6 +169,8 @@ pub(super) fn launch(
     };
     let worker = Arc::new(Worker {
         pid,
+        plugin_pid: AtomicU32::new(0),
+        reaped: Mutex::new(false),
         pidfd,
         free: Mutex::new((0..shm.lanes()).rev().collect()),
         shm,
@@ -197,6 +213,14 @@ impl Worker {
         }
     }
 
+    /// The plugin process's pid: the one a status shows.
+    pub(super) fn plugin_pid(&self) -> u32 {
+        match self.plugin_pid.load(Ordering::Acquire) {
+            0 => self.pid,
+            pid => pid,
+        }
+    }
+
     /// Whether new calls may go to this worker: it is neither dead nor being ended.
     pub(super) fn serves(&self) -> bool {
         !self.dead.load(Ordering::Acquire)
@@ -214,7 +238,16 @@ impl Worker {
         let _ = control::send(&self.socket, message);
     }
 
+    /// Kills the worker: every process below its keeper (walked from `/proc`, at most
+    /// [`HOST_WALK`]), then the keeper.
     pub(super) fn kill(&self) {
+        {
+            // The keeper's pid names it until the monitor reaps it, which waits for this lock.
+            let reaped = self.reaped.lock();
+            if !*reaped {
+                kill_descendants(self.pid as i32, HOST_WALK, || {});
+            }
+        }
         // SAFETY: pidfd_send_signal on our own pidfd; the kernel checks everything else. A
         // pidfd names this very process even once reaped, so no other process is hit.
         unsafe {
@@ -256,7 +289,15 @@ pub(super) fn monitor(
     ready: bool,
 ) {
     if ready {
+        // A frame begun is whole within this, or the worker is taken for ended.
+        let _ = worker.socket.set_read_timeout(Some(EXIT_WAIT * 5));
         loop {
+            // Read while something is there; once the keeper has exited and nothing is left,
+            // stop: what the plugin started may hold its end of the socket open (if the
+            // plugin killed its keeper, no one killed them).
+            if !socket_or_exit(&worker.socket, &worker.pidfd) {
+                break;
+            }
             match control::receive(&worker.socket) {
                 Ok(Some(Message::Log { level, message })) => emit_log(&name, level, &message),
                 Ok(Some(Message::Stopped { on_unload })) => {
@@ -271,7 +312,14 @@ pub(super) fn monitor(
     if !poll_exit(&worker.pidfd, EXIT_WAIT) {
         worker.kill();
     }
-    let status = child.wait();
+    // Reaped only once it has exited, and under the lock a kill's walk holds.
+    while !poll_exit(&worker.pidfd, Duration::from_secs(60)) {}
+    let status = {
+        let mut reaped = worker.reaped.lock();
+        let status = child.wait();
+        *reaped = true;
+        status
+    };
     let exit = if worker.killed_stuck.load(Ordering::Acquire) {
         WorkerExit::KilledStuck
     } else {
@@ -298,11 +346,43 @@ pub(super) fn monitor(
     }
     worker.lane_freed.notify_all();
     if !worker.ending.load(Ordering::Acquire) {
-        tracing::warn!(plugin = %name, pid = worker.pid, "plugin worker {exit}");
+        tracing::warn!(
+            plugin = %name,
+            pid = worker.plugin_pid(),
+            keeper = worker.pid,
+            "plugin worker {exit}"
+        );
     }
     if ready {
         if let Some(sup) = sup.upgrade() {
             sup.ended(&worker, exit);
+        }
+    }
+}
+
+/// Waits until `socket` has something to read (or its end) and returns true, or until the
+/// process behind `pidfd` has exited with nothing left to read and returns false.
+fn socket_or_exit(socket: &UnixStream, pidfd: &OwnedFd) -> bool {
+    let mut fds = [
+        libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: two valid pollfds, for the call's duration.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if ready > 0 {
+            return fds[0].revents != 0;
+        }
+        if ready < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return false;
         }
     }
 }

@@ -119,7 +119,7 @@ impl Supervisor {
             .load()
             .as_ref()
             .filter(|w| !w.dead.load(Ordering::Acquire))
-            .map(|w| w.pid);
+            .map(|w| w.plugin_pid());
         let state = self.state.lock();
         WorkerStatus {
             pid,
@@ -154,6 +154,7 @@ impl Supervisor {
         let (child, worker) = launch(
             &self.program,
             &params,
+            &self.options.pass_env,
             [OwnedFd::from(theirs), channel],
             &self.library,
             self.options.memory_limit,
@@ -184,7 +185,9 @@ impl Supervisor {
             Ok(Some(Message::Ready {
                 has_on_load,
                 has_on_unload,
+                pid,
             })) => {
+                worker.plugin_pid.store(pid, Ordering::Release);
                 self.has_on_load.store(has_on_load, Ordering::Relaxed);
                 self.has_on_unload.store(has_on_unload, Ordering::Relaxed);
                 (true, None)
@@ -402,7 +405,7 @@ impl Supervisor {
                     message: format!(
                         "the call ignored its deadline and did not return within the {} grace period; its worker (pid {}) was killed and restarts",
                         humantime::format_duration(self.options.grace),
-                        worker.pid
+                        worker.plugin_pid()
                     ),
                 });
             }

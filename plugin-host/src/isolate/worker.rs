@@ -1,6 +1,7 @@
 //! The worker process: maps the plugin the host checked, then serves its calls.
 //!
-//! The host starts the worker with [`WORKER_ENV`](super::WORKER_ENV) set to
+//! The process the host starts becomes the worker's keeper first (see `keeper`), and forks
+//! the plugin process, which does the rest. The host starts the worker with [`WORKER_ENV`](super::WORKER_ENV) set to
 //! `v1 <host pid> <name> <version>` and three descriptors: the socket on 3, the channel on 4
 //! and the sealed memory file holding the library's bytes on 5. The worker
 //!
@@ -74,6 +75,13 @@ pub(super) fn main(params: OsString) -> ! {
         // (or fails harmlessly if it is not open).
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
+    //
+    // The process the host started becomes the keeper, and forks the plugin process, in
+    // which `split` returns (see `keeper`). Bad parameters get no keeper: the worker reports
+    // them below and exits.
+    if let Some(host) = host_pid(&params) {
+        super::keeper::split(host);
+    }
     // SAFETY: the host passed the socket on this descriptor, open and owned by nothing else
     // in this process (checked below by using it; a wrong one fails the first read).
     let socket = UnixStream::from(unsafe { OwnedFd::from_raw_fd(SOCKET_FD) });
@@ -110,15 +118,20 @@ fn parse(params: &OsString) -> Option<(String, String)> {
     if words.next()? != "v1" {
         return None;
     }
-    let host: i32 = words.next()?.parse().ok()?;
-    // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } != host {
-        // The host died before this worker started; no one would read its answers.
-        exit(3)
-    }
+    // The host's pid: the keeper checked it against its parent.
+    let _host: i32 = words.next()?.parse().ok()?;
     let name = words.next()?.to_owned();
     let version = words.next()?.to_owned();
     Some((name, version))
+}
+
+/// The host's pid in the worker's parameters, if they are well formed enough to say.
+fn host_pid(params: &OsString) -> Option<i32> {
+    let mut words = params.to_str()?.split(' ');
+    if words.next()? != "v1" {
+        return None;
+    }
+    words.next()?.parse().ok()
 }
 
 /// The call in progress on each lane, so a cancellation reaches it.
@@ -151,6 +164,7 @@ fn serve(socket: &UnixStream, name: &str, version: &str) -> Result<(), (LoadFail
         &Message::Ready {
             has_on_load: module.has_on_load(),
             has_on_unload: module.has_on_unload(),
+            pid: std::process::id(),
         },
     )
     .map_err(|e| (LoadFailure::Setup, format!("the socket: {e}")))?;

@@ -7,6 +7,7 @@
 
 mod crashes;
 mod lifecycle;
+mod orphans;
 mod util;
 
 use libtest_mimic::{Arguments, Trial};
@@ -19,10 +20,18 @@ fn main() {
         eprintln!("isolate::init returned in a worker process");
         std::process::exit(101);
     }
+    // Run again as a host for a test to SIGKILL (see `orphans::host`).
+    if let Ok(scenario) = std::env::var(orphans::HOST_ENV) {
+        orphans::host(&scenario)
+    }
     util::capture_logs();
     let args = Arguments::from_args();
     let mut trials = Vec::new();
-    for (name, test) in crashes::TESTS.iter().chain(lifecycle::TESTS) {
+    for (name, test) in crashes::TESTS
+        .iter()
+        .chain(lifecycle::TESTS)
+        .chain(orphans::TESTS)
+    {
         trials.push(Trial::test(*name, move || {
             test();
             Ok(())

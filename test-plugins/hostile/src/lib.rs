@@ -7,11 +7,23 @@
 //!   cancellation state it polls can stop it), then returns a `cancelled` error;
 //! - `abort`, `segfault`, `exit` (status 7), `stack_overflow`, `panic`: what they say;
 //! - `shout`: logs one 60 KiB line;
+//! - `spawn`: starts two processes that never end on their own: a child in the worker's
+//!   process group, and a grandchild in a session of its own (its parent calls `setsid`,
+//!   forks it and exits, as a daemon does). Writes their pids, space-separated, into the
+//!   file named by the string value `pid_file` (whole: written beside it, then renamed) and
+//!   records them as `spawned`;
+//! - `spawn_spin`: `spawn`, then ignores cancellation and never returns;
+//! - `kill_parent`: `spawn`, then SIGKILLs its own parent process (in process isolation,
+//!   the worker's keeper) and waits for its own end;
+//! - `env`: records `env`, the process's environment as a map of names to values;
 //! - `leak`: allocates `leak_mb` MiB (default 256), writes every page, and keeps it;
 //! - `ok`: returns at once, recording `pid`, the process it runs in, `cancelled_at_start`,
 //!   `env_marker` (whether
 //!   an environment variable naming a worker is set), `inheritable_fds` (descriptors above 2
 //!   a child process would inherit), `no_new_privs`, and logging a line at info level (`hostile says hello`).
+//!
+//! Its `on_load` does nothing, unless the environment variable `HOSTILE_LOAD_PID_FILE`
+//! names a file: then it writes its pid there (whole, as above) and never returns.
 //!
 //! It records `started` = `true` in the context as soon as a call begins, so a test can wait
 //! for the call to be running instead of sleeping. A `hang` call that is released records
@@ -70,6 +82,34 @@ fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
             ctx.info(&"x".repeat(60 << 10));
             Ok(())
         }
+        "spawn" | "spawn_spin" | "kill_parent" => {
+            let file = ctx
+                .get::<String>("pid_file")?
+                .ok_or_else(|| PluginError::invalid_input("`spawn` needs the value `pid_file`"))?;
+            let pids = spawn()?;
+            let text: Vec<String> = pids.iter().map(ToString::to_string).collect();
+            write_whole(&file, &text.join(" "))?;
+            ctx.set("spawned", &pids)?;
+            if label == "kill_parent" {
+                // SAFETY: getppid and kill(2) with a pid and a constant signal.
+                unsafe { libc::kill(libc::getppid(), libc::SIGKILL) };
+                loop {
+                    std::thread::park();
+                }
+            }
+            if label == "spawn_spin" {
+                loop {
+                    std::hint::spin_loop();
+                    std::thread::yield_now();
+                }
+            }
+            Ok(())
+        }
+        "env" => {
+            let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+            ctx.set("env", &env)?;
+            Ok(())
+        }
         "ok" => {
             ctx.set("pid", &std::process::id())?;
             ctx.set("cancelled_at_start", &ctx.is_cancelled())?;
@@ -104,7 +144,7 @@ fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
             Ok(())
         }
         other => Err(PluginError::invalid_input(format!(
-            "unknown label `{other}`: use hang, poll, spin, abort, segfault, exit, stack_overflow, panic, leak or ok"
+            "unknown label `{other}`: use hang, poll, spin, abort, segfault, exit, stack_overflow, panic, leak, shout, spawn, spawn_spin, kill_parent, env or ok"
         ))),
     }
 }
@@ -116,6 +156,88 @@ fn recurse(n: u64) -> u64 {
     recurse(frame[n as usize % 64] + 1) + frame[0]
 }
 
+/// Writes `text` to `path` whole: into a file beside it, then renamed, so a reader never sees
+/// part of it.
+fn write_whole(path: &str, text: &str) -> Result<(), PluginError> {
+    let partial = format!("{path}.partial");
+    std::fs::write(&partial, text)
+        .and_then(|()| std::fs::rename(&partial, path))
+        .map_err(|e| PluginError::other(format!("cannot write {path}: {e}")))
+}
+
+/// A process that never ends on its own. Only async-signal-safe calls: it runs in the child
+/// of a fork in a multi-threaded process.
+fn forever() -> ! {
+    loop {
+        // SAFETY: pause has no preconditions; it only waits for a signal.
+        unsafe { libc::pause() };
+    }
+}
+
+/// Starts a child in this process group and a grandchild in a new session (see `spawn`);
+/// their pids.
+fn spawn() -> Result<Vec<i32>, PluginError> {
+    let failed =
+        |what: &str| PluginError::other(format!("{what}: {}", std::io::Error::last_os_error()));
+    let mut pipe = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array it is given.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(failed("pipe2"));
+    }
+    // SAFETY: the child makes only async-signal-safe calls (pause) before it ends.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        forever()
+    }
+    if child < 0 {
+        return Err(failed("fork"));
+    }
+    // SAFETY: the child and the grandchild make only async-signal-safe calls (setsid, fork,
+    // getpid, write, pause, _exit) on plain integers and a local buffer.
+    let middle = unsafe { libc::fork() };
+    if middle == 0 {
+        // SAFETY: in the child of a fork: only async-signal-safe calls, as said above.
+        unsafe {
+            libc::setsid();
+            if libc::fork() == 0 {
+                let me = libc::getpid().to_ne_bytes();
+                libc::write(pipe[1], me.as_ptr().cast(), me.len());
+                forever()
+            }
+            libc::_exit(0)
+        }
+    }
+    if middle < 0 {
+        return Err(failed("fork"));
+    }
+    let mut grandchild = [0u8; 4];
+    // SAFETY: close, waitpid and read on this process's own descriptors and child, with
+    // valid pointers to locals.
+    let read = unsafe {
+        libc::close(pipe[1]);
+        let mut status = 0;
+        libc::waitpid(middle, &mut status, 0);
+        let read = libc::read(pipe[0], grandchild.as_mut_ptr().cast(), grandchild.len());
+        libc::close(pipe[0]);
+        read
+    };
+    if read != grandchild.len() as isize {
+        return Err(failed("the grandchild's pid"));
+    }
+    Ok(vec![child, i32::from_ne_bytes(grandchild)])
+}
+
+/// Hangs, after writing its pid, when `HOSTILE_LOAD_PID_FILE` names a file.
+fn on_load(_ctx: &Context<'_>) -> Result<(), PluginError> {
+    if let Some(file) = std::env::var_os("HOSTILE_LOAD_PID_FILE") {
+        write_whole(&file.to_string_lossy(), &std::process::id().to_string())?;
+        loop {
+            std::thread::park();
+        }
+    }
+    Ok(())
+}
+
 /// Set by `on_unload`.
 static UNLOADED: AtomicBool = AtomicBool::new(false);
 
@@ -124,4 +246,4 @@ fn on_unload() -> Result<(), PluginError> {
     Ok(())
 }
 
-export_plugin! { execute: execute, on_unload: on_unload }
+export_plugin! { execute: execute, on_load: on_load, on_unload: on_unload }
