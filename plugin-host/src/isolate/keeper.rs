@@ -23,7 +23,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::worker::{CHANNEL_FD, LIBRARY_FD, SOCKET_FD};
+use super::{CHANNEL_FD, LIBRARY_FD, SOCKET_FD};
 
 /// The longest the keeper walks and kills before it exits anyway.
 pub(super) const KEEPER_WALK: Duration = Duration::from_secs(5);

@@ -29,6 +29,12 @@ mod supervisor;
 mod wire;
 mod worker;
 
+/// The descriptors a worker process finds open when it starts: the control socket, the
+/// shared-memory channel and the sealed library.
+const SOCKET_FD: i32 = 3;
+const CHANNEL_FD: i32 = 4;
+const LIBRARY_FD: i32 = 5;
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -7,7 +7,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -17,9 +17,8 @@ use serde::Serialize;
 use super::control::{self, Message};
 use super::keeper::{kill_descendants, HOST_WALK};
 use super::shm::{Shm, DEAD, REQUEST};
-use super::supervisor::Supervisor;
-use super::worker::{CHANNEL_FD, LIBRARY_FD, SOCKET_FD};
 use super::{passed_env, WORKER_ENV};
+use super::{CHANNEL_FD, LIBRARY_FD, SOCKET_FD};
 use crate::context::emit_log;
 
 /// How often a caller waiting for a lane looks at the worker's life.
@@ -280,9 +279,10 @@ impl Worker {
 }
 
 /// The worker's monitor thread: forwards its log records, notices its end, reaps it, fails
-/// the calls waiting on it, and has the supervisor restart it.
+/// the calls waiting on it, and tells `ended` (the supervisor, which restarts it) how it
+/// ended, if it had reported ready.
 pub(super) fn monitor(
-    sup: Weak<Supervisor>,
+    ended: impl FnOnce(&Arc<Worker>, WorkerExit),
     worker: Arc<Worker>,
     mut child: Child,
     name: String,
@@ -354,9 +354,7 @@ pub(super) fn monitor(
         );
     }
     if ready {
-        if let Some(sup) = sup.upgrade() {
-            sup.ended(&worker, exit);
-        }
+        ended(&worker, exit);
     }
 }
 

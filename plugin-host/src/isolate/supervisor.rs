@@ -222,7 +222,14 @@ impl Supervisor {
         let name = self.name.clone();
         std::thread::Builder::new()
             .name(format!("worker-{}", self.name))
-            .spawn(move || monitor(sup, monitored, child, name, ready))
+            .spawn(move || {
+                let ended = |worker: &Arc<Worker>, exit| {
+                    if let Some(sup) = sup.upgrade() {
+                        sup.ended(worker, exit);
+                    }
+                };
+                monitor(ended, monitored, child, name, ready)
+            })
             .map_err(io("cannot start the worker's monitor thread"))?;
         if let Some(err) = failure {
             worker.kill();

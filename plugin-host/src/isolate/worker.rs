@@ -26,13 +26,10 @@ use plugin_abi::{ErrorKind, LogLevel};
 use super::control::{self, LoadFailure, Message};
 use super::shm::{Shm, REQUEST, RESPONSE};
 use super::wire::{Reader, Writer};
+use super::{CHANNEL_FD, LIBRARY_FD, SOCKET_FD};
 use crate::cancel::AbortToken;
 use crate::module::{invoke, one_line, Module};
 use crate::{CancelHandle, Context, Error};
-
-pub(super) const SOCKET_FD: i32 = 3;
-pub(super) const CHANNEL_FD: i32 = 4;
-pub(super) const LIBRARY_FD: i32 = 5;
 
 /// How long a lane spins for the next call after answering one, before it sleeps.
 const LANE_SPIN: Duration = Duration::from_micros(50);
