@@ -140,6 +140,7 @@ impl Context {
     }
 
     /// Runs `f` on the values, under their lock (process isolation writes them into a call).
+    #[cfg(all(target_os = "linux", feature = "isolation"))]
     pub(crate) fn with_values<R>(
         &self,
         f: impl FnOnce(usize, &mut dyn Iterator<Item = (&str, &Value)>) -> R,
@@ -154,6 +155,7 @@ impl Context {
 
     /// Replaces every value with those `fill` stores (an isolated call's result). Nothing
     /// is changed if `fill` fails.
+    #[cfg(all(target_os = "linux", feature = "isolation"))]
     pub(crate) fn replace_values<E>(
         &self,
         fill: impl FnOnce(&mut dyn FnMut(String, Value)) -> Result<(), E>,

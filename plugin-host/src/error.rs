@@ -327,6 +327,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// Process isolation was asked for, but this build of the host has none: plugin-host
+    /// was built without its `isolation` feature, or for a system other than Linux.
+    #[error(
+        "plugin `{plugin}`: process isolation is not available in this build of the host \
+         (plugin-host was built without its `isolation` feature, or not for Linux); load \
+         the plugin in process, or build the host for Linux with the feature on"
+    )]
+    IsolationUnavailable {
+        /// The plugin name.
+        plugin: String,
+    },
+
     /// A process-isolated plugin crashed too often and is quarantined: it serves no calls
     /// until it is reloaded or enabled again.
     #[error(
@@ -503,6 +515,7 @@ impl Error {
             | Error::Unloaded { plugin }
             | Error::WorkerCrashed { plugin, .. }
             | Error::WorkerStart { plugin, .. }
+            | Error::IsolationUnavailable { plugin }
             | Error::Quarantined { plugin, .. }
             | Error::MessageTooLarge { plugin, .. }
             | Error::CopyNotExecutable { plugin, .. } => Some(plugin),

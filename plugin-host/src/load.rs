@@ -29,10 +29,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::time::SystemTime;
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 use crate::backend::Worker;
 use crate::backend::{Backend, InProcess};
 use crate::check::{check, CheckConfig, Checked};
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 use crate::isolate::{ProcessOptions, Supervisor, SupervisorHooks};
 use crate::manifest::Manifest;
 use crate::module::Module;
@@ -111,7 +112,7 @@ pub(crate) fn load(name: &str, dir: &Path, config: &LoadConfig<'_>) -> Result<Lo
 /// Runs checks 0 to 3 on the plugin folder `dir` named `name`, then starts a worker process
 /// that maps the checked bytes (from a sealed memory file) and runs checks 4 and 5 and
 /// `on_load` itself. Nothing of the plugin is mapped into this process.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 pub(crate) fn load_isolated(
     name: &str,
     dir: &Path,

@@ -10,11 +10,11 @@
 //! nothing outside this module matches on which backend a plugin has.
 
 mod in_process;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 mod worker;
 
 pub(crate) use in_process::InProcess;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 pub(crate) use worker::Worker;
 
 use crate::cancel::AbortToken;

@@ -21,25 +21,38 @@
 //!
 //! See `docs/isolation.md` for what is and is not contained.
 
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 mod control;
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 mod keeper;
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 mod process;
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 mod shm;
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 mod supervisor;
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 mod wire;
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 mod worker;
+mod status;
 
 /// The descriptors a worker process finds open when it starts: the control socket, the
 /// shared-memory channel and the sealed library.
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 const SOCKET_FD: i32 = 3;
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 const CHANNEL_FD: i32 = 4;
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 const LIBRARY_FD: i32 = 5;
 
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use process::{WorkerExit, WorkerStatus};
+pub use status::{WorkerExit, WorkerStatus};
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 pub(crate) use supervisor::{Supervisor, SupervisorHooks};
 
 /// The environment variable that marks a process as a plugin worker. Its value is the
@@ -177,6 +190,7 @@ fn reserved(name: &str) -> bool {
 }
 
 /// The host's variables a worker gets: [`ALLOWED_ENV`] and `extra`, never a reserved one.
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 pub(super) fn passed_env(extra: &[String]) -> Vec<(OsString, OsString)> {
     std::env::vars_os()
         .filter(|(name, _)| {
@@ -302,6 +316,7 @@ impl ProcessOptions {
 /// }
 /// ```
 pub fn init() {
+    #[cfg(all(target_os = "linux", feature = "isolation"))]
     if let Some(params) = std::env::var_os(WORKER_ENV) {
         worker::main(params)
     }
@@ -374,7 +389,12 @@ mod tests {
                 PassEnvError::Invalid { name: name.into() }
             );
         }
-        // Pushed past the setter, a reserved name is still not passed.
+    }
+
+    /// Pushed past the setter, a reserved name is still not passed.
+    #[cfg(all(target_os = "linux", feature = "isolation"))]
+    #[test]
+    fn the_launch_never_passes_reserved_names() {
         let names: Vec<_> = passed_env(&["PLUGCTL_TOKEN".into(), WORKER_ENV.into()])
             .into_iter()
             .map(|(n, _)| n)

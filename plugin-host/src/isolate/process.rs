@@ -12,12 +12,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use plugin_abi::ErrorKind;
-use serde::Serialize;
 
 use super::control::{self, Message};
 use super::keeper::{kill_descendants, HOST_WALK};
 use super::shm::{Shm, DEAD, REQUEST};
-use super::{passed_env, WORKER_ENV};
+use super::{passed_env, WorkerExit, WORKER_ENV};
 use super::{CHANNEL_FD, LIBRARY_FD, SOCKET_FD};
 use crate::context::emit_log;
 
@@ -25,64 +24,6 @@ use crate::context::emit_log;
 const POLL: Duration = Duration::from_millis(10);
 /// How long a worker that closed its socket gets to finish exiting before it is killed.
 pub(super) const EXIT_WAIT: Duration = Duration::from_secs(1);
-
-/// How a worker process ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "how", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum WorkerExit {
-    /// It exited with this status.
-    Exited {
-        /// The exit status.
-        status: i32,
-    },
-    /// A signal ended it (a segfault, an abort, a stack overflow, ...).
-    Signaled {
-        /// The signal number.
-        signal: i32,
-    },
-    /// The host killed it: a call ignored its deadline and its grace period.
-    KilledStuck,
-}
-
-impl std::fmt::Display for WorkerExit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WorkerExit::Exited { status } => write!(f, "exited with status {status}"),
-            WorkerExit::Signaled { signal } => {
-                let name = match *signal {
-                    libc::SIGSEGV => " (SIGSEGV)",
-                    libc::SIGABRT => " (SIGABRT)",
-                    libc::SIGKILL => " (SIGKILL)",
-                    libc::SIGBUS => " (SIGBUS)",
-                    libc::SIGILL => " (SIGILL)",
-                    libc::SIGFPE => " (SIGFPE)",
-                    libc::SIGTERM => " (SIGTERM)",
-                    libc::SIGTRAP => " (SIGTRAP)",
-                    _ => "",
-                };
-                write!(f, "was killed by signal {signal}{name}")
-            }
-            WorkerExit::KilledStuck => f.write_str(
-                "was killed by the host because a call ignored its deadline and grace period",
-            ),
-        }
-    }
-}
-
-/// A process-isolated plugin's worker, as [`PluginStatus`](crate::PluginStatus) shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct WorkerStatus {
-    /// The worker's process id, while one runs.
-    pub pid: Option<u32>,
-    /// Times the worker was restarted after it ended.
-    pub restarts: u32,
-    /// How the last worker ended, if one did.
-    pub last_exit: Option<WorkerExit>,
-    /// Why the plugin is quarantined, if it is.
-    pub quarantined: Option<String>,
-}
 
 /// One worker process and the host's ends of its channel and socket.
 pub(super) struct Worker {

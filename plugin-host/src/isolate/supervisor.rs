@@ -15,7 +15,8 @@ use parking_lot::{Condvar, Mutex};
 use plugin_abi::ErrorKind;
 
 use super::control::{self, LoadFailure, Message};
-use super::process::{launch, monitor, Launch, Worker, WorkerExit, WorkerStatus, EXIT_WAIT};
+use super::process::{launch, monitor, Launch, Worker, EXIT_WAIT};
+use super::{WorkerExit, WorkerStatus};
 use super::shm::{Shm, DEAD, IDLE, REQUEST, RESPONSE};
 use super::wire::{Reader, Writer};
 use super::ProcessOptions;

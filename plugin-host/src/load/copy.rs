@@ -213,7 +213,7 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "isolation"))]
 pub(crate) use memfd::sealed;
 
 #[cfg(target_os = "linux")]
@@ -299,6 +299,7 @@ mod memfd {
     }
 
     /// A sealed memory file holding `bytes`, for a worker process to map (process isolation).
+    #[cfg(all(target_os = "linux", feature = "isolation"))]
     pub(crate) fn sealed(
         name: &str,
         version: &semver::Version,

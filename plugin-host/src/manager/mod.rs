@@ -26,9 +26,13 @@ use parking_lot::Mutex;
 
 use crate::check::{check, default_host_version, CheckConfig, Inspection};
 use crate::discover::discover;
-use crate::isolate::{Isolation, ProcessOptions, SupervisorHooks, WorkerExit};
+use crate::isolate::{Isolation, ProcessOptions};
+#[cfg(all(target_os = "linux", feature = "isolation"))]
+use crate::isolate::{SupervisorHooks, WorkerExit};
 use crate::library::FolderPolicy;
-use crate::load::{load, load_isolated, Copies, LoadConfig};
+use crate::load::{load, Copies, LoadConfig};
+#[cfg(all(target_os = "linux", feature = "isolation"))]
+use crate::load::load_isolated;
 use crate::state_file::StateFile;
 use crate::Error;
 
@@ -419,6 +423,7 @@ impl PluginManager {
         };
         let loaded = match self.isolation.of(name) {
             Isolation::InProcess => load(name, dir, &config)?,
+#[cfg(all(target_os = "linux", feature = "isolation"))]
             Isolation::Process => load_isolated(
                 name,
                 dir,
@@ -426,6 +431,12 @@ impl PluginManager {
                 self.isolation.options.clone(),
                 self.supervisor_hooks(slot),
             )?,
+            #[cfg(not(all(target_os = "linux", feature = "isolation")))]
+            Isolation::Process => {
+                return Err(Error::IsolationUnavailable {
+                    plugin: name.to_owned(),
+                })
+            }
         };
         let version = Arc::new(LoadedVersion {
             files: Mutex::new(FolderStamp::of(dir, &loaded.library_in_folder())),
@@ -443,6 +454,7 @@ impl PluginManager {
 
     /// What a worker's supervisor reports back: crashes become events, and a quarantine
     /// turns the plugin's state to failed.
+    #[cfg(all(target_os = "linux", feature = "isolation"))]
     fn supervisor_hooks(&self, slot: &Arc<Slot>) -> SupervisorHooks {
         let (listeners, name) = (self.listeners.clone(), slot.name.clone());
         let crashed = move |exit: &WorkerExit, restart: Option<Duration>| {

@@ -613,3 +613,22 @@ fn a_library_path_that_is_a_folder_or_a_fifo_is_not_a_file() {
     let err = manager(base.path()).load_plugin("hello").unwrap_err();
     assert!(matches!(err, Error::LibraryNotFile { .. }), "{err}");
 }
+
+/// A host built without process isolation says so when a plugin asks for it, and loads
+/// nothing (this runs under `cargo test -p plugin-host --no-default-features`).
+#[cfg(not(all(target_os = "linux", feature = "isolation")))]
+#[test]
+fn isolation_asked_of_a_host_built_without_it_is_a_clear_error() {
+    let base = tempfile::tempdir().unwrap();
+    plugin_test_support::fixtures().install(base.path(), "hello");
+    let m = plugin_host::PluginManager::builder(base.path())
+        .isolation(plugin_host::Isolation::Process)
+        .build();
+    let err = m.load_plugin("hello").unwrap_err();
+    assert!(
+        matches!(&err, plugin_host::Error::IsolationUnavailable { plugin } if plugin == "hello"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`isolation` feature"), "{err}");
+    assert!(m.get("hello").is_err());
+}
