@@ -71,8 +71,12 @@ impl PrivateCopy {
     /// Deletes the file copy; the mapping stays valid on Unix (elsewhere the file is in use
     /// and removal fails, which is harmless). A memory file has nothing to delete.
     pub(crate) fn remove(&self) {
-        if let PrivateCopy::File(file) = self {
-            let _ = std::fs::remove_file(&file.path);
+        match self {
+            #[cfg(target_os = "linux")]
+            PrivateCopy::Memory { .. } => {}
+            PrivateCopy::File(file) => {
+                let _ = std::fs::remove_file(&file.path);
+            }
         }
     }
 }
