@@ -29,13 +29,13 @@ mod keeper;
 mod process;
 #[cfg(all(target_os = "linux", feature = "isolation"))]
 mod shm;
+mod status;
 #[cfg(all(target_os = "linux", feature = "isolation"))]
 mod supervisor;
 #[cfg(all(target_os = "linux", feature = "isolation"))]
 mod wire;
 #[cfg(all(target_os = "linux", feature = "isolation"))]
 mod worker;
-mod status;
 
 /// The descriptors a worker process finds open when it starts: the control socket, the
 /// shared-memory channel and the sealed library.

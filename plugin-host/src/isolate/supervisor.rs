@@ -16,10 +16,10 @@ use plugin_abi::ErrorKind;
 
 use super::control::{self, LoadFailure, Message};
 use super::process::{launch, monitor, Launch, Worker, EXIT_WAIT};
-use super::{WorkerExit, WorkerStatus};
 use super::shm::{Shm, DEAD, IDLE, REQUEST, RESPONSE};
 use super::wire::{Reader, Writer};
 use super::ProcessOptions;
+use super::{WorkerExit, WorkerStatus};
 use crate::cancel::AbortToken;
 use crate::context::emit_log;
 use crate::{Context, Error};

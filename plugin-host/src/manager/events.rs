@@ -7,6 +7,12 @@ use std::sync::{mpsc, Arc};
 use parking_lot::Mutex;
 
 use super::status::Event;
+#[cfg(all(target_os = "linux", feature = "isolation"))]
+use super::{handle::Slot, PluginState};
+#[cfg(all(target_os = "linux", feature = "isolation"))]
+use crate::isolate::{SupervisorHooks, WorkerExit};
+#[cfg(all(target_os = "linux", feature = "isolation"))]
+use std::time::Duration;
 
 /// Names a listener added with [`PluginManager::add_listener`](crate::PluginManager::add_listener),
 /// so that [`remove_listener`](crate::PluginManager::remove_listener) can remove it.
@@ -78,6 +84,33 @@ impl Listeners {
             self.0.listeners.lock().len(),
             self.0.subscribers.lock().len(),
         )
+    }
+}
+
+/// What a worker's supervisor reports back: crashes become events, and a quarantine
+/// turns the plugin's state to failed.
+#[cfg(all(target_os = "linux", feature = "isolation"))]
+pub(super) fn supervisor_hooks(listeners: &Listeners, slot: &Arc<Slot>) -> SupervisorHooks {
+    let (on_crash, name) = (listeners.clone(), slot.name.clone());
+    let crashed = move |exit: &WorkerExit, restart: Option<Duration>| {
+        on_crash.emit(Event::WorkerCrashed {
+            name: name.clone(),
+            exit: exit.clone(),
+            restart_in_ms: restart.map(|d| d.as_millis() as u64),
+        });
+    };
+    let (listeners, slot) = (listeners.clone(), Arc::downgrade(slot));
+    let quarantined = move |reason: &str| {
+        let Some(slot) = slot.upgrade() else { return };
+        slot.status.lock().state = PluginState::Failed(format!("quarantined: {reason}"));
+        listeners.emit(Event::Quarantined {
+            name: slot.name.clone(),
+            reason: reason.to_owned(),
+        });
+    };
+    SupervisorHooks {
+        crashed: Box::new(crashed),
+        quarantined: Box::new(quarantined),
     }
 }
 

@@ -27,16 +27,16 @@ use parking_lot::Mutex;
 use crate::check::{check, default_host_version, CheckConfig, Inspection};
 use crate::discover::discover;
 use crate::isolate::{Isolation, ProcessOptions};
-#[cfg(all(target_os = "linux", feature = "isolation"))]
-use crate::isolate::{SupervisorHooks, WorkerExit};
 use crate::library::FolderPolicy;
-use crate::load::{load, Copies, LoadConfig};
 #[cfg(all(target_os = "linux", feature = "isolation"))]
 use crate::load::load_isolated;
+use crate::load::{load, Copies, LoadConfig};
 use crate::state_file::StateFile;
 use crate::Error;
 
 use crate::cancel::AbortToken;
+#[cfg(all(target_os = "linux", feature = "isolation"))]
+use events::supervisor_hooks;
 pub use events::ListenerId;
 use events::Listeners;
 pub use handle::PluginHandle;
@@ -423,13 +423,13 @@ impl PluginManager {
         };
         let loaded = match self.isolation.of(name) {
             Isolation::InProcess => load(name, dir, &config)?,
-#[cfg(all(target_os = "linux", feature = "isolation"))]
+            #[cfg(all(target_os = "linux", feature = "isolation"))]
             Isolation::Process => load_isolated(
                 name,
                 dir,
                 &config.check,
                 self.isolation.options.clone(),
-                self.supervisor_hooks(slot),
+                supervisor_hooks(&self.listeners, slot),
             )?,
             #[cfg(not(all(target_os = "linux", feature = "isolation")))]
             Isolation::Process => {
@@ -450,33 +450,6 @@ impl PluginManager {
             return Err(err);
         }
         Ok(version)
-    }
-
-    /// What a worker's supervisor reports back: crashes become events, and a quarantine
-    /// turns the plugin's state to failed.
-    #[cfg(all(target_os = "linux", feature = "isolation"))]
-    fn supervisor_hooks(&self, slot: &Arc<Slot>) -> SupervisorHooks {
-        let (listeners, name) = (self.listeners.clone(), slot.name.clone());
-        let crashed = move |exit: &WorkerExit, restart: Option<Duration>| {
-            listeners.emit(Event::WorkerCrashed {
-                name: name.clone(),
-                exit: exit.clone(),
-                restart_in_ms: restart.map(|d| d.as_millis() as u64),
-            });
-        };
-        let (listeners, slot) = (self.listeners.clone(), Arc::downgrade(slot));
-        let quarantined = move |reason: &str| {
-            let Some(slot) = slot.upgrade() else { return };
-            slot.status.lock().state = PluginState::Failed(format!("quarantined: {reason}"));
-            listeners.emit(Event::Quarantined {
-                name: slot.name.clone(),
-                reason: reason.to_owned(),
-            });
-        };
-        SupervisorHooks {
-            crashed: Box::new(crashed),
-            quarantined: Box::new(quarantined),
-        }
     }
 
     /// Where the plugin `name` runs under this manager's settings.
