@@ -73,7 +73,7 @@ fn assert_gone_soon(pid: u32, what: &str) {
             "{what} (pid {pid}) still runs {GONE_BOUND:?} later: {:?}",
             state_and_parent(pid)
         );
-        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
@@ -363,7 +363,7 @@ fn no_worker_outlives_a_plugctl_killed_with_sigkill() {
             start.elapsed() < BOUND,
             "the hang call never started: {status}"
         );
-        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_millis(1));
     };
     // plugctl's child is the worker's keeper; the plugin runs in a process the keeper forked.
     let workers = workers_of(plugctl, "hostile");

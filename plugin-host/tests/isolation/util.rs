@@ -64,12 +64,13 @@ pub(crate) fn alive(pid: u32) -> bool {
     }
 }
 
-/// Waits until `done` holds, failing after [`TIMEOUT`].
+/// Waits until `done` holds, failing after [`TIMEOUT`]; polled every millisecond (nothing
+/// notifies it), so the waiting thread does not compete for a core with what it waits for.
 pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let give_up = Instant::now() + TIMEOUT;
     while !done() {
         assert!(Instant::now() < give_up, "timed out waiting until {what}");
-        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
