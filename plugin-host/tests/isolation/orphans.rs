@@ -93,7 +93,7 @@ fn assert_gone_soon(pids: &[u32], what: &str) {
             start.elapsed() < GONE_BOUND,
             "{what}: {left:?} of {pids:?} still run {GONE_BOUND:?} later"
         );
-        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
@@ -114,7 +114,7 @@ fn read_pids(file: &Path, mut watch: impl FnMut() -> bool) -> Vec<u32> {
             "{} was never written",
             file.display()
         );
-        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
@@ -365,7 +365,7 @@ fn wait_bounded(mut host: Host) -> std::process::Output {
             };
         }
         assert!(start.elapsed() < TIMEOUT, "the host did not exit");
-        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
