@@ -463,9 +463,18 @@ mod tests {
         };
         // Shorter than a header; the size of an empty channel but without its header; the
         // size of a one-lane channel but without its header.
-        assert!(Channel::open(&memfd(10)).is_err());
-        assert!(Channel::open(&memfd(64)).is_err());
-        assert!(Channel::open(&memfd(64 + 64 + 64)).is_err());
+        assert!(matches!(
+            Channel::open(memfd(10)),
+            Err(ChannelError::NotAChannel(_))
+        ));
+        assert!(matches!(
+            Channel::open(memfd(64)),
+            Err(ChannelError::NotAChannel(_))
+        ));
+        assert!(matches!(
+            Channel::open(memfd(64 + 64 + 64)),
+            Err(ChannelError::NotAChannel(_))
+        ));
     }
 
     #[test]

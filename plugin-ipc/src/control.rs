@@ -425,7 +425,8 @@ mod tests {
     #[test]
     fn an_oversized_or_cut_frame_on_the_socket_is_an_error() {
         let (a, b) = UnixStream::pair().unwrap();
-        (&a).write_all(&((MAX_FRAME + 1) as u32).to_le_bytes()).unwrap();
+        (&a).write_all(&((MAX_FRAME + 1) as u32).to_le_bytes())
+            .unwrap();
         assert!(matches!(
             receive(&b),
             Err(ControlError::TooLarge(n)) if n == MAX_FRAME + 1

@@ -7,10 +7,11 @@
 //! file, and starts a worker (this same executable, re-run: see [`init`]) that maps that
 //! file, runs abi_stable's checks and the plugin's `on_load`, and serves calls.
 //!
-//! - `shm`: the call channel, lanes in a shared memory file with a futex per lane;
-//! - `wire`: how a call's context and its result are written into a lane;
-//! - `control`: the socket beside it (start-up report, logs, cancellation, stop, and the
-//!   end of the peer);
+//! The channel between host and worker is the `plugin-ipc` crate: the call lanes in a
+//! shared memory file with a futex per lane, how a call's context and its result are
+//! written into a lane, and the control socket beside it (start-up report, logs,
+//! cancellation, stop, and the end of the peer). Here:
+//!
 //! - `keeper`: the process between the host and the plugin process, which kills whatever
 //!   the plugin started when the plugin process ends or the host goes;
 //! - `worker`: the worker process's side;
@@ -21,12 +22,9 @@
 //!
 //! See `docs/isolation.md` for what is and is not contained.
 
-mod control;
 mod keeper;
 mod process;
-mod shm;
 mod supervisor;
-mod wire;
 mod worker;
 
 /// The descriptors a worker process finds open when it starts: the control socket, the
