@@ -45,6 +45,30 @@
 //! consistent, so either the sleeper sees the new state and does not sleep, or the writer
 //! sees the sleeper and wakes it.
 //!
+//! One call, both sides in one process for the example (a worker maps the descriptor it
+//! inherited):
+//!
+//! ```
+//! use std::time::Duration;
+//! use plugin_ipc::{Channel, IDLE, REQUEST, RESPONSE};
+//!
+//! let (host, fd) = Channel::create(1, 64)?;
+//! let worker = Channel::open(&fd)?;
+//! host.send(0, b"ping", REQUEST)?;
+//! // The worker waits while its lane is not REQUEST; the host while its call is.
+//! assert_eq!(worker.wait(0, IDLE, Duration::ZERO, None), Some(REQUEST));
+//! let mut buf = Vec::new();
+//! worker.read(0, &mut buf)?;
+//! assert_eq!(buf, b"ping");
+//! worker.send(0, b"pong", RESPONSE)?;
+//! assert_eq!(host.wait(0, REQUEST, Duration::ZERO, None), Some(RESPONSE));
+//! host.read(0, &mut buf)?;
+//! assert_eq!(buf, b"pong");
+//! host.reset(0);
+//! assert_eq!(worker.state(0), IDLE);
+//! # Ok::<(), plugin_ipc::ChannelError>(())
+//! ```
+//!
 //! A message is at most the lane's capacity (chosen by the host at [`Channel::create`]);
 //! [`Channel::send`] refuses a larger one, and [`Channel::read`] refuses a length beyond
 //! the capacity, so a peer that scribbles on the header cannot make the reader read past
