@@ -429,4 +429,44 @@ mod tests {
         extra.push(0);
         assert!(Reader::new(&extra).values(|_, _| ()).is_err());
     }
+
+    #[test]
+    fn a_head_without_deadline_or_label_and_an_ok_response_round_trip() {
+        let mut w = Writer::new(vec![1, 2, 3]);
+        w.head(u64::MAX, None, false, None);
+        // A deadline too far for a u64 of nanoseconds still reads as one.
+        w.head(0, Some(Duration::MAX), false, None);
+        w.result(&Ok(()));
+        w.values(1, [("n", &Value::Int(i64::MIN))].into_iter());
+        let bytes = w.finish();
+        let mut r = Reader::new(&bytes);
+        let head = r.head().unwrap();
+        assert_eq!(
+            (head.seq, head.remaining, head.label),
+            (u64::MAX, None, None)
+        );
+        assert!(r.head().unwrap().remaining.is_some());
+        assert_eq!(r.result().unwrap(), Ok(()));
+        let mut seen = Vec::new();
+        r.values(|k, v| seen.push((k, v))).unwrap();
+        assert_eq!(seen, vec![("n".into(), Value::Int(i64::MIN))]);
+    }
+
+    #[test]
+    fn unknown_tags_in_a_head_or_result_are_refused() {
+        // A label tag of 2, and a result tag of 2.
+        let mut head = vec![0u8; 17];
+        head.push(2);
+        assert_eq!(Reader::new(&head).head(), Err(Malformed));
+        assert_eq!(Reader::new(&[2]).result(), Err(Malformed));
+        // A value tag of 8, and text that is not UTF-8.
+        assert_eq!(
+            Reader::new(&[1, 0, 0, 0, 1, 0, 0, 0, b'k', 8]).values(|_, _| ()),
+            Err(Malformed)
+        );
+        assert_eq!(
+            Reader::new(&[1, 0, 0, 0, 1, 0, 0, 0, 0xff, 0]).values(|_, _| ()),
+            Err(Malformed)
+        );
+    }
 }
