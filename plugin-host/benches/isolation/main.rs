@@ -3,7 +3,7 @@
 //!
 //! - a trivial call (`noop`, `Context::background()`) in a worker process: p50 and p99 of
 //!   per-call latencies, against the same call in-process and against the raw channel floor
-//!   (an 8-byte ping-pong between two processes over shared memory and a futex, see
+//!   (an 8-byte ping-pong between two processes over the call channel itself, see
 //!   `floor.rs`);
 //! - the 1 KB-in, 1 KB-out JSON call (`json-bench`) in both modes;
 //! - calls per second at 1 and 2 calling threads in process mode, with the in-process

@@ -7,10 +7,11 @@
 //! file, and starts a worker (this same executable, re-run: see [`init`]) that maps that
 //! file, runs abi_stable's checks and the plugin's `on_load`, and serves calls.
 //!
-//! - `shm`: the call channel, lanes in a shared memory file with a futex per lane;
-//! - `wire`: how a call's context and its result are written into a lane;
-//! - `control`: the socket beside it (start-up report, logs, cancellation, stop, and the
-//!   end of the peer);
+//! The channel between host and worker is the `plugin-ipc` crate: the call lanes in a
+//! shared memory file with a futex per lane, how a call's context and its result are
+//! written into a lane, and the control socket beside it (start-up report, logs,
+//! cancellation, stop, and the end of the peer). Here:
+//!
 //! - `keeper`: the process between the host and the plugin process, which kills whatever
 //!   the plugin started when the plugin process ends or the host goes;
 //! - `worker`: the worker process's side;
@@ -22,18 +23,12 @@
 //! See `docs/isolation.md` for what is and is not contained.
 
 #[cfg(all(target_os = "linux", feature = "isolation"))]
-mod control;
-#[cfg(all(target_os = "linux", feature = "isolation"))]
 mod keeper;
 #[cfg(all(target_os = "linux", feature = "isolation"))]
 mod process;
-#[cfg(all(target_os = "linux", feature = "isolation"))]
-mod shm;
 mod status;
 #[cfg(all(target_os = "linux", feature = "isolation"))]
 mod supervisor;
-#[cfg(all(target_os = "linux", feature = "isolation"))]
-mod wire;
 #[cfg(all(target_os = "linux", feature = "isolation"))]
 mod worker;
 

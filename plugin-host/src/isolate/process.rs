@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use plugin_abi::ErrorKind;
 
-use super::control::{self, Message};
 use super::keeper::{kill_descendants, HOST_WALK};
-use super::shm::{Shm, DEAD, REQUEST};
 use super::{passed_env, WorkerExit, WORKER_ENV};
 use super::{CHANNEL_FD, LIBRARY_FD, SOCKET_FD};
 use crate::context::emit_log;
+use plugin_ipc::{Channel, Message, DEAD, REQUEST};
 
 /// How often a caller waiting for a lane looks at the worker's life.
 const POLL: Duration = Duration::from_millis(10);
@@ -35,7 +34,7 @@ pub(super) struct Worker {
     /// another process, and no walk starts from it.
     pub(super) reaped: Mutex<bool>,
     pub(super) pidfd: OwnedFd,
-    pub(super) shm: Shm,
+    pub(super) shm: Channel,
     pub(super) socket: UnixStream,
     /// Serialises writes to the socket (cancellations and stop).
     pub(super) send: Mutex<()>,
@@ -70,7 +69,7 @@ pub(super) fn launch(
     theirs: [OwnedFd; 2],
     library: &OwnedFd,
     memory: Option<u64>,
-    shm: Shm,
+    shm: Channel,
     socket: UnixStream,
 ) -> Result<(Child, Arc<Worker>), Launch> {
     let mut command = Command::new(program);
@@ -175,7 +174,7 @@ impl Worker {
 
     pub(super) fn send(&self, message: &Message) {
         let _guard = self.send.lock();
-        let _ = control::send(&self.socket, message);
+        let _ = plugin_ipc::send(&self.socket, message);
     }
 
     /// Kills the worker: every process below its keeper (walked from `/proc`, at most
@@ -239,7 +238,7 @@ pub(super) fn monitor(
             if !socket_or_exit(&worker.socket, &worker.pidfd) {
                 break;
             }
-            match control::receive(&worker.socket) {
+            match plugin_ipc::receive(&worker.socket) {
                 Ok(Some(Message::Log { level, message })) => emit_log(&name, level, &message),
                 Ok(Some(Message::Stopped { on_unload })) => {
                     *worker.stopped.lock() = Some(on_unload);
@@ -281,7 +280,7 @@ pub(super) fn monitor(
     }
     // Fail the calls waiting on it.
     for lane in 0..worker.shm.lanes() {
-        if worker.shm.state(lane).load(Ordering::Acquire) == REQUEST {
+        if worker.shm.state(lane) == REQUEST {
             worker.shm.set(lane, DEAD);
         }
     }

@@ -14,15 +14,13 @@ use arc_swap::ArcSwapOption;
 use parking_lot::{Condvar, Mutex};
 use plugin_abi::ErrorKind;
 
-use super::control::{self, LoadFailure, Message};
 use super::process::{launch, monitor, Launch, Worker, EXIT_WAIT};
-use super::shm::{Shm, DEAD, IDLE, REQUEST, RESPONSE};
-use super::wire::{Reader, Writer};
 use super::ProcessOptions;
 use super::{WorkerExit, WorkerStatus};
 use crate::cancel::AbortToken;
 use crate::context::emit_log;
 use crate::{Context, Error};
+use plugin_ipc::{Channel, LoadFailure, Message, Reader, Writer, DEAD, IDLE, REQUEST, RESPONSE};
 
 /// How long a caller spins for the answer before it sleeps on the futex.
 const CALL_SPIN: Duration = Duration::from_micros(20);
@@ -148,8 +146,8 @@ impl Supervisor {
             let what = what.to_owned();
             move |e: std::io::Error| self.start_error(format!("{what}: {e}"))
         };
-        let (shm, channel) = Shm::create(self.options.lanes, self.options.max_message)
-            .map_err(io("cannot make the call channel"))?;
+        let (shm, channel) = Channel::create(self.options.lanes, self.options.max_message)
+            .map_err(|e| self.start_error(format!("cannot make the call channel: {e}")))?;
         let (socket, theirs) = UnixStream::pair().map_err(io("cannot make the socket"))?;
         let params = format!("v1 {} {} {}", std::process::id(), self.name, self.version);
         let (child, worker) = launch(
@@ -176,7 +174,7 @@ impl Supervisor {
             .set_read_timeout(Some(self.options.start_timeout));
         // Log records from `on_load` may come first.
         let report = loop {
-            match control::receive(&worker.socket) {
+            match plugin_ipc::receive(&worker.socket) {
                 Ok(Some(Message::Log { level, message })) => emit_log(&self.name, level, &message),
                 other => break other,
             }
@@ -202,12 +200,7 @@ impl Supervisor {
             ),
             // It ended before it reported: the monitor tells how.
             Ok(None) => (false, None),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if e.is_timeout() => {
                 (
                     false,
                     Some(self.start_error(format!(
@@ -336,8 +329,9 @@ impl Supervisor {
                 ctx.label(),
             );
             ctx.with_values(|count, values| writer.values(count, values));
-            *request = writer.buf;
-            if request.len() > worker.shm.capacity() {
+            *request = writer.finish();
+            if worker.shm.send(lane, request, REQUEST).is_err() {
+                // Longer than a lane: the lane is left idle.
                 worker.release(lane);
                 return Err(Error::MessageTooLarge {
                     plugin: self.name.clone(),
@@ -345,7 +339,6 @@ impl Supervisor {
                     limit: worker.shm.capacity(),
                 });
             }
-            worker.shm.send(lane, request, REQUEST);
             self.wait_answer(&worker, lane, seq, ctx, abort, deadline, response)
         })
     }
@@ -369,9 +362,9 @@ impl Supervisor {
             match worker.shm.wait(lane, REQUEST, spin, Some(until)) {
                 Some(RESPONSE) => {
                     let read = worker.shm.read(lane, response);
-                    worker.shm.state(lane).store(IDLE, Ordering::Relaxed);
+                    worker.shm.reset(lane);
                     worker.release(lane);
-                    return match read.and_then(|()| self.apply(ctx, response)) {
+                    return match read.ok().and_then(|()| self.apply(ctx, response)) {
                         Some(Ok(())) => Ok(()),
                         Some(Err((kind, message))) => Err(Error::Call {
                             plugin: self.name.clone(),

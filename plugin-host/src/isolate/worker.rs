@@ -23,13 +23,11 @@ use parking_lot::Mutex;
 use plugin_abi::abi_stable::library::RawLibrary;
 use plugin_abi::{ErrorKind, LogLevel};
 
-use super::control::{self, LoadFailure, Message};
-use super::shm::{Shm, REQUEST, RESPONSE};
-use super::wire::{Reader, Writer};
 use super::{CHANNEL_FD, LIBRARY_FD, SOCKET_FD};
 use crate::cancel::AbortToken;
 use crate::module::{invoke, one_line, Module};
 use crate::{CancelHandle, Context, Error};
+use plugin_ipc::{Channel, LoadFailure, Message, Reader, Writer, REQUEST, RESPONSE};
 
 /// How long a lane spins for the next call after answering one, before it sleeps.
 const LANE_SPIN: Duration = Duration::from_micros(50);
@@ -44,7 +42,7 @@ static SENDING: Mutex<()> = Mutex::new(());
 /// Sends `message` to the host, one whole frame at a time.
 fn send(socket: &UnixStream, message: &Message) -> std::io::Result<()> {
     let _one_at_a_time = SENDING.lock();
-    control::send(socket, message)
+    plugin_ipc::send(socket, message)
 }
 
 /// The worker's log sink: sends a plugin's log record to the host, which logs it as its own
@@ -138,7 +136,8 @@ fn serve(socket: &UnixStream, name: &str, version: &str) -> Result<(), (LoadFail
     // SAFETY: the host passed the channel on this descriptor, as for the socket.
     let channel_fd = unsafe { OwnedFd::from_raw_fd(CHANNEL_FD) };
     let shm = Arc::new(
-        Shm::open(&channel_fd).map_err(|e| (LoadFailure::Setup, format!("the channel: {e}")))?,
+        Channel::open(&channel_fd)
+            .map_err(|e| (LoadFailure::Setup, format!("the channel: {e}")))?,
     );
     drop(channel_fd);
     let module = load(name, version)?;
@@ -167,7 +166,7 @@ fn serve(socket: &UnixStream, name: &str, version: &str) -> Result<(), (LoadFail
     .map_err(|e| (LoadFailure::Setup, format!("the socket: {e}")))?;
 
     loop {
-        match control::receive(socket) {
+        match plugin_ipc::receive(socket) {
             Ok(Some(Message::Cancel { lane, seq })) => {
                 if let Some(slot) = current.get(lane as usize) {
                     if let Some((running, handle)) = &*slot.lock() {
@@ -228,17 +227,17 @@ fn load(name: &str, version: &str) -> Result<Module, (LoadFailure, String)> {
     Ok(module)
 }
 
-fn serve_lane(shm: &Shm, lane: usize, module: Module, name: &str, current: &Current) {
+fn serve_lane(shm: &Channel, lane: usize, module: Module, name: &str, current: &Current) {
     let abort = AbortToken::new();
     let mut input = Vec::new();
     let mut output = Vec::new();
     loop {
-        let state = shm.state(lane).load(std::sync::atomic::Ordering::Acquire);
+        let state = shm.state(lane);
         if state != REQUEST {
             shm.wait(lane, state, LANE_SPIN, None);
             continue;
         }
-        if shm.read(lane, &mut input).is_none() {
+        if shm.read(lane, &mut input).is_err() {
             exit(4)
         }
         let mut reader = Reader::new(&input);
@@ -265,7 +264,7 @@ fn serve_lane(shm: &Shm, lane: usize, module: Module, name: &str, current: &Curr
         let mut writer = Writer::new(std::mem::take(&mut output));
         writer.result(&result);
         ctx.with_values(|count, values| writer.values(count, values));
-        output = writer.buf;
+        output = writer.finish();
         if output.len() > shm.capacity() {
             let size = output.len();
             let mut writer = Writer::new(std::mem::take(&mut output));
@@ -279,8 +278,12 @@ fn serve_lane(shm: &Shm, lane: usize, module: Module, name: &str, current: &Curr
                 ),
             )));
             writer.values(0, std::iter::empty());
-            output = writer.buf;
+            output = writer.finish();
         }
-        shm.send(lane, &output, RESPONSE);
+        if shm.send(lane, &output, RESPONSE).is_err() {
+            // Not even the error fits (a capacity of a few bytes): the host sees the worker
+            // end instead of an answer.
+            exit(4)
+        }
     }
 }

@@ -2,58 +2,76 @@
 //! context's values (little-endian lengths, a tag byte per value).
 //!
 //! A request is `seq: u64`, the time left before the deadline in nanoseconds
-//! (`u64::MAX`: none), whether the context is already cancelled, the label, then the values.
-//! A response is `0` (ok) or `1, kind, message`, then the values as the call left them.
-//! Decoding checks every length against what is left and refuses nesting deeper than
-//! [`MAX_DEPTH`]; the peer is trusted no further than that.
+//! (`u64::MAX`: none), whether the context is already cancelled, the label, then the values:
+//! [`Writer::head`] then [`Writer::values`], read back by [`Reader::head`] then
+//! [`Reader::values`]. A response is `0` (ok) or `1, kind, message`, then the values as the
+//! call left them: [`Writer::result`] then [`Writer::values`]. Decoding checks every length
+//! against what is left and refuses nesting deeper than [`MAX_DEPTH`]; the peer is trusted
+//! no further than that.
 
 use plugin_abi::abi_stable::std_types::{RString, RVec};
 use plugin_abi::{ErrorKind, MapEntry, Value};
 
 /// Nesting deeper than this is refused (a list in a list in ...).
-const MAX_DEPTH: usize = 128;
+pub const MAX_DEPTH: usize = 128;
 
 /// A call's parameters besides its values.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct CallHead {
-    pub(super) seq: u64,
-    pub(super) remaining: Option<std::time::Duration>,
-    pub(super) cancelled: bool,
-    pub(super) label: Option<String>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallHead {
+    /// The call's number, which a cancellation names.
+    pub seq: u64,
+    /// The time left before its deadline, if it has one.
+    pub remaining: Option<std::time::Duration>,
+    /// Whether its context was already cancelled.
+    pub cancelled: bool,
+    /// Its context's label.
+    pub label: Option<String>,
 }
 
-/// Why bytes could not be decoded.
-#[derive(Debug)]
-pub(super) struct Malformed;
+/// Why bytes could not be decoded: truncated, a length beyond what is left, an unknown
+/// tag, text that is not UTF-8, nesting too deep, or bytes left over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a malformed message")]
+pub struct Malformed;
 
-pub(super) struct Writer {
-    pub(super) buf: Vec<u8>,
+/// Writes a call's parts into a buffer.
+#[derive(Debug)]
+pub struct Writer {
+    pub(crate) buf: Vec<u8>,
 }
 
 impl Writer {
-    pub(super) fn new(mut buf: Vec<u8>) -> Self {
+    /// A writer into `buf`, emptied first (its allocation is reused).
+    pub fn new(mut buf: Vec<u8>) -> Self {
         buf.clear();
         Writer { buf }
     }
 
-    pub(super) fn u8(&mut self, v: u8) {
+    /// The bytes written.
+    pub fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+
+    pub(crate) fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
 
-    pub(super) fn u32(&mut self, v: usize) {
+    pub(crate) fn u32(&mut self, v: usize) {
         self.buf.extend_from_slice(&(v as u32).to_le_bytes());
     }
 
-    pub(super) fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
-    pub(super) fn str(&mut self, s: &str) {
+    pub(crate) fn str(&mut self, s: &str) {
         self.u32(s.len());
         self.buf.extend_from_slice(s.as_bytes());
     }
 
-    pub(super) fn head(
+    /// Writes a request's head; a `remaining` too long for a `u64` of nanoseconds is
+    /// written as the longest that is not "none".
+    pub fn head(
         &mut self,
         seq: u64,
         remaining: Option<std::time::Duration>,
@@ -74,7 +92,8 @@ impl Writer {
         }
     }
 
-    pub(super) fn result(&mut self, result: &Result<(), (ErrorKind, String)>) {
+    /// Writes a response's result.
+    pub fn result(&mut self, result: &Result<(), (ErrorKind, String)>) {
         match result {
             Ok(()) => self.u8(0),
             Err((kind, message)) => {
@@ -86,7 +105,7 @@ impl Writer {
     }
 
     /// Writes `count` entries, then each `(key, value)`.
-    pub(super) fn values<'k, 'v>(
+    pub fn values<'k, 'v>(
         &mut self,
         count: usize,
         entries: impl Iterator<Item = (&'k str, &'v Value)>,
@@ -141,12 +160,15 @@ impl Writer {
     }
 }
 
-pub(super) struct Reader<'a> {
+/// Reads a call's parts back, refusing what a [`Writer`] would not have written.
+#[derive(Debug)]
+pub struct Reader<'a> {
     buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    pub(super) fn new(buf: &'a [u8]) -> Self {
+    /// A reader of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
         Reader { buf }
     }
 
@@ -159,26 +181,27 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    pub(super) fn u8(&mut self) -> Result<u8, Malformed> {
+    pub(crate) fn u8(&mut self) -> Result<u8, Malformed> {
         Ok(self.take(1)?[0])
     }
 
-    pub(super) fn u32(&mut self) -> Result<usize, Malformed> {
+    pub(crate) fn u32(&mut self) -> Result<usize, Malformed> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize)
     }
 
-    pub(super) fn u64(&mut self) -> Result<u64, Malformed> {
+    pub(crate) fn u64(&mut self) -> Result<u64, Malformed> {
         Ok(u64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
 
-    pub(super) fn str(&mut self) -> Result<&'a str, Malformed> {
+    pub(crate) fn str(&mut self) -> Result<&'a str, Malformed> {
         let len = self.u32()?;
         std::str::from_utf8(self.take(len)?).map_err(|_| Malformed)
     }
 
-    pub(super) fn head(&mut self) -> Result<CallHead, Malformed> {
+    /// Reads a request's head.
+    pub fn head(&mut self) -> Result<CallHead, Malformed> {
         let seq = self.u64()?;
         let remaining = match self.u64()? {
             u64::MAX => None,
@@ -198,7 +221,8 @@ impl<'a> Reader<'a> {
         })
     }
 
-    pub(super) fn result(&mut self) -> Result<Result<(), (ErrorKind, String)>, Malformed> {
+    /// Reads a response's result (an unknown error kind reads as `Other`).
+    pub fn result(&mut self) -> Result<Result<(), (ErrorKind, String)>, Malformed> {
         match self.u8()? {
             0 => Ok(Ok(())),
             1 => {
@@ -209,14 +233,23 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Reads the values, handing each `(key, value)` to `each`.
-    pub(super) fn values(&mut self, mut each: impl FnMut(String, Value)) -> Result<(), Malformed> {
+    /// Reads the values, handing each `(key, value)` to `each`; they must end the input.
+    pub fn values(&mut self, mut each: impl FnMut(String, Value)) -> Result<(), Malformed> {
         let count = self.u32()?;
         for _ in 0..count {
             let key = self.str()?.to_owned();
             let value = self.value(0)?;
             each(key, value);
         }
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(Malformed)
+        }
+    }
+
+    /// Refuses bytes left over after the last field.
+    pub(crate) fn finish(&self) -> Result<(), Malformed> {
         if self.buf.is_empty() {
             Ok(())
         } else {
@@ -268,7 +301,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-pub(super) fn kind_code(kind: ErrorKind) -> u8 {
+pub(crate) fn kind_code(kind: ErrorKind) -> u8 {
     match kind {
         ErrorKind::InvalidInput => 0,
         ErrorKind::NotFound => 1,
@@ -280,7 +313,7 @@ pub(super) fn kind_code(kind: ErrorKind) -> u8 {
     }
 }
 
-pub(super) fn kind_from(code: u8) -> ErrorKind {
+pub(crate) fn kind_from(code: u8) -> ErrorKind {
     match code {
         0 => ErrorKind::InvalidInput,
         1 => ErrorKind::NotFound,
@@ -395,5 +428,45 @@ mod tests {
         let mut extra = w.buf.clone();
         extra.push(0);
         assert!(Reader::new(&extra).values(|_, _| ()).is_err());
+    }
+
+    #[test]
+    fn a_head_without_deadline_or_label_and_an_ok_response_round_trip() {
+        let mut w = Writer::new(vec![1, 2, 3]);
+        w.head(u64::MAX, None, false, None);
+        // A deadline too far for a u64 of nanoseconds still reads as one.
+        w.head(0, Some(Duration::MAX), false, None);
+        w.result(&Ok(()));
+        w.values(1, [("n", &Value::Int(i64::MIN))].into_iter());
+        let bytes = w.finish();
+        let mut r = Reader::new(&bytes);
+        let head = r.head().unwrap();
+        assert_eq!(
+            (head.seq, head.remaining, head.label),
+            (u64::MAX, None, None)
+        );
+        assert!(r.head().unwrap().remaining.is_some());
+        assert_eq!(r.result().unwrap(), Ok(()));
+        let mut seen = Vec::new();
+        r.values(|k, v| seen.push((k, v))).unwrap();
+        assert_eq!(seen, vec![("n".into(), Value::Int(i64::MIN))]);
+    }
+
+    #[test]
+    fn unknown_tags_in_a_head_or_result_are_refused() {
+        // A label tag of 2, and a result tag of 2.
+        let mut head = vec![0u8; 17];
+        head.push(2);
+        assert_eq!(Reader::new(&head).head(), Err(Malformed));
+        assert_eq!(Reader::new(&[2]).result(), Err(Malformed));
+        // A value tag of 8, and text that is not UTF-8.
+        assert_eq!(
+            Reader::new(&[1, 0, 0, 0, 1, 0, 0, 0, b'k', 8]).values(|_, _| ()),
+            Err(Malformed)
+        );
+        assert_eq!(
+            Reader::new(&[1, 0, 0, 0, 1, 0, 0, 0, 0xff, 0]).values(|_, _| ()),
+            Err(Malformed)
+        );
     }
 }
