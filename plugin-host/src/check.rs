@@ -92,11 +92,10 @@ impl Checks {
         let dir = dir.as_ref();
         let config = CheckConfig {
             host_version: &self.host_version,
+            // Without a base directory there is no containment to check; with one, the
+            // folder must resolve inside it.
             base_dir: self.base_dir.clone(),
-            folders: library::FolderPolicy {
-                allow_outside_base: self.base_dir.is_none(),
-                ..self.folders
-            },
+            folders: self.folders,
         };
         check(name, dir, &config).map(|checked| checked.describe(name, dir))
     }

@@ -9,6 +9,41 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// Rewrites the version in the identity record `export_plugin!` wrote into `library` from
+/// `from` to `to` (of the same length), leaving the code, which still reports `from`,
+/// untouched: a library whose record and code disagree, for the check made after mapping.
+/// The record's layout is `plugin-abi`'s `identity` module's: magic, format and ABI
+/// version, then name, version and SDK version, each after its little-endian u16 length.
+///
+/// # Panics
+///
+/// If the file has no record, its version is not `from`, or the lengths differ.
+pub fn edit_recorded_version(library: &Path, from: &str, to: &str) {
+    const MAGIC: &[u8] = b"PLUGIDNT";
+    assert_eq!(
+        from.len(),
+        to.len(),
+        "the versions must have the same length"
+    );
+    let mut bytes = std::fs::read(library).unwrap();
+    let at = bytes
+        .windows(MAGIC.len())
+        .position(|w| w == MAGIC)
+        .expect("the library has an identity record");
+    let field = |at: usize| {
+        let len = u16::from_le_bytes([bytes[at], bytes[at + 1]]) as usize;
+        (at + 2, len)
+    };
+    let (name_at, name_len) = field(at + MAGIC.len() + 2 + 4);
+    let (version_at, version_len) = field(name_at + name_len);
+    assert_eq!(
+        &bytes[version_at..version_at + version_len],
+        from.as_bytes()
+    );
+    bytes[version_at..version_at + version_len].copy_from_slice(to.as_bytes());
+    std::fs::write(library, &bytes).unwrap();
+}
+
 /// Where plugin crates live, relative to the workspace root.
 pub const PLUGIN_GROUPS: [&str; 2] = ["sample-plugins", "test-plugins"];
 

@@ -15,6 +15,7 @@ mod logging;
 #[cfg(unix)]
 mod permissions;
 mod private_copy;
+mod reported_identity;
 mod state_file;
 mod typed;
 mod util;

@@ -155,6 +155,30 @@ fn load_failure() {
         }
         other => panic!("expected OnLoad, got {other:?}"),
     }
+    // The identity the code reports is checked in the worker as in the host: a record
+    // edited to say 0.1.9, as the manifest does, passes the host's checks on the file, and
+    // the worker refuses the code (which says 0.1.0) with the host's own error.
+    let (base, m) = isolated(&["hello"], ProcessOptions::default());
+    let dir = base.path().join("hello");
+    plugin_test_support::edit_recorded_version(
+        &dir.join(plugin_test_support::library_file_name("hello")),
+        "0.1.0",
+        "0.1.9",
+    );
+    let path = dir.join("plugin.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    manifest["version"] = "0.1.9".into();
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let err = m.load_plugin("hello").unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::IdentityMismatch { field: "version", expected, found, .. }
+                if expected == "0.1.9" && found == "0.1.0"
+        ),
+        "{err}"
+    );
     // A missing worker program is a start error that says what to do.
     let (_base, m) = isolated(
         &["hostile"],
