@@ -214,3 +214,31 @@ pub(crate) fn one_line(text: &str) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn one_line_keeps_the_first_lines_and_cuts_at_a_character_boundary() {
+        assert_eq!(
+            one_line("  first\n\n   second  \nthird"),
+            "first | second | third"
+        );
+        let many: String = (0..10).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(
+            one_line(&many),
+            "line 0 | line 1 | line 2 | line 3 | line 4 | line 5"
+        );
+        // 300 two-byte characters: 600 bytes fit, as they are.
+        let fits = "é".repeat(300);
+        assert_eq!(one_line(&fits), fits);
+        // One more byte than fits, where byte 600 falls inside a character: cut before it.
+        let long = format!("x{}", "é".repeat(300));
+        let cut = one_line(&long);
+        assert!(cut.ends_with(" ..."), "{cut}");
+        let kept = cut.trim_end_matches(" ...");
+        assert_eq!(kept.len(), 599);
+        assert!(long.starts_with(kept));
+    }
+}
