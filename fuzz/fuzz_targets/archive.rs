@@ -20,8 +20,16 @@ fn walk(dir: &Path, base: &Path, out: &mut Vec<PathBuf>) {
         let entry = entry.expect("a folder entry");
         let path = entry.path();
         let kind = entry.file_type().expect("an entry's type");
-        assert!(!kind.is_symlink(), "a symbolic link was written: {}", path.display());
-        out.push(path.strip_prefix(base).expect("under the root").to_path_buf());
+        assert!(
+            !kind.is_symlink(),
+            "a symbolic link was written: {}",
+            path.display()
+        );
+        out.push(
+            path.strip_prefix(base)
+                .expect("under the root")
+                .to_path_buf(),
+        );
         if kind.is_dir() {
             walk(&path, base, out);
         }
@@ -80,12 +88,20 @@ fuzz_target!(|data: &[u8]| {
         Ok(extracted) => {
             assert!(extracted.files.contains(&extracted.library));
             for file in &extracted.files {
-                assert!(into.join(file).is_file(), "{} is listed, not written", file.display());
+                assert!(
+                    into.join(file).is_file(),
+                    "{} is listed, not written",
+                    file.display()
+                );
             }
             let total: u64 = extracted
                 .files
                 .iter()
-                .map(|f| std::fs::metadata(into.join(f)).expect("a listed file").len())
+                .map(|f| {
+                    std::fs::metadata(into.join(f))
+                        .expect("a listed file")
+                        .len()
+                })
                 .sum();
             assert_eq!(total, extracted.unpacked_bytes);
             assert!(total <= limits().max_unpacked_bytes);

@@ -37,7 +37,11 @@ fn as_received(sent: &Message) -> Message {
 fuzz_target!(|data: &[u8]| {
     if let Some(m) = Message::decode(data) {
         let frame = m.encode();
-        assert_eq!(Message::decode(body(&frame)).as_ref(), Some(&m), "from {data:?}");
+        assert_eq!(
+            Message::decode(body(&frame)).as_ref(),
+            Some(&m),
+            "from {data:?}"
+        );
     }
 
     let Ok(sent) = message(&mut Unstructured::new(data)) else {

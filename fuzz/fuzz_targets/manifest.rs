@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
             let json = serde_json::to_string(&manifest).expect("a manifest serializes");
             let again = Manifest::parse(&json, file)
                 .unwrap_or_else(|e| panic!("a serialized manifest is refused: {e}\n{json}"));
-            assert_eq!(again, manifest, "the round trip changed the manifest: {json}");
+            assert_eq!(
+                again, manifest,
+                "the round trip changed the manifest: {json}"
+            );
         }
         // Every refusal is one of the two parse errors, and names the file.
         Err(err @ (ManifestError::Syntax { .. } | ManifestError::Invalid { .. })) => {

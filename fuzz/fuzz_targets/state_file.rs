@@ -118,7 +118,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(manager.is_disabled("x"));
         }
         None => {
-            assert!(matches!(written, Err(Error::StateFile { .. })), "{written:?}");
+            assert!(
+                matches!(written, Err(Error::StateFile { .. })),
+                "{written:?}"
+            );
             let after = std::fs::read(base.join(STATE_FILE)).expect("the state file");
             assert_eq!(after, data, "a malformed state file was replaced");
         }

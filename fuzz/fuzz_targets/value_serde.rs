@@ -47,10 +47,16 @@ fn structured(data: &[u8]) {
         return;
     };
     let serialized = to_value(&original).unwrap_or_else(|e| panic!("{original:?}: {e}"));
-    assert!(same(&serialized, &original), "{serialized:?} != {original:?}");
+    assert!(
+        same(&serialized, &original),
+        "{serialized:?} != {original:?}"
+    );
     let deserialized: Value =
         from_value_ref(&original).unwrap_or_else(|e| panic!("{original:?}: {e}"));
-    assert!(same(&deserialized, &original), "{deserialized:?} != {original:?}");
+    assert!(
+        same(&deserialized, &original),
+        "{deserialized:?} != {original:?}"
+    );
     // Bytes have no JSON form (an error); anything else reads, floats that JSON cannot
     // hold as null.
     let _ = from_value_ref::<serde_json::Value>(&original);

@@ -24,8 +24,7 @@ fn write_values(w: &mut Writer, values: &[(String, Value)]) {
 
 fn same_values(a: &[(String, Value)], b: &[(String, Value)]) -> bool {
     a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(b)
             .all(|((ka, va), (kb, vb))| ka == kb && same(va, vb))
 }
@@ -46,7 +45,12 @@ fn decode(data: &[u8]) {
     if let Ok(head) = r.head() {
         if let Some(values) = read_values(&mut r) {
             let mut w = Writer::new(Vec::new());
-            w.head(head.seq, head.remaining, head.cancelled, head.label.as_deref());
+            w.head(
+                head.seq,
+                head.remaining,
+                head.cancelled,
+                head.label.as_deref(),
+            );
             write_values(&mut w, &values);
             let bytes = w.finish();
             let mut r = Reader::new(&bytes);
@@ -72,7 +76,10 @@ fn remaining(u: &mut Unstructured<'_>) -> Result<Option<Duration>> {
     Ok(match u.int_in_range(0..=2)? {
         0 => None,
         1 => Some(Duration::from_nanos(u.arbitrary()?)),
-        _ => Some(Duration::new(u.arbitrary()?, u.int_in_range(0..=999_999_999)?)),
+        _ => Some(Duration::new(
+            u.arbitrary()?,
+            u.int_in_range(0..=999_999_999)?,
+        )),
     })
 }
 
@@ -96,7 +103,12 @@ fn round_trip(u: &mut Unstructured<'_>) -> Result<()> {
     })?;
 
     let mut w = Writer::new(Vec::new());
-    w.head(head.seq, head.remaining, head.cancelled, head.label.as_deref());
+    w.head(
+        head.seq,
+        head.remaining,
+        head.cancelled,
+        head.label.as_deref(),
+    );
     write_values(&mut w, &values);
     let request = w.finish();
     let mut r = Reader::new(&request);

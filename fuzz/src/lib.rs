@@ -74,8 +74,7 @@ pub fn same(a: &Value, b: &Value) -> bool {
         }
         (Value::Map(x), Value::Map(y)) => {
             x.len() == y.len()
-                && x
-                    .iter()
+                && x.iter()
                     .zip(y.iter())
                     .all(|(a, b)| a.key == b.key && same(&a.value, &b.value))
         }

@@ -49,20 +49,18 @@ pub(crate) fn parse(args: &[String]) -> Result<Plan> {
                 let value = it
                     .next()
                     .context("--seconds needs a number of seconds, e.g. --seconds 60")?;
-                seconds = value
-                    .parse()
-                    .ok()
-                    .filter(|&s| s > 0)
-                    .with_context(|| {
-                        format!("--seconds takes a whole number above 0, not `{value}`")
-                    })?;
+                seconds = value.parse().ok().filter(|&s| s > 0).with_context(|| {
+                    format!("--seconds takes a whole number above 0, not `{value}`")
+                })?;
             }
             flag if flag.starts_with('-') => {
                 bail!("unknown option `{flag}` for fuzz; usage: cargo xtask fuzz [TARGET] [--seconds N]")
             }
             name => {
                 if target.is_some() {
-                    bail!("fuzz takes one target at most (or none for all), got a second: `{name}`");
+                    bail!(
+                        "fuzz takes one target at most (or none for all), got a second: `{name}`"
+                    );
                 }
                 let found = TARGETS.iter().find(|t| **t == name).with_context(|| {
                     format!(
@@ -117,11 +115,7 @@ pub(crate) fn prepare_corpus(seeds: &Path, corpus: &Path) -> Result<usize> {
         }
         let to = corpus.join(entry.file_name());
         std::fs::copy(entry.path(), &to).with_context(|| {
-            format!(
-                "cannot copy {} to {}",
-                entry.path().display(),
-                to.display()
-            )
+            format!("cannot copy {} to {}", entry.path().display(), to.display())
         })?;
         copied += 1;
     }
@@ -207,7 +201,11 @@ mod tests {
     #[test]
     fn bad_arguments_are_refused_with_what_to_write() {
         let err = |a: &[&str]| parse(&args(a)).unwrap_err().to_string();
-        assert!(err(&["nope"]).contains("manifest, wire"), "{}", err(&["nope"]));
+        assert!(
+            err(&["nope"]).contains("manifest, wire"),
+            "{}",
+            err(&["nope"])
+        );
         assert!(err(&["--seconds"]).contains("needs a number"));
         assert!(err(&["--seconds", "0"]).contains("above 0"));
         assert!(err(&["--seconds", "soon"]).contains("`soon`"));
