@@ -100,7 +100,7 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
                 0 => LoadFailure::NotAPlugin,
                 1 => LoadFailure::AbiMismatch,
                 2 => LoadFailure::Identity {
-                    field: *u.choose(&["name", "version", "sdk_version"])?,
+                    field: u.choose(&["name", "version", "sdk_version"])?,
                     expected: u.arbitrary()?,
                 },
                 3 => LoadFailure::OnLoad(*u.choose(&ERROR_KINDS)?),
