@@ -69,8 +69,9 @@ impl Writer {
         self.buf.extend_from_slice(s.as_bytes());
     }
 
-    /// Writes a request's head; a `remaining` too long for a `u64` of nanoseconds is
-    /// written as the longest that is not "none".
+    /// Writes a request's head; a `remaining` of `u64::MAX` nanoseconds or more (too long
+    /// for a `u64`, or the value that means "none") is written as the longest that is not
+    /// "none".
     pub fn head(
         &mut self,
         seq: u64,
@@ -80,7 +81,7 @@ impl Writer {
     ) {
         self.u64(seq);
         self.u64(remaining.map_or(u64::MAX, |d| {
-            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)
+            u64::try_from(d.as_nanos()).map_or(u64::MAX - 1, |n| n.min(u64::MAX - 1))
         }));
         self.u8(cancelled as u8);
         match label {
@@ -450,6 +451,19 @@ mod tests {
         let mut seen = Vec::new();
         r.values(|k, v| seen.push((k, v))).unwrap();
         assert_eq!(seen, vec![("n".into(), Value::Int(i64::MIN))]);
+    }
+
+    /// Found by the `wire` fuzz target: a deadline of exactly `u64::MAX` nanoseconds was
+    /// written as the "none" marker, so the worker read a call with no deadline at all.
+    #[test]
+    fn a_deadline_of_u64_max_nanoseconds_is_still_a_deadline() {
+        let mut w = Writer::new(Vec::new());
+        w.head(1, Some(Duration::from_nanos(u64::MAX)), false, None);
+        let bytes = w.finish();
+        assert_eq!(
+            Reader::new(&bytes).head().unwrap().remaining,
+            Some(Duration::from_nanos(u64::MAX - 1))
+        );
     }
 
     #[test]

@@ -9,9 +9,13 @@
 //!   the raw shared-memory channel (also a step of `bench`).
 //! - `bench-http`: requests per second through a plugin route against a native axum
 //!   handler, with `wrk` (also the last step of `bench`).
+//! - `fuzz [TARGET] [--seconds N]`: runs the fuzz targets of `fuzz/` (or one of them) with
+//!   cargo-fuzz on nightly, N seconds each (default 30), from the seeds in `fuzz/seeds/`
+//!   (see `docs/fuzzing.md`).
 
 mod bench_http;
 mod bench_isolation;
+mod fuzz;
 #[cfg(test)]
 mod tidy;
 
@@ -30,7 +34,8 @@ commands:
   ci                                      run .ci/run (format, lint, tests, docs)
   bench                                   run the benchmarks and print the ratios
   bench-isolation                         process isolation: call latency and throughput, both modes
-  bench-http                              HTTP throughput: a plugin route against native axum (wrk)";
+  bench-http                              HTTP throughput: a plugin route against native axum (wrk)
+  fuzz [TARGET] [--seconds N]             run the fuzz targets (default: all, 30 s each; nightly)";
 
 fn main() {
     if let Err(err) = run(std::env::args().skip(1).collect()) {
@@ -69,6 +74,7 @@ fn run(args: Vec<String>) -> Result<()> {
         "bench" => bench(rest),
         "bench-isolation" => bench_isolation::bench_isolation(),
         "bench-http" => bench_http::bench_http(),
+        "fuzz" => fuzz::fuzz(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
