@@ -9,23 +9,25 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// Rewrites the version in the identity record `export_plugin!` wrote into `library` from
-/// `from` to `to` (of the same length), leaving the code, which still reports `from`,
-/// untouched: a library whose record and code disagree, for the check made after mapping.
-/// The record's layout is `plugin-abi`'s `identity` module's: magic, format and ABI
-/// version, then name, version and SDK version, each after its little-endian u16 length.
+/// Gives the plugin `name` in its folder `dir` an identity record and a `plugin.json` that
+/// say version `to` (of the same length as `from`), leaving its code, which still reports
+/// `from`, untouched: a library whose record and code disagree, for the check made after
+/// mapping. The record's layout is `plugin-abi`'s `identity` module's: magic, format and
+/// ABI version, then name, version and SDK version, each after its little-endian u16 length.
 ///
 /// # Panics
 ///
-/// If the file has no record, its version is not `from`, or the lengths differ.
-pub fn edit_recorded_version(library: &Path, from: &str, to: &str) {
+/// If the library has no record, its version or the manifest's is not `from`, or the
+/// lengths differ.
+pub fn edit_recorded_version(dir: &Path, name: &str, from: &str, to: &str) {
     const MAGIC: &[u8] = b"PLUGIDNT";
     assert_eq!(
         from.len(),
         to.len(),
         "the versions must have the same length"
     );
-    let mut bytes = std::fs::read(library).unwrap();
+    let library = dir.join(library_file_name(name));
+    let mut bytes = std::fs::read(&library).unwrap();
     let at = bytes
         .windows(MAGIC.len())
         .position(|w| w == MAGIC)
@@ -41,7 +43,21 @@ pub fn edit_recorded_version(library: &Path, from: &str, to: &str) {
         from.as_bytes()
     );
     bytes[version_at..version_at + version_len].copy_from_slice(to.as_bytes());
-    std::fs::write(library, &bytes).unwrap();
+    std::fs::write(&library, &bytes).unwrap();
+
+    let manifest = dir.join("plugin.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let (old, new) = (
+        format!("\"version\": \"{from}\""),
+        format!("\"version\": \"{to}\""),
+    );
+    assert_eq!(
+        text.matches(&old).count(),
+        1,
+        "{} names version {from} once",
+        manifest.display()
+    );
+    std::fs::write(&manifest, text.replace(&old, &new)).unwrap();
 }
 
 /// Where plugin crates live, relative to the workspace root.

@@ -2,27 +2,14 @@
 //! identity record was edited to match its manifest, while its code still reports what it
 //! was built as, is refused after `dlopen` with the same error as a record that differs.
 
-use std::path::Path;
-
 use plugin_host::{Error, PluginManager};
-use plugin_test_support::{fixtures, library_file_name};
-
-/// Gives the `hello` plugin in `dir` an identity record and a manifest that say `to`, while
-/// its code still reports `from`.
-pub(crate) fn edit_recorded_version(dir: &Path, from: &str, to: &str) {
-    plugin_test_support::edit_recorded_version(&dir.join(library_file_name("hello")), from, to);
-    let path = dir.join("plugin.json");
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    manifest["version"] = to.into();
-    std::fs::write(&path, manifest.to_string()).unwrap();
-}
+use plugin_test_support::fixtures;
 
 #[test]
 fn code_that_reports_another_version_than_its_record_is_refused_after_mapping() {
     let base = tempfile::tempdir().unwrap();
     let dir = fixtures().install(base.path(), "hello");
-    edit_recorded_version(&dir, "0.1.0", "0.1.9");
+    plugin_test_support::edit_recorded_version(&dir, "hello", "0.1.0", "0.1.9");
     let m = PluginManager::new(base.path());
     // The files alone pass: the record says 0.1.9, as the manifest does.
     assert_eq!(

@@ -160,16 +160,7 @@ fn load_failure() {
     // the worker refuses the code (which says 0.1.0) with the host's own error.
     let (base, m) = isolated(&["hello"], ProcessOptions::default());
     let dir = base.path().join("hello");
-    plugin_test_support::edit_recorded_version(
-        &dir.join(plugin_test_support::library_file_name("hello")),
-        "0.1.0",
-        "0.1.9",
-    );
-    let path = dir.join("plugin.json");
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    manifest["version"] = "0.1.9".into();
-    std::fs::write(&path, manifest.to_string()).unwrap();
+    plugin_test_support::edit_recorded_version(&dir, "hello", "0.1.0", "0.1.9");
     let err = m.load_plugin("hello").unwrap_err();
     assert!(
         matches!(
