@@ -7,7 +7,8 @@
 //!
 //! - [`PluginMod`] / [`PluginModRef`]: the root module a plugin library exports.
 //! - [`HostContext`]: the context object the host implements and the plugin calls back into.
-//! - [`Value`]: the values stored in a context.
+//! - Values: a context value crosses as one buffer of encoded bytes ([`codec`], with the
+//!   `serde` feature); [`Value`] is the untyped view of one.
 //! - [`PluginError`] / [`ErrorKind`]: what a plugin call returns on failure.
 //! - [`identity`]: the plugin's identity as bytes in a link section, which a host reads from
 //!   the library file before mapping it.
@@ -36,6 +37,8 @@
     reason = "#[sabi_trait] and #[derive(StableAbi)] expand to impls inside const items"
 )]
 
+#[cfg(feature = "serde")]
+pub mod codec;
 mod error;
 pub mod identity;
 #[cfg(feature = "serde")]
@@ -51,14 +54,14 @@ pub const INPUT_KEY: &str = "input";
 
 /// The context key under which a typed call returns its output.
 pub const OUTPUT_KEY: &str = "output";
-pub use value::{MapEntry, Scalar, Value};
+pub use value::{MapEntry, Value};
 
 use abi_stable::{
     declare_root_module_statics,
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::{RMut, RRef, VersionStrings},
-    std_types::{RDuration, ROption, RResult, RStr, RString, RVec},
+    std_types::{RDuration, ROption, RResult, RSlice, RStr, RString, RVec},
     StableAbi,
 };
 
@@ -67,7 +70,10 @@ use abi_stable::{
 /// It is bumped on any change that is not an append-only extension of the root module or
 /// the context. `abi_stable`'s layout check catches layout changes independently; this number
 /// lets the host give a clear message instead of a layout diff.
-pub const ABI_VERSION: u32 = 1;
+///
+/// - 1: values crossed as a tree of FFI nodes ([`Value`]).
+/// - 2: values cross as one buffer of encoded bytes ([`codec`]), in-process and to a worker.
+pub const ABI_VERSION: u32 = 2;
 
 /// The version of this crate. Plugins built with an SDK whose `plugin-abi` is not
 /// caret-compatible with the host's are refused.
@@ -128,26 +134,26 @@ pub struct PluginInfo {
 /// process.
 #[sabi_trait]
 pub trait HostContext: Send + Sync {
-    /// Returns a copy of the value stored under `key`.
-    fn get(&self, key: RStr<'_>) -> ROption<Value>;
-
-    /// Lends the value stored under `key` (or `RNone`) to `visitor`, without copying it.
+    /// Lends the encoded bytes of the value stored under `key` (or `RNone`) to `visitor`,
+    /// without copying them.
     ///
     /// The host holds its lock on the values while `visitor` runs, so the visitor must not
     /// call back into the context.
-    fn visit(&self, key: RStr<'_>, visitor: ValueVisitor_TO<'_, RMut<'_, ()>>);
+    fn get(&self, key: RStr<'_>, visitor: BytesVisitor_TO<'_, RMut<'_, ()>>);
 
-    /// Stores `value` under `key`, replacing any previous value.
-    fn set(&self, key: RStr<'_>, value: Value);
+    /// Stores the value encoded in `bytes` under `key`, replacing any previous value. The
+    /// host copies the bytes (into the buffer already stored under `key` when there is one,
+    /// so overwriting a value of the same size allocates nothing).
+    fn set(&self, key: RStr<'_>, bytes: RSlice<'_, u8>);
 
-    /// Removes and returns the value stored under `key`.
-    fn remove(&self, key: RStr<'_>) -> ROption<Value>;
+    /// Removes the value stored under `key`; returns whether there was one.
+    fn remove(&self, key: RStr<'_>) -> bool;
 
     /// Returns every key currently stored, in no particular order.
     fn keys(&self) -> RVec<RString>;
 
     /// The routing label of this call (an `http_services.routes[].label`), if any.
-    fn label(&self) -> ROption<RString>;
+    fn label(&self) -> ROption<RStr<'_>>;
 
     /// Why the context was cancelled, or `RNone` while it is still live.
     ///
@@ -164,27 +170,17 @@ pub trait HostContext: Send + Sync {
     /// Emits a log record through the host's `tracing` subscriber.
     #[sabi(last_prefix_field)]
     fn log(&self, level: LogLevel, message: RStr<'_>);
-
-    // Appended after the prefix: a host built against an older `plugin-abi` lacks these.
-
-    /// The routing label of this call, borrowed: no copy per call.
-    fn label_str(&self) -> ROption<RStr<'_>>;
-
-    /// Stores `value` under `key` like [`set`](HostContext::set), without the caller
-    /// allocating: the host copies the string into the value already stored under `key`
-    /// when that is a string, so overwriting a short string allocates nothing.
-    fn set_scalar(&self, key: RStr<'_>, value: Scalar<'_>);
 }
 
-/// A callback that reads a borrowed [`Value`], passed to [`HostContext::visit`].
+/// A callback that reads the borrowed bytes of a value, passed to [`HostContext::get`].
 ///
-/// Implemented by the SDK, so a plugin can deserialize a context value in place instead of
+/// Implemented by the SDK, so a plugin decodes a context value in place instead of
 /// receiving a copy of it.
 #[sabi_trait]
-pub trait ValueVisitor {
-    /// Called once with the value, or `RNone` if the key is not set.
+pub trait BytesVisitor {
+    /// Called once with the value's bytes, or `RNone` if the key is not set.
     #[sabi(last_prefix_field)]
-    fn visit(&mut self, value: ROption<&Value>);
+    fn visit(&mut self, bytes: ROption<RSlice<'_, u8>>);
 }
 
 /// The context as a plugin receives it: a borrowed, FFI-safe trait object.

@@ -4,14 +4,15 @@
 use std::fmt;
 
 use abi_stable::{
-    std_types::{RStr, RString, RVec},
+    std_types::{RString, RVec},
     StableAbi,
 };
 
 /// A value stored in a plugin context.
 ///
-/// The SDK and the host convert any serde type to and from `Value` (see [`crate::serde`] with
-/// the `serde` feature), so plugins and hosts rarely build one by hand.
+/// The untyped view of a context value. Values cross the boundary as encoded bytes
+/// ([`crate::codec`], feature `serde`); a `Value` is what those bytes decode to when no
+/// Rust type is asked for, and any serde type converts to and from one ([`crate::serde`]).
 #[repr(C, u8)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Default)]
 pub enum Value {
@@ -100,51 +101,6 @@ impl Value {
                 .find(|e| e.key.as_str() == key)
                 .map(|e| &e.value),
             _ => None,
-        }
-    }
-}
-
-/// A [`Value`] that needs no allocation to pass: what [`HostContext::set_scalar`]
-/// stores, borrowing the string rather than copying it into a new one.
-///
-/// [`HostContext::set_scalar`]: crate::HostContext::set_scalar
-#[repr(C, u8)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq)]
-pub enum Scalar<'a> {
-    /// [`Value::Null`].
-    Null,
-    /// [`Value::Bool`].
-    Bool(bool),
-    /// [`Value::Int`].
-    Int(i64),
-    /// [`Value::Float`].
-    Float(f64),
-    /// [`Value::String`], borrowed.
-    Str(RStr<'a>),
-}
-
-impl Value {
-    /// Makes this value equal to `scalar`, reusing this value's string buffer when both
-    /// are strings (no allocation when the new string fits in it).
-    pub fn assign(&mut self, scalar: Scalar<'_>) {
-        match (&mut *self, scalar) {
-            (Value::String(s), Scalar::Str(new)) => {
-                s.clear();
-                s.push_str(new.as_str());
-            }
-            (_, scalar) => *self = Value::from(scalar),
-        }
-    }
-}
-
-impl From<Scalar<'_>> for Value {
-    fn from(scalar: Scalar<'_>) -> Self {
-        match scalar {
-            Scalar::Null => Value::Null,
-            Scalar::Bool(b) => Value::Bool(b),
-            Scalar::Int(i) => Value::Int(i),
-            Scalar::Float(f) => Value::Float(f),
-            Scalar::Str(s) => Value::String(RString::from(s.as_str())),
         }
     }
 }

@@ -362,7 +362,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 }
             };
             let values: serde_json::Map<String, serde_json::Value> = ctx
-                .values()
+                .values()?
                 .into_iter()
                 .map(|(k, v)| {
                     (

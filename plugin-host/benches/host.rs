@@ -7,9 +7,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use plugin_abi::abi_stable::library::lib_header_from_path;
 use plugin_abi::abi_stable::sabi_trait::TD_Opaque;
 use plugin_abi::abi_stable::sabi_types::{RMut, RRef};
-use plugin_abi::abi_stable::std_types::{RDuration, RNone, ROption, RResult, RStr, RString, RVec};
+use plugin_abi::abi_stable::std_types::{
+    RDuration, RNone, ROption, RResult, RSlice, RStr, RString, RVec,
+};
 use plugin_abi::{
-    CancelReason, HostContext, HostContext_TO, LogLevel, PluginModRef, ValueVisitor_TO,
+    BytesVisitor_TO, CancelReason, HostContext, HostContext_TO, LogLevel, PluginModRef,
 };
 use plugin_host::{Context, Error, PluginManager};
 use plugin_test_support::fixtures;
@@ -21,20 +23,17 @@ use serde_json::{Map, Value};
 struct EmptyContext;
 
 impl HostContext for EmptyContext {
-    fn get(&self, _: RStr<'_>) -> ROption<plugin_abi::Value> {
-        RNone
-    }
-    fn visit(&self, _: RStr<'_>, mut visitor: ValueVisitor_TO<'_, RMut<'_, ()>>) {
+    fn get(&self, _: RStr<'_>, mut visitor: BytesVisitor_TO<'_, RMut<'_, ()>>) {
         visitor.visit(RNone);
     }
-    fn set(&self, _: RStr<'_>, _: plugin_abi::Value) {}
-    fn remove(&self, _: RStr<'_>) -> ROption<plugin_abi::Value> {
-        RNone
+    fn set(&self, _: RStr<'_>, _: RSlice<'_, u8>) {}
+    fn remove(&self, _: RStr<'_>) -> bool {
+        false
     }
     fn keys(&self) -> RVec<RString> {
         RVec::new()
     }
-    fn label(&self) -> ROption<RString> {
+    fn label(&self) -> ROption<RStr<'_>> {
         RNone
     }
     fn cancel_reason(&self) -> ROption<CancelReason> {
@@ -48,10 +47,6 @@ impl HostContext for EmptyContext {
         false
     }
     fn log(&self, _: LogLevel, _: RStr<'_>) {}
-    fn label_str(&self) -> ROption<RStr<'_>> {
-        RNone
-    }
-    fn set_scalar(&self, _: RStr<'_>, _: plugin_abi::Scalar<'_>) {}
 }
 
 /// The baseline of `handle.execute`: what a host would write without plugins, a function of

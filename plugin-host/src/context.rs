@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugin_abi::abi_stable::sabi_types::RMut;
-use plugin_abi::abi_stable::std_types::{RDuration, RNone, ROption, RSome, RStr, RString, RVec};
-use plugin_abi::{CancelReason, HostContext, LogLevel, Scalar, Value, ValueVisitor_TO};
+use plugin_abi::abi_stable::std_types::{
+    RDuration, RNone, ROption, RSlice, RSome, RStr, RString, RVec,
+};
+use plugin_abi::{BytesVisitor_TO, CancelReason, HostContext, LogLevel, Value};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::bias::{Biased, Grant};
@@ -38,7 +40,9 @@ pub struct Context {
     inner: Arc<Inner>,
 }
 
-type Values = HashMap<String, Value, foldhash::fast::RandomState>;
+/// Each value as its encoded bytes ([`plugin_abi::codec`]): what a plugin reads in place and
+/// a worker call copies as they are.
+type Values = HashMap<String, Vec<u8>, foldhash::fast::RandomState>;
 
 struct Inner {
     /// A std `HashMap` with foldhash's seeded hasher: fast on the short keys contexts use,
@@ -143,12 +147,12 @@ impl Context {
     #[cfg(all(target_os = "linux", feature = "isolation"))]
     pub(crate) fn with_values<R>(
         &self,
-        f: impl FnOnce(usize, &mut dyn Iterator<Item = (&str, &Value)>) -> R,
+        f: impl FnOnce(usize, &mut dyn Iterator<Item = (&str, &[u8])>) -> R,
     ) -> R {
         self.inner.values.lock(|values| {
             f(
                 values.len(),
-                &mut values.iter().map(|(k, v)| (k.as_str(), v)),
+                &mut values.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
             )
         })
     }
@@ -158,7 +162,7 @@ impl Context {
     #[cfg(all(target_os = "linux", feature = "isolation"))]
     pub(crate) fn replace_values<E>(
         &self,
-        fill: impl FnOnce(&mut dyn FnMut(String, Value)) -> Result<(), E>,
+        fill: impl FnOnce(&mut dyn FnMut(String, Vec<u8>)) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut fresh = Values::default();
         fill(&mut |k, v| {
@@ -213,23 +217,31 @@ impl Context {
         self.inner.label.as_deref()
     }
 
-    /// Stores `value` under `key`, converted with serde.
+    /// Stores `value` under `key`, encoded with serde.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Value`] if `value`'s `Serialize` impl fails; nothing is stored then.
     pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), Error> {
-        let value = plugin_abi::serde::to_value(value).map_err(|source| Error::Value {
+        let bytes = plugin_abi::codec::encode(value).map_err(|source| Error::Value {
             key: key.to_owned(),
             source,
         })?;
-        self.set_value(key, value);
+        self.inner.values.lock(|values| store(values, key, bytes));
         Ok(())
     }
 
     /// Reads the value under `key` as a `T`; `Ok(None)` if it is not set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Value`] if the value does not have the shape of `T`, naming the field.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         self.inner.values.lock(|values| {
-            let Some(value) = values.get(key) else {
+            let Some(bytes) = values.get(key) else {
                 return Ok(None);
             };
-            plugin_abi::serde::from_value_ref(value)
+            plugin_abi::codec::decode(bytes)
                 .map(Some)
                 .map_err(|source| Error::Value {
                     key: key.to_owned(),
@@ -238,19 +250,48 @@ impl Context {
         })
     }
 
-    /// Stores a raw value.
+    /// Stores a raw, untyped value.
     pub fn set_value(&self, key: &str, value: Value) {
-        self.inner.values.lock(|values| store(values, key, value));
+        // A `Value` always encodes.
+        let _ = self.set(key, &value);
     }
 
-    /// A copy of the raw value under `key`.
-    pub fn get_value(&self, key: &str) -> Option<Value> {
+    /// The raw, untyped value under `key`; `Ok(None)` if it is not set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Value`] if the bytes a plugin stored there do not decode.
+    pub fn get_value(&self, key: &str) -> Result<Option<Value>, Error> {
+        self.get::<Value>(key)
+    }
+
+    /// Stores the encoded bytes of a value ([`plugin_abi::codec`]) as they are.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MalformedValue`] if `bytes` are not one well-formed value; nothing is stored
+    /// then.
+    pub fn set_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), Error> {
+        plugin_abi::codec::validate(bytes).map_err(|source| Error::MalformedValue {
+            key: key.to_owned(),
+            source,
+        })?;
+        self.inner
+            .values
+            .lock(|values| store_slice(values, key, bytes));
+        Ok(())
+    }
+
+    /// A copy of the encoded bytes of the value under `key` ([`plugin_abi::codec`]).
+    pub fn get_bytes(&self, key: &str) -> Option<Vec<u8>> {
         self.inner.values.lock(|values| values.get(key).cloned())
     }
 
-    /// Removes and returns the value under `key`.
-    pub fn remove(&self, key: &str) -> Option<Value> {
-        self.inner.values.lock(|values| values.remove(key))
+    /// Removes the value under `key`; returns whether there was one.
+    pub fn remove(&self, key: &str) -> bool {
+        self.inner
+            .values
+            .lock(|values| values.remove(key).is_some())
     }
 
     /// Every key, sorted.
@@ -263,14 +304,27 @@ impl Context {
         keys
     }
 
-    /// A copy of every value, sorted by key.
-    pub fn values(&self) -> Vec<(String, Value)> {
-        let mut values: Vec<(String, Value)> = self
-            .inner
-            .values
-            .lock(|values| values.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    /// Every value, sorted by key, decoded into the untyped view.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Value`] naming the first key whose bytes a plugin stored do not decode.
+    pub fn values(&self) -> Result<Vec<(String, Value)>, Error> {
+        let mut values = self.inner.values.lock(|values| {
+            values
+                .iter()
+                .map(|(k, v)| {
+                    plugin_abi::codec::decode::<Value>(v)
+                        .map(|v| (k.clone(), v))
+                        .map_err(|source| Error::Value {
+                            key: k.clone(),
+                            source,
+                        })
+                })
+                .collect::<Result<Vec<_>, Error>>()
+        })?;
         values.sort_by(|a, b| a.0.cmp(&b.0));
-        values
+        Ok(values)
     }
 }
 
@@ -334,44 +388,31 @@ impl Drop for CallContext<'_> {
 // Everything here must not panic: these methods are called from plugin code through
 // `extern "C"` functions, where a panic aborts the process. `parking_lot` locks do not poison.
 impl HostContext for CallContext<'_> {
-    fn get(&self, key: RStr<'_>) -> ROption<Value> {
-        self.values(|values| values.get(key.as_str()).cloned().into())
-    }
-
-    fn visit(&self, key: RStr<'_>, mut visitor: ValueVisitor_TO<'_, RMut<'_, ()>>) {
-        self.values(|values| visitor.visit(values.get(key.as_str()).into()));
-    }
-
-    fn set(&self, key: RStr<'_>, value: Value) {
-        self.values(|values| store(values, key.as_str(), value));
-    }
-
-    fn set_scalar(&self, key: RStr<'_>, value: Scalar<'_>) {
-        self.values(|values| match values.get_mut(key.as_str()) {
-            Some(slot) => slot.assign(value),
-            None => {
-                values.insert(key.as_str().to_owned(), Value::from(value));
-            }
+    fn get(&self, key: RStr<'_>, mut visitor: BytesVisitor_TO<'_, RMut<'_, ()>>) {
+        self.values(|values| {
+            visitor.visit(
+                values
+                    .get(key.as_str())
+                    .map(|v| RSlice::from_slice(v))
+                    .into(),
+            )
         });
     }
 
-    fn remove(&self, key: RStr<'_>) -> ROption<Value> {
-        self.values(|values| values.remove(key.as_str()).into())
+    fn set(&self, key: RStr<'_>, bytes: RSlice<'_, u8>) {
+        self.values(|values| store_slice(values, key.as_str(), bytes.as_slice()));
+    }
+
+    fn remove(&self, key: RStr<'_>) -> bool {
+        self.values(|values| values.remove(key.as_str()).is_some())
     }
 
     fn keys(&self) -> RVec<RString> {
         self.values(|values| values.keys().map(|k| RString::from(k.as_str())).collect())
     }
 
-    fn label_str(&self) -> ROption<RStr<'_>> {
+    fn label(&self) -> ROption<RStr<'_>> {
         self.ctx.inner.label.as_deref().map(RStr::from_str).into()
-    }
-
-    fn label(&self) -> ROption<RString> {
-        match &self.ctx.inner.label {
-            Some(l) => RSome(RString::from(l.as_str())),
-            None => RNone,
-        }
     }
 
     fn cancel_reason(&self) -> ROption<CancelReason> {
@@ -402,12 +443,23 @@ impl HostContext for CallContext<'_> {
     }
 }
 
-/// Stores `value` under `key`, reusing the key's allocation when overwriting.
-fn store(values: &mut Values, key: &str, value: Value) {
+/// Stores `bytes` under `key`, reusing the key's allocation when overwriting.
+fn store(values: &mut Values, key: &str, bytes: Vec<u8>) {
     if let Some(slot) = values.get_mut(key) {
-        *slot = value;
+        *slot = bytes;
     } else {
-        values.insert(key.to_owned(), value);
+        values.insert(key.to_owned(), bytes);
+    }
+}
+
+/// Copies `bytes` under `key`, into the buffer already there when there is one: a value
+/// overwritten with one of the same size or smaller allocates nothing.
+fn store_slice(values: &mut Values, key: &str, bytes: &[u8]) {
+    if let Some(slot) = values.get_mut(key) {
+        slot.clear();
+        slot.extend_from_slice(bytes);
+    } else {
+        values.insert(key.to_owned(), bytes.to_vec());
     }
 }
 

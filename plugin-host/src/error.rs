@@ -380,6 +380,17 @@ pub enum Error {
         source: plugin_abi::serde::ValueError,
     },
 
+    /// Bytes given as a context value's encoding are not one well-formed value.
+    #[error(
+        "context value `{key}` is not one well-formed encoded value; encode it with `plugin_abi::codec`"
+    )]
+    MalformedValue {
+        /// The key.
+        key: String,
+        /// Where the bytes go wrong.
+        source: plugin_abi::codec::Malformed,
+    },
+
     /// A file or folder the plugin's code or manifest comes from can be written by group or
     /// others: whoever can write it can swap what the host checked for something else.
     #[error(
@@ -486,6 +497,7 @@ impl Error {
         match self {
             Error::BaseDir { .. }
             | Error::Value { .. }
+            | Error::MalformedValue { .. }
             | Error::StateFile { .. }
             | Error::Watch(_) => None,
             Error::Manifest(e) => e.plugin(),

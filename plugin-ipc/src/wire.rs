@@ -1,19 +1,19 @@
-//! How a call and its result are written into a lane: a compact binary form of the
-//! context's values (little-endian lengths, a tag byte per value).
+//! How a call and its result are written into a lane: little-endian lengths, and each
+//! context value as the encoded bytes it is stored as ([`plugin_abi::codec`]), copied as
+//! they are.
 //!
 //! A request is `seq: u64`, the time left before the deadline in nanoseconds
 //! (`u64::MAX`: none), whether the context is already cancelled, the label, then the values:
 //! [`Writer::head`] then [`Writer::values`], read back by [`Reader::head`] then
 //! [`Reader::values`]. A response is `0` (ok) or `1, kind, message`, then the values as the
 //! call left them: [`Writer::result`] then [`Writer::values`]. Decoding checks every length
-//! against what is left and refuses nesting deeper than [`MAX_DEPTH`]; the peer is trusted
-//! no further than that.
+//! against what is left, and every value with [`plugin_abi::codec::validate`] (well-formed,
+//! nesting at most [`MAX_DEPTH`]); the peer is trusted no further than that.
 
-use plugin_abi::abi_stable::std_types::{RString, RVec};
-use plugin_abi::{ErrorKind, MapEntry, Value};
+use plugin_abi::ErrorKind;
 
 /// Nesting deeper than this is refused (a list in a list in ...).
-pub const MAX_DEPTH: usize = 128;
+pub const MAX_DEPTH: usize = plugin_abi::codec::MAX_DEPTH;
 
 /// A call's parameters besides its values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,58 +105,17 @@ impl Writer {
         }
     }
 
-    /// Writes `count` entries, then each `(key, value)`.
+    /// Writes `count` entries, then each `(key, encoded value)`.
     pub fn values<'k, 'v>(
         &mut self,
         count: usize,
-        entries: impl Iterator<Item = (&'k str, &'v Value)>,
+        entries: impl Iterator<Item = (&'k str, &'v [u8])>,
     ) {
         self.u32(count);
         for (key, value) in entries {
             self.str(key);
-            self.value(value);
-        }
-    }
-
-    fn value(&mut self, value: &Value) {
-        match value {
-            Value::Null => self.u8(0),
-            Value::Bool(b) => {
-                self.u8(1);
-                self.u8(*b as u8);
-            }
-            Value::Int(i) => {
-                self.u8(2);
-                self.u64(*i as u64);
-            }
-            Value::Float(f) => {
-                self.u8(3);
-                self.u64(f.to_bits());
-            }
-            Value::String(s) => {
-                self.u8(4);
-                self.str(s);
-            }
-            Value::Bytes(b) => {
-                self.u8(5);
-                self.u32(b.len());
-                self.buf.extend_from_slice(b);
-            }
-            Value::List(items) => {
-                self.u8(6);
-                self.u32(items.len());
-                for item in items.iter() {
-                    self.value(item);
-                }
-            }
-            Value::Map(entries) => {
-                self.u8(7);
-                self.u32(entries.len());
-                for entry in entries.iter() {
-                    self.str(&entry.key);
-                    self.value(&entry.value);
-                }
-            }
+            self.u32(value.len());
+            self.buf.extend_from_slice(value);
         }
     }
 }
@@ -234,19 +193,18 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Reads the values, handing each `(key, value)` to `each`; they must end the input.
-    pub fn values(&mut self, mut each: impl FnMut(String, Value)) -> Result<(), Malformed> {
+    /// Reads the values, handing each `(key, encoded value)` to `each`; they must end the
+    /// input, and each must be one well-formed value.
+    pub fn values(&mut self, mut each: impl FnMut(String, Vec<u8>)) -> Result<(), Malformed> {
         let count = self.u32()?;
         for _ in 0..count {
             let key = self.str()?.to_owned();
-            let value = self.value(0)?;
-            each(key, value);
+            let len = self.u32()?;
+            let value = self.take(len)?;
+            plugin_abi::codec::validate(value).map_err(|_| Malformed)?;
+            each(key, value.to_vec());
         }
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(Malformed)
-        }
+        self.finish()
     }
 
     /// Refuses bytes left over after the last field.
@@ -256,49 +214,6 @@ impl<'a> Reader<'a> {
         } else {
             Err(Malformed)
         }
-    }
-
-    fn value(&mut self, depth: usize) -> Result<Value, Malformed> {
-        if depth > MAX_DEPTH {
-            return Err(Malformed);
-        }
-        Ok(match self.u8()? {
-            0 => Value::Null,
-            1 => Value::Bool(self.u8()? != 0),
-            2 => Value::Int(self.u64()? as i64),
-            3 => Value::Float(f64::from_bits(self.u64()?)),
-            4 => Value::String(RString::from(self.str()?)),
-            5 => {
-                let len = self.u32()?;
-                Value::Bytes(RVec::from(self.take(len)?))
-            }
-            6 => {
-                let len = self.u32()?;
-                // Each item takes at least one byte: a length beyond what is left is a lie.
-                if len > self.buf.len() {
-                    return Err(Malformed);
-                }
-                let mut items = RVec::with_capacity(len);
-                for _ in 0..len {
-                    items.push(self.value(depth + 1)?);
-                }
-                Value::List(items)
-            }
-            7 => {
-                let len = self.u32()?;
-                if len > self.buf.len() {
-                    return Err(Malformed);
-                }
-                let mut entries = RVec::with_capacity(len);
-                for _ in 0..len {
-                    let key = RString::from(self.str()?);
-                    let value = self.value(depth + 1)?;
-                    entries.push(MapEntry { key, value });
-                }
-                Value::Map(entries)
-            }
-            _ => return Err(Malformed),
-        })
     }
 }
 
@@ -332,24 +247,28 @@ mod tests {
 
     use super::*;
 
-    fn sample() -> Value {
-        Value::Map(RVec::from(vec![
-            MapEntry {
-                key: "a".into(),
-                value: Value::List(RVec::from(vec![
-                    Value::Null,
-                    Value::Bool(true),
-                    Value::Int(-7),
-                    Value::Float(1.5),
-                    Value::String("é".into()),
-                    Value::Bytes(RVec::from(vec![0u8, 255])),
-                ])),
-            },
-            MapEntry {
-                key: "b".into(),
-                value: Value::Map(RVec::new()),
-            },
-        ]))
+    fn sample() -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        struct Sample {
+            a: (
+                Option<()>,
+                bool,
+                i64,
+                f64,
+                &'static str,
+                &'static serde_bytes::Bytes,
+            ),
+            b: std::collections::BTreeMap<String, i32>,
+        }
+        plugin_abi::codec::encode(&Sample {
+            a: (None, true, -7, 1.5, "é", serde_bytes::Bytes::new(&[0, 255])),
+            b: Default::default(),
+        })
+        .unwrap()
+    }
+
+    fn int(n: i64) -> Vec<u8> {
+        plugin_abi::codec::encode(&n).unwrap()
     }
 
     #[test]
@@ -384,12 +303,12 @@ mod tests {
             head.cancelled,
             head.label.as_deref(),
         );
-        w.values(2, [("x", &value), ("y", &Value::Int(3))].into_iter());
+        w.values(2, [("x", &value[..]), ("y", &int(3)[..])].into_iter());
         let mut r = Reader::new(&w.buf);
         assert_eq!(r.head().unwrap(), head);
         let mut seen = Vec::new();
         r.values(|k, v| seen.push((k, v))).unwrap();
-        assert_eq!(seen, vec![("x".into(), value), ("y".into(), Value::Int(3))]);
+        assert_eq!(seen, vec![("x".into(), value), ("y".into(), int(3))]);
     }
 
     #[test]
@@ -408,22 +327,26 @@ mod tests {
     #[test]
     fn truncated_lying_and_deep_input_is_refused() {
         let mut w = Writer::new(Vec::new());
-        w.values(1, [("k", &sample())].into_iter());
+        w.values(1, [("k", &sample()[..])].into_iter());
         for cut in 0..w.buf.len() {
             assert!(
                 Reader::new(&w.buf[..cut]).values(|_, _| ()).is_err(),
                 "cut at {cut}"
             );
         }
-        // A list claiming four billion items in a few bytes.
-        let lie = [1, 0, 0, 0, 1, 0, 0, 0, b'k', 6, 255, 255, 255, 255];
+        // A value claiming four billion bytes, and one whose list claims four billion items.
+        let lie = [1, 0, 0, 0, 1, 0, 0, 0, b'k', 255, 255, 255, 255, 0xc0];
+        assert!(Reader::new(&lie).values(|_, _| ()).is_err());
+        let lie = [
+            1, 0, 0, 0, 1, 0, 0, 0, b'k', 5, 0, 0, 0, 0xdd, 255, 255, 255, 255,
+        ];
         assert!(Reader::new(&lie).values(|_, _| ()).is_err());
         // Nesting beyond the limit.
+        let mut nested = vec![0x91; MAX_DEPTH + 1];
+        nested.push(0xc0);
         let mut deep = vec![1, 0, 0, 0, 1, 0, 0, 0, b'k'];
-        for _ in 0..=MAX_DEPTH + 1 {
-            deep.extend_from_slice(&[6, 1, 0, 0, 0]);
-        }
-        deep.push(0);
+        deep.extend_from_slice(&(nested.len() as u32).to_le_bytes());
+        deep.extend_from_slice(&nested);
         assert!(Reader::new(&deep).values(|_, _| ()).is_err());
         // Trailing bytes.
         let mut extra = w.buf.clone();
@@ -438,7 +361,7 @@ mod tests {
         // A deadline too far for a u64 of nanoseconds still reads as one.
         w.head(0, Some(Duration::MAX), false, None);
         w.result(&Ok(()));
-        w.values(1, [("n", &Value::Int(i64::MIN))].into_iter());
+        w.values(1, [("n", &int(i64::MIN)[..])].into_iter());
         let bytes = w.finish();
         let mut r = Reader::new(&bytes);
         let head = r.head().unwrap();
@@ -450,7 +373,7 @@ mod tests {
         assert_eq!(r.result().unwrap(), Ok(()));
         let mut seen = Vec::new();
         r.values(|k, v| seen.push((k, v))).unwrap();
-        assert_eq!(seen, vec![("n".into(), Value::Int(i64::MIN))]);
+        assert_eq!(seen, vec![("n".into(), int(i64::MIN))]);
     }
 
     /// Found by the `wire` fuzz target: a deadline of exactly `u64::MAX` nanoseconds was
@@ -473,13 +396,13 @@ mod tests {
         head.push(2);
         assert_eq!(Reader::new(&head).head(), Err(Malformed));
         assert_eq!(Reader::new(&[2]).result(), Err(Malformed));
-        // A value tag of 8, and text that is not UTF-8.
+        // A value marker this encoding does not use, and a key that is not UTF-8.
         assert_eq!(
-            Reader::new(&[1, 0, 0, 0, 1, 0, 0, 0, b'k', 8]).values(|_, _| ()),
+            Reader::new(&[1, 0, 0, 0, 1, 0, 0, 0, b'k', 1, 0, 0, 0, 0xc1]).values(|_, _| ()),
             Err(Malformed)
         );
         assert_eq!(
-            Reader::new(&[1, 0, 0, 0, 1, 0, 0, 0, 0xff, 0]).values(|_, _| ()),
+            Reader::new(&[1, 0, 0, 0, 1, 0, 0, 0, 0xff, 1, 0, 0, 0, 0xc0]).values(|_, _| ()),
             Err(Malformed)
         );
     }

@@ -5,27 +5,29 @@ use std::time::{Duration, Instant};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use std::cell::RefCell;
+
 use plugin_abi::abi_stable::sabi_trait::TD_Opaque;
 use plugin_abi::abi_stable::sabi_types::RMut;
-use plugin_abi::abi_stable::std_types::{RDuration, RNone, ROption, RSome, RStr};
+use plugin_abi::abi_stable::std_types::{RDuration, RNone, ROption, RSlice, RSome, RStr};
 use plugin_abi::{
-    CancelReason, ContextRef, ErrorKind, LogLevel, PluginError, Value, ValueVisitor,
-    ValueVisitor_TO,
+    BytesVisitor, BytesVisitor_TO, CancelReason, ContextRef, ErrorKind, LogLevel, PluginError,
+    Value,
 };
 use serde::{de::DeserializeOwned, Serialize};
 
-/// Deserializes a `T` from the value the host lends to [`ValueVisitor::visit`].
+/// Decodes a `T` from the bytes the host lends to [`BytesVisitor::visit`].
 struct Decode<T> {
     result: Option<Result<Option<T>, String>>,
 }
 
-impl<T: DeserializeOwned> ValueVisitor for Decode<T> {
-    fn visit(&mut self, value: ROption<&Value>) {
+impl<T: DeserializeOwned> BytesVisitor for Decode<T> {
+    fn visit(&mut self, bytes: ROption<RSlice<'_, u8>>) {
         // This runs inside an `extern "C"` callback: a panicking `Deserialize` impl must not
         // unwind out of it.
-        let decoded = catch_unwind(AssertUnwindSafe(|| match value {
+        let decoded = catch_unwind(AssertUnwindSafe(|| match bytes {
             RNone => Ok(None),
-            RSome(value) => plugin_abi::serde::from_value_ref::<T>(value)
+            RSome(bytes) => plugin_abi::codec::decode::<T>(bytes.as_slice())
                 .map(Some)
                 .map_err(|e| e.to_string()),
         }));
@@ -33,6 +35,15 @@ impl<T: DeserializeOwned> ValueVisitor for Decode<T> {
             Some(decoded.unwrap_or_else(|_| Err("its Deserialize impl panicked".to_owned())));
     }
 }
+
+thread_local! {
+    /// Where [`Context::set`] encodes a value before the host copies it: one buffer per
+    /// thread, reused, so storing a value allocates nothing in the plugin.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The most a scratch buffer keeps between calls; a larger one is freed after use.
+const SCRATCH_KEEP: usize = 64 * 1024;
 
 /// The context of one plugin call, as the plugin sees it.
 ///
@@ -60,11 +71,12 @@ impl<'a> Context<'a> {
     /// Returns `Ok(None)` if the key is not set, and an [`ErrorKind::InvalidInput`] error if
     /// the value does not have the shape of `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PluginError> {
-        // Deserialize in place, under the host's lock, rather than copying the value out.
+        // Decode in place, from the host's buffer, under its lock, rather than copying the
+        // bytes out.
         let mut visitor = Decode::<T> { result: None };
-        self.raw.visit(
+        self.raw.get(
             RStr::from_str(key),
-            ValueVisitor_TO::from_ptr(RMut::new(&mut visitor), TD_Opaque),
+            BytesVisitor_TO::from_ptr(RMut::new(&mut visitor), TD_Opaque),
         );
         match visitor.result {
             None => Err(PluginError::other(format!(
@@ -85,37 +97,47 @@ impl<'a> Context<'a> {
         })
     }
 
-    /// Stores `value` under `key`, converting it with serde.
+    /// Stores `value` under `key`, encoded with serde.
     ///
-    /// Fails with [`ErrorKind::InvalidInput`] only if `value` cannot be represented as a
-    /// [`Value`] (for example a map with non-string keys).
+    /// Fails with [`ErrorKind::InvalidInput`] only if `value`'s `Serialize` impl fails.
     pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), PluginError> {
-        // A number, a bool or a short string goes without allocating: the host copies it
-        // into the value already stored under `key`.
-        if let Some(scalar) = plugin_abi::serde::to_scalar(value) {
-            self.raw.set_scalar(RStr::from_str(key), scalar.as_scalar());
-            return Ok(());
-        }
-        let value = plugin_abi::serde::to_value(value).map_err(|e| {
+        let failed = |e: &dyn std::fmt::Display| {
             PluginError::invalid_input(format!("cannot store context value `{key}`: {e}"))
-        })?;
-        self.set_value(key, value);
-        Ok(())
+        };
+        // Encode into this thread's scratch buffer; the host copies the bytes. A `Serialize`
+        // impl that stores a value itself finds the buffer taken and gets its own.
+        let store = |buf: &mut Vec<u8>| {
+            buf.clear();
+            let encoded = plugin_abi::codec::encode_into(value, buf);
+            if encoded.is_ok() {
+                self.raw.set(RStr::from_str(key), RSlice::from_slice(buf));
+            }
+            if buf.capacity() > SCRATCH_KEEP {
+                *buf = Vec::new();
+            }
+            encoded
+        };
+        let result = SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut buf) => store(&mut buf),
+            Err(_) => store(&mut Vec::new()),
+        });
+        result.map_err(|e| failed(&e))
     }
 
-    /// Returns a copy of the raw value under `key`.
-    pub fn get_value(&self, key: &str) -> Option<Value> {
-        self.raw.get(RStr::from_str(key)).into_option()
+    /// Reads the raw, untyped value under `key`; `Ok(None)` if it is not set.
+    pub fn get_value(&self, key: &str) -> Result<Option<Value>, PluginError> {
+        self.get::<Value>(key)
     }
 
-    /// Stores a raw value under `key`.
+    /// Stores a raw, untyped value under `key`.
     pub fn set_value(&self, key: &str, value: Value) {
-        self.raw.set(RStr::from_str(key), value);
+        // A `Value` always encodes.
+        let _ = self.set(key, &value);
     }
 
-    /// Removes the value under `key` and returns it.
-    pub fn remove(&self, key: &str) -> Option<Value> {
-        self.raw.remove(RStr::from_str(key)).into_option()
+    /// Removes the value under `key`; returns whether there was one.
+    pub fn remove(&self, key: &str) -> bool {
+        self.raw.remove(RStr::from_str(key))
     }
 
     /// Every key currently set, in no particular order.
@@ -130,7 +152,7 @@ impl<'a> Context<'a> {
     /// The routing label of this call: which of the plugin's `http_services.routes` (or
     /// which operation a caller asked for) this call serves.
     pub fn label(&self) -> Option<&str> {
-        self.raw.label_str().into_option().map(|l| l.as_str())
+        self.raw.label().into_option().map(|l| l.as_str())
     }
 
     /// Whether the call has been cancelled or its deadline has passed.

@@ -105,7 +105,10 @@ impl Request {
             params: ctx.get("params")?.unwrap_or_default(),
             query: ctx.get("query")?.unwrap_or_default(),
             headers: ctx.get("headers")?.unwrap_or_default(),
-            body: ctx.get("body")?.unwrap_or_default(),
+            body: ctx
+                .get::<serde_bytes::ByteBuf>("body")?
+                .map(serde_bytes::ByteBuf::into_vec)
+                .unwrap_or_default(),
         })
     }
 
@@ -201,20 +204,21 @@ impl Response {
                 self.status
             )));
         }
-        let headers: Value = self
-            .headers
-            .into_iter()
-            .map(|(name, value)| (name, Value::from(value)))
-            .collect();
-        let response: Value = [
-            ("status".to_owned(), Value::Int(i64::from(self.status))),
-            ("headers".to_owned(), headers),
-            ("body".to_owned(), self.body),
-        ]
-        .into_iter()
-        .collect();
-        ctx.set_value("response", response);
-        Ok(())
+        /// What the host reads back: encoded straight from the response, no tree built.
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            status: u16,
+            headers: &'a BTreeMap<String, String>,
+            body: &'a Value,
+        }
+        ctx.set(
+            "response",
+            &Wire {
+                status: self.status,
+                headers: &self.headers,
+                body: &self.body,
+            },
+        )
     }
 }
 

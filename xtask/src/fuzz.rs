@@ -14,8 +14,9 @@ use anyhow::{bail, Context as _, Result};
 use plugin_test_support::workspace_root;
 
 /// Every target in `fuzz/Cargo.toml`, in the order they run.
-pub(crate) const TARGETS: [&str; 6] = [
+pub(crate) const TARGETS: [&str; 7] = [
     "manifest",
+    "codec",
     "wire",
     "control",
     "archive",

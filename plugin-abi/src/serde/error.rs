@@ -29,7 +29,7 @@ enum PathSegment {
 }
 
 impl ValueError {
-    pub(super) fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         ValueError {
             inner: Box::new(ErrorInner {
                 message: message.into(),

@@ -46,7 +46,6 @@
 
 mod de;
 mod error;
-mod scalar;
 mod ser;
 #[cfg(test)]
 mod tests;
@@ -54,7 +53,6 @@ mod tests;
 use serde::{Deserialize, Serialize};
 
 pub use error::ValueError;
-pub use scalar::{to_scalar, OwnedScalar, INLINE_STR};
 
 use crate::value::Value;
 

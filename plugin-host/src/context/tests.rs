@@ -76,19 +76,75 @@ fn raw_values_can_be_read_listed_and_removed() {
     let ctx = Context::background();
     ctx.set_value("b", Value::Int(2));
     ctx.set_value("a", Value::Bool(true));
-    assert_eq!(ctx.get_value("b"), Some(Value::Int(2)));
-    assert_eq!(ctx.get_value("missing"), None);
+    assert_eq!(ctx.get_value("b").unwrap(), Some(Value::Int(2)));
+    assert_eq!(ctx.get_value("missing").unwrap(), None);
     assert_eq!(ctx.keys(), ["a", "b"]);
     assert_eq!(
-        ctx.values(),
+        ctx.values().unwrap(),
         [
             ("a".to_owned(), Value::Bool(true)),
             ("b".to_owned(), Value::Int(2))
         ]
     );
-    assert_eq!(ctx.remove("b"), Some(Value::Int(2)));
-    assert_eq!(ctx.remove("b"), None);
+    assert!(ctx.remove("b"));
+    assert!(!ctx.remove("b"));
     assert_eq!(ctx.keys(), ["a"]);
+}
+
+#[test]
+fn encoded_bytes_are_stored_as_they_are_once_they_are_checked() {
+    let ctx = Context::background();
+    let bytes = plugin_abi::codec::encode(&("x", 7)).unwrap();
+    ctx.set_bytes("pair", &bytes).unwrap();
+    assert_eq!(ctx.get_bytes("pair"), Some(bytes));
+    assert_eq!(
+        ctx.get::<(String, i32)>("pair").unwrap(),
+        Some(("x".into(), 7))
+    );
+    // Not one well-formed value: refused, and what was there is kept.
+    let err = ctx.set_bytes("pair", &[0x92, 0xc0]).unwrap_err();
+    assert_eq!(
+        err.report(),
+        "context value `pair` is not one well-formed encoded value; encode it with \
+         `plugin_abi::codec`: malformed value at byte 2: a length runs past the end"
+    );
+    assert_eq!(
+        ctx.get::<(String, i32)>("pair").unwrap(),
+        Some(("x".into(), 7))
+    );
+    assert_eq!(ctx.get_bytes("missing"), None);
+}
+
+#[test]
+fn bytes_a_plugin_stores_that_do_not_decode_are_a_typed_error_naming_the_key() {
+    let ctx = Context::background();
+    let abort = AbortToken::new();
+    let call = CallContext::new(&ctx, "test", &abort, emit_log);
+    // What a plugin that bypasses the SDK could store.
+    HostContext::set(&call, "bad".into(), (&[0xc1u8][..]).into());
+    drop(call);
+    for err in [
+        ctx.get::<i64>("bad").unwrap_err(),
+        ctx.get_value("bad").unwrap_err(),
+        ctx.values().unwrap_err(),
+    ] {
+        let shown = err.report();
+        assert!(shown.starts_with("context value `bad`"), "{shown}");
+        assert!(shown.contains(": malformed value: "), "{shown}");
+    }
+}
+
+#[test]
+fn a_plugin_overwriting_a_value_reuses_its_buffer() {
+    let ctx = Context::background();
+    ctx.set("s", &"a string of some length").unwrap();
+    let before = ctx.inner.values.lock(|v| v["s"].as_ptr());
+    as_plugin_sees_it(&ctx, &AbortToken::new(), |p| {
+        p.set("s", "shorter").unwrap();
+    });
+    let after = ctx.inner.values.lock(|v| v["s"].as_ptr());
+    assert_eq!(before, after, "the value's buffer was reallocated");
+    assert_eq!(ctx.get::<String>("s").unwrap().as_deref(), Some("shorter"));
 }
 
 #[test]
@@ -144,15 +200,15 @@ fn a_plugin_sees_and_changes_the_values_label_and_deadline() {
     ctx.set_value("b", Value::Bool(true));
     let abort = AbortToken::new();
     as_plugin_sees_it(&ctx, &abort, |p| {
-        assert_eq!(p.get_value("a"), Some(Value::Int(1)));
-        assert_eq!(p.get_value("missing"), None);
+        assert_eq!(p.get_value("a").unwrap(), Some(Value::Int(1)));
+        assert_eq!(p.get_value("missing").unwrap(), None);
         assert_eq!(p.get::<i64>("a").unwrap(), Some(1));
         assert_eq!(p.get::<i64>("missing").unwrap(), None);
         let mut keys = p.keys();
         keys.sort();
         assert_eq!(keys, ["a", "b"]);
-        assert_eq!(p.remove("b"), Some(Value::Bool(true)));
-        assert_eq!(p.remove("b"), None);
+        assert!(p.remove("b"));
+        assert!(!p.remove("b"));
         p.set_value("c", Value::Int(3));
         assert_eq!(p.label(), Some("route"));
         let deadline = p.deadline().expect("a deadline");

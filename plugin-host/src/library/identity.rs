@@ -81,10 +81,19 @@ pub(crate) fn check_identity(
         return Err(Error::AbiMismatch {
             plugin: name.to_owned(),
             path: library.to_path_buf(),
-            reason: format!(
-                "the library uses plugin ABI version {}, this host uses {ABI_VERSION}",
-                found.abi_version
-            ),
+            reason: if found.abi_version < ABI_VERSION {
+                format!(
+                    "the library uses plugin ABI version {}, older than this host's \
+                     {ABI_VERSION}, from a plugin-sdk before context values crossed as bytes",
+                    found.abi_version
+                )
+            } else {
+                format!(
+                    "the library uses plugin ABI version {}, newer than this host's \
+                     {ABI_VERSION} (or upgrade the host)",
+                    found.abi_version
+                )
+            },
         });
     }
     if found.name != name {

@@ -123,12 +123,12 @@ fn an_unload_that_times_out_cancels_every_waiting_call() {
     wait_until("every call runs", || {
         calls
             .iter()
-            .all(|(ctx, _)| ctx.get_value("version_at_start").is_some())
+            .all(|(ctx, _)| ctx.get_bytes("version_at_start").is_some())
     });
     assert_eq!(m.unload("versioned").unwrap(), Drain::Clean);
     for (ctx, worker) in calls {
         worker.join().unwrap().unwrap();
-        assert!(ctx.get_value("version_at_end").is_some());
+        assert!(ctx.get_bytes("version_at_end").is_some());
     }
 }
 
@@ -251,7 +251,7 @@ fn a_plugin_that_fails_to_load_while_its_old_version_drains_stays_failed() {
         let (handle, ctx) = (m.get("hostile").unwrap(), ctx.clone());
         std::thread::spawn(move || handle.execute(&ctx))
     };
-    wait_until("the call runs", || ctx.get_value("started").is_some());
+    wait_until("the call runs", || ctx.get_bytes("started").is_some());
     assert_eq!(m.unload("hostile").unwrap(), Drain::Stuck { calls: 1 });
     assert!(matches!(next_event(&events), Event::Stuck { .. }));
     assert!(matches!(next_event(&events), Event::Unloaded { .. }));

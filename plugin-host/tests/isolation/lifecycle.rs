@@ -79,7 +79,7 @@ fn values_and_logs() {
         Some(serde_json::json!({ "nested": [1, "two", null, 3.5] }))
     );
     assert_eq!(
-        ctx.get_value("bytes"),
+        ctx.get_value("bytes").unwrap(),
         Some(plugin_host::Value::Bytes(vec![0u8, 1, 255].into()))
     );
     assert_eq!(ctx.get::<bool>("cancelled_at_start").unwrap(), Some(false));

@@ -209,8 +209,14 @@ pub(crate) async fn execute(
         })?;
     }
     let ctx = call::run(&state, admission, ctx).await?;
-    let values: BTreeMap<String, serde_json::Value> = ctx
-        .values()
+    let values = ctx.values().map_err(|err| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "invalid_response",
+            format!("plugin `{name}` left a context value this server cannot read: {err}"),
+        )
+    })?;
+    let values: BTreeMap<String, serde_json::Value> = values
         .into_iter()
         .map(|(key, value)| {
             let json = serde_json::to_value(&value).unwrap_or(serde_json::Value::Null);

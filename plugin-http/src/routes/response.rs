@@ -10,7 +10,8 @@ use crate::error::ApiError;
 
 /// The response `plugin` wrote into `ctx` as the value `response`.
 pub(super) fn from_context(plugin: &str, ctx: &Context) -> Result<Response, ApiError> {
-    build(ctx.get_value("response")).map_err(|problem| {
+    let response = ctx.get_value("response").map_err(|err| err.to_string());
+    response.and_then(build).map_err(|problem| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "invalid_response",

@@ -62,7 +62,7 @@ fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
             })?
             .write(ctx)
         }
-        "plugin.post" => match ctx.get_value("json") {
+        "plugin.post" => match ctx.get_value("json")? {
             Some(received @ Value::Map(_)) => Response::json(&Received { received })?
                 .with_status(201)
                 .write(ctx),
