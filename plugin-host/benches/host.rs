@@ -291,6 +291,7 @@ fn typed(c: &mut Criterion) {
             (900..1300).contains(&len),
             "the {what} is {len} bytes of JSON"
         );
+        eprintln!("typed_1kb: the {what} is {len} bytes of JSON");
     }
 
     // The plugin gives the same answer as the direct call.

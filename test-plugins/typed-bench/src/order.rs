@@ -47,7 +47,6 @@ pub(crate) struct Order {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct PricedLine {
     pub(crate) sku: String,
-    pub(crate) quantity: u32,
     pub(crate) gross: u64,
     pub(crate) discount: u64,
     pub(crate) net: u64,
@@ -81,7 +80,6 @@ pub(crate) fn price(order: &Order) -> Priced {
             let discount = bulk + if vip { (gross - bulk) / 20 } else { 0 };
             PricedLine {
                 sku: l.sku.clone(),
-                quantity: l.quantity,
                 gross,
                 discount,
                 net: gross - discount,
