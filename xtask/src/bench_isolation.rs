@@ -9,6 +9,9 @@ use crate::{cargo, check, fmt_ns, verdict};
 
 /// The target for a trivial call's median round trip in process mode, in nanoseconds.
 const TARGET_P50_NS: f64 = 2_000.0;
+/// The target for the typed 1 KB call in a worker, as a multiple of the same call
+/// in-process, at p50 and at p99.
+const TARGET_TYPED_RATIO: f64 = 1.5;
 
 /// Runs the isolation bench and prints its figures.
 pub(crate) fn bench_isolation() -> Result<()> {
@@ -76,6 +79,18 @@ pub(crate) fn bench_isolation() -> Result<()> {
             f(&process["json_1kb"][p]),
             f(&in_process["json_1kb"][p]),
             "reported (no target)".into(),
+        );
+    }
+    for (p, name) in [("p50_ns", "p50"), ("p99_ns", "p99")] {
+        let (value, baseline) = (f(&process["typed_1kb"][p]), f(&in_process["typed_1kb"][p]));
+        row(
+            &format!("typed 1 KB call {name}: process vs in-process"),
+            value,
+            baseline,
+            format!(
+                "<= {TARGET_TYPED_RATIO}x -> {}",
+                verdict(value <= TARGET_TYPED_RATIO * baseline)
+            ),
         );
     }
     for threads in [1, 2] {

@@ -9,12 +9,15 @@
 //!   the raw shared-memory channel (also a step of `bench`).
 //! - `bench-http`: requests per second through a plugin route against a native axum
 //!   handler, with `wrk` (also the last step of `bench`).
+//! - `callgrind [ITERATIONS]`: instructions per call (noop `handle.execute`, the 1 KB JSON
+//!   call, the typed 1 KB call), counted with `valgrind --tool=callgrind`.
 //! - `fuzz [TARGET] [--seconds N]`: runs the fuzz targets of `fuzz/` (or one of them) with
 //!   cargo-fuzz on nightly, N seconds each (default 30), from the seeds in `fuzz/seeds/`
 //!   (see `docs/fuzzing.md`).
 
 mod bench_http;
 mod bench_isolation;
+mod callgrind;
 mod fuzz;
 #[cfg(test)]
 mod tidy;
@@ -35,6 +38,7 @@ commands:
   bench                                   run the benchmarks and print the ratios
   bench-isolation                         process isolation: call latency and throughput, both modes
   bench-http                              HTTP throughput: a plugin route against native axum (wrk)
+  callgrind [ITERATIONS]                  instructions per call under valgrind (default 10000 calls)
   fuzz [TARGET] [--seconds N]             run the fuzz targets (default: all, 30 s each; nightly)";
 
 fn main() {
@@ -74,6 +78,7 @@ fn run(args: Vec<String>) -> Result<()> {
         "bench" => bench(rest),
         "bench-isolation" => bench_isolation::bench_isolation(),
         "bench-http" => bench_http::bench_http(),
+        "callgrind" => callgrind::callgrind(rest),
         "fuzz" => fuzz::fuzz(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
@@ -275,14 +280,41 @@ fn bench(extra: &[String]) -> Result<()> {
         set_get / host_set_get,
         verdict(set_get <= 40.0),
     );
+    let set_get_1kb = ns("context/plugin_set_get_1kb")?;
+    println!(
+        "{:<50} {:>11} {:>11} {:>6.2}x  reported (no target; vs the short string)",
+        "ctx set+get of a 1 KB string, in a plugin",
+        fmt_ns(set_get_1kb),
+        fmt_ns(set_get),
+        set_get_1kb / set_get,
+    );
     let json_direct = ns("json_1kb/direct")?;
     let json_plugin = ns("json_1kb/plugin_call")?;
     println!(
-        "{:<50} {:>11} {:>11} {:>6.2}x  reported (no target)",
+        "{:<50} {:>11} {:>11} {:>6.2}x  <= 1.5x -> {}",
         "1 KB JSON object in and out: plugin vs direct",
         fmt_ns(json_plugin),
         fmt_ns(json_direct),
         json_plugin / json_direct,
+        verdict(json_plugin <= 1.5 * json_direct),
+    );
+    let typed_direct = ns("typed_1kb/direct")?;
+    let typed_plugin = ns("typed_1kb/plugin_call")?;
+    let typed_codec = ns("typed_1kb/codec_floor")?;
+    println!(
+        "{:<50} {:>11} {:>11} {:>6.2}x  <= 3x -> {}",
+        "typed 1 KB call (handle.call): plugin vs direct",
+        fmt_ns(typed_plugin),
+        fmt_ns(typed_direct),
+        typed_plugin / typed_direct,
+        verdict(typed_plugin <= 3.0 * typed_direct),
+    );
+    println!(
+        "{:<50} {:>11} {:>11} {:>6.2}x  reported (no target)",
+        "typed 1 KB call: plugin vs the codec floor",
+        fmt_ns(typed_plugin),
+        fmt_ns(typed_codec),
+        typed_plugin / typed_codec,
     );
     println!(
         "\nbaselines: `direct call` is a never-inlined fn(&Context) -> Result<(), Error> with an \
@@ -291,7 +323,10 @@ fn bench(extra: &[String]) -> Result<()> {
          called with an empty context (the call across the library and the SDK's panic guard, \
          no registry); the host's ctx set+get is Context::set and Context::get on the host's \
          own context; `direct` for JSON is the plugin's transform called on serde_json::Value, \
-         without the context's conversions in and out."
+         without the context's conversions in and out; `direct` for the typed call is \
+         `price(&order)` on the struct (no serialization), and its codec floor one encode and \
+         one decode of the Order and of the Priced with the boundary's codec (serde_json for \
+         now), no plugin."
     );
     let read_json = |file: &str| -> Result<serde_json::Value> {
         let path = target.join("tmp").join(file);

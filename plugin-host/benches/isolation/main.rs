@@ -6,6 +6,8 @@
 //!   (an 8-byte ping-pong between two processes over the call channel itself, see
 //!   `floor.rs`);
 //! - the 1 KB-in, 1 KB-out JSON call (`json-bench`) in both modes;
+//! - the typed call of `host.rs`'s `typed_1kb` (`typed-bench`: `handle.call` with an
+//!   `Order` of about 1.1 KB in, a `Priced` of about 1 KB out) in both modes;
 //! - calls per second at 1 and 2 calling threads in process mode, with the in-process
 //!   figure for scale.
 //!
@@ -14,10 +16,13 @@
 //! it to `isolation-bench.json` in Cargo's `CARGO_TARGET_TMPDIR` (`<target dir>/tmp`) for `cargo xtask bench`.
 
 mod floor;
+#[path = "../../../test-plugins/typed-bench/src/order.rs"]
+mod order;
 
 use std::sync::Barrier;
 use std::time::Instant;
 
+use order::{price, sample_order, Order, Priced};
 use plugin_host::{Context, Isolation, PluginHandle, PluginManager};
 use plugin_test_support::fixtures;
 use serde_json::{json, Map, Value};
@@ -26,7 +31,7 @@ use serde_json::{json, Map, Value};
 const WARMUP: usize = 20_000;
 /// Timed trivial calls (and floor round trips).
 const ROUNDS: usize = 200_000;
-/// Timed JSON calls per mode.
+/// Timed JSON calls, and typed calls, per mode.
 const JSON_ROUNDS: usize = 20_000;
 /// Calls per thread for the throughput figures, per mode.
 const THROUGHPUT_CALLS: [(Isolation, usize); 2] = [
@@ -98,6 +103,13 @@ fn json_call(h: &PluginHandle, input: &Value) -> Value {
     ctx.get::<Value>("output").unwrap().expect("an output")
 }
 
+/// One typed call as a host makes it: a fresh context, `handle.call`.
+fn typed_call(h: &PluginHandle, order: &Order) -> Priced {
+    let ctx = Context::background();
+    h.call::<Order, Priced>(&ctx, std::hint::black_box(order))
+        .unwrap()
+}
+
 /// Calls per second over all threads: `threads` threads make `per_thread` calls each,
 /// started together; wall time from the start to the last one's end.
 fn calls_per_sec(h: &PluginHandle, threads: usize, per_thread: usize) -> f64 {
@@ -128,10 +140,10 @@ fn calls_per_sec(h: &PluginHandle, threads: usize, per_thread: usize) -> f64 {
     (threads * per_thread) as f64 / wall.as_secs_f64()
 }
 
-/// A manager with `noop` and `json-bench` loaded in `mode`.
+/// A manager with `noop`, `json-bench` and `typed-bench` loaded in `mode`.
 fn manager(base: &std::path::Path, mode: Isolation) -> PluginManager {
     let m = PluginManager::builder(base).isolation(mode).build();
-    for name in ["noop", "json-bench"] {
+    for name in ["noop", "json-bench", "typed-bench"] {
         m.load_plugin(name).unwrap();
         assert_eq!(m.isolation_of(name), mode);
         let summary = m.get(name).unwrap().summary().expect("loaded");
@@ -162,6 +174,9 @@ fn main() {
     let base = tempfile::tempdir().unwrap();
     fixtures().install(base.path(), "noop");
     fixtures().install(base.path(), "json-bench");
+    fixtures().install(base.path(), "typed-bench");
+    let order = sample_order();
+    let priced = price(&order);
     let input = one_kb_object();
     let expected = {
         let m = manager(base.path(), Isolation::InProcess);
@@ -185,6 +200,16 @@ fn main() {
             std::hint::black_box(json_call(&json_bench, &input));
         });
 
+        let typed_bench = m.get("typed-bench").unwrap();
+        assert_eq!(
+            typed_call(&typed_bench, &order),
+            priced,
+            "the {mode} typed call answers as `price` does"
+        );
+        let typed_1kb = per_call(JSON_ROUNDS, || {
+            std::hint::black_box(typed_call(&typed_bench, &order));
+        });
+
         let per_thread = THROUGHPUT_CALLS
             .iter()
             .find(|(m, _)| *m == mode)
@@ -197,6 +222,7 @@ fn main() {
             json!({
                 "noop": trivial.json(),
                 "json_1kb": json_1kb.json(),
+                "typed_1kb": typed_1kb.json(),
                 "throughput": {
                     "calls_per_thread": per_thread,
                     "threads_1_calls_per_sec": one.round(),

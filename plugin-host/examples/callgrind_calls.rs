@@ -1,0 +1,84 @@
+//! A fixed loop of plugin calls for `cargo xtask callgrind`, which runs it under
+//! `valgrind --tool=callgrind` to count instructions per call.
+//!
+//! `callgrind_calls <noop|json_1kb|typed_1kb> <iterations>`: loads the plugin in-process,
+//! makes one untimed call (first-call set-up), then `iterations` calls:
+//!
+//! - `noop`: `handle.execute(&ctx)` on the `noop` plugin, one context for all calls (as
+//!   `call/handle_execute` in `benches/host.rs`);
+//! - `json_1kb`: the `json-bench` call of `json_1kb/plugin_call`: a fresh context, the 1 KB
+//!   object set as `input`, `execute`, `output` read back;
+//! - `typed_1kb`: `typed_1kb/plugin_call`: `handle.call::<Order, Priced>` with a fresh context.
+//!
+//! Everything but the loop (start-up, building and loading the plugin, the first call) is
+//! the same whatever `iterations` is, so the difference between a run of N and one of 0,
+//! divided by N, is the instructions of one call.
+
+#[allow(dead_code)] // `price` runs in the plugin only.
+#[path = "../../test-plugins/typed-bench/src/order.rs"]
+mod order;
+
+use order::{sample_order, Order, Priced};
+use plugin_host::{Context, PluginManager};
+use plugin_test_support::fixtures;
+use serde_json::{Map, Value};
+
+/// The 1 KB JSON object of `benches/host.rs`: 32 fields, strings and numbers.
+fn one_kb_object() -> Value {
+    let mut fields = Map::new();
+    for i in 0..16 {
+        fields.insert(
+            format!("name_{i:02}"),
+            Value::from(format!("value number {i:02}, padded to size")),
+        );
+        fields.insert(format!("count_{i:02}"), Value::from(1000 + i));
+    }
+    Value::Object(fields)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [mode, iterations] = args.as_slice() else {
+        eprintln!("usage: callgrind_calls <noop|json_1kb|typed_1kb> <iterations>");
+        std::process::exit(2);
+    };
+    let iterations: u64 = iterations.parse().expect("iterations is a number");
+    let plugin = match mode.as_str() {
+        "noop" => "noop",
+        "json_1kb" => "json-bench",
+        "typed_1kb" => "typed-bench",
+        other => panic!("unknown mode {other}"),
+    };
+    let base = tempfile::tempdir().unwrap();
+    fixtures().install(base.path(), plugin);
+    let m = PluginManager::new(base.path());
+    m.load_plugin(plugin).unwrap();
+    let h = m.get(plugin).unwrap();
+
+    match mode.as_str() {
+        "noop" => {
+            let ctx = Context::background();
+            // The first call, then the loop.
+            for _ in 0..=iterations {
+                h.execute(std::hint::black_box(&ctx)).unwrap();
+            }
+        }
+        "json_1kb" => {
+            let input = one_kb_object();
+            for _ in 0..=iterations {
+                let ctx = Context::background();
+                ctx.set("input", std::hint::black_box(&input)).unwrap();
+                h.execute(&ctx).unwrap();
+                std::hint::black_box(ctx.get::<Value>("output").unwrap());
+            }
+        }
+        _ => {
+            let order = sample_order();
+            for _ in 0..=iterations {
+                let ctx = Context::background();
+                let out = h.call::<Order, Priced>(&ctx, std::hint::black_box(&order));
+                std::hint::black_box(out.unwrap());
+            }
+        }
+    }
+}
