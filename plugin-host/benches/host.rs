@@ -257,14 +257,14 @@ fn json(c: &mut Criterion) {
     g.finish();
 }
 
-// FORMAT: the codec a typed value crosses the plugin boundary in, for `typed_1kb/codec_floor`.
-// serde_json for now; switch these two bodies to the new format in one line each.
+// FORMAT: the codec a typed value crosses the plugin boundary in, for `typed_1kb/codec_floor`:
+// the contract's own (`plugin_abi::codec`, MessagePack).
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap()
+    plugin_abi::codec::encode(value).unwrap()
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
-    serde_json::from_slice(bytes).unwrap()
+    plugin_abi::codec::decode(bytes).unwrap()
 }
 
 /// A typed call as a user writes one: an `Order` of about 1.1 KB (as JSON) in, its `Priced`

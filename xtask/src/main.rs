@@ -325,8 +325,8 @@ fn bench(extra: &[String]) -> Result<()> {
          own context; `direct` for JSON is the plugin's transform called on serde_json::Value, \
          without the context's conversions in and out; `direct` for the typed call is \
          `price(&order)` on the struct (no serialization), and its codec floor one encode and \
-         one decode of the Order and of the Priced with the boundary's codec (serde_json for \
-         now), no plugin."
+         one decode of the Order and of the Priced with the boundary's codec (MessagePack, \
+         plugin_abi::codec), no plugin."
     );
     let read_json = |file: &str| -> Result<serde_json::Value> {
         let path = target.join("tmp").join(file);

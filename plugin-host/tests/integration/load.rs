@@ -360,6 +360,44 @@ fn a_library_without_a_readable_identity_section_is_refused() {
     );
 }
 
+/// A plugin built with a plugin-sdk from before context values crossed as bytes (ABI 1),
+/// or with a newer one than this host knows: refused from its identity record (read from
+/// the file, before the library is mapped), with the side to rebuild named.
+#[cfg(all(unix, not(target_vendor = "apple")))]
+#[test]
+fn a_plugin_built_for_another_plugin_abi_is_refused_before_mapping_naming_the_fix() {
+    let base = tempfile::tempdir().unwrap();
+    for (abi, says) in [
+        (1u32, "plugin ABI version 1, older than this host's 2"),
+        (
+            3,
+            "plugin ABI version 3, newer than this host's 2 (or upgrade the host)",
+        ),
+    ] {
+        let dir = fixtures().install(base.path(), "hello");
+        edit_library(&dir, "hello", |bytes| {
+            let at = bytes
+                .windows(8)
+                .position(|w| w == b"PLUGIDNT")
+                .expect("an identity record");
+            let field = &mut bytes[at + 10..at + 14];
+            assert_eq!(field, plugin_abi::ABI_VERSION.to_le_bytes());
+            field.copy_from_slice(&abi.to_le_bytes());
+        });
+        let err = manager(base.path()).load_plugin("hello").unwrap_err();
+        assert!(matches!(err, Error::AbiMismatch { .. }), "{err}");
+        let shown = err.to_string();
+        assert!(shown.contains(says), "{shown}");
+        assert!(
+            shown.contains(&format!(
+                "rebuild the plugin against plugin-sdk {}",
+                plugin_abi::CRATE_VERSION
+            )),
+            "{shown}"
+        );
+    }
+}
+
 #[test]
 fn a_library_larger_than_the_cap_is_not_read() {
     let base = tempfile::tempdir().unwrap();
