@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Query, Request};
 use axum::http::{header, HeaderMap, StatusCode};
-use plugin_host::{Context, Value};
+use plugin_host::Context;
 
 use super::table::MountedRoute;
 use crate::error::ApiError;
@@ -36,7 +36,7 @@ pub(super) async fn context(
                  ({raw:?}); encode the parameter as UTF-8"
             ))
         })?;
-        decoded.push((name, Value::from(value)));
+        decoded.push((name, value));
     }
     let headers = header_map(request.headers());
     let json_body = is_json(request.headers());
@@ -86,34 +86,29 @@ pub(super) async fn context(
             )?;
         }
     }
-    let json = match json_body && !body.is_empty() {
-        true => Some(
-            serde_json::from_slice::<serde_json::Value>(&body).map_err(|err| {
-                invalid(format!(
-                    "the body of {method} {path} is declared JSON (Content-Type) but is not valid \
-                     JSON: {err}; send valid JSON or another Content-Type"
-                ))
-            })?,
-        ),
-        false => None,
-    };
-
     let ctx = crate::call::context(state).with_label(route.label.clone());
-    ctx.set_value("label", Value::from(route.label.as_str()));
-    ctx.set_value("method", Value::from(method.as_str()));
-    ctx.set_value("path", Value::from(path.as_str()));
-    ctx.set_value("params", decoded.into_iter().collect());
-    ctx.set_value("query", string_map(query));
-    ctx.set_value("headers", string_map(headers));
-    ctx.set_value("body", Value::from(body.to_vec()));
-    if let Some(json) = json {
-        ctx.set("json", &json).map_err(|err| {
-            invalid(format!(
-                "the JSON body of {method} {path} cannot be passed to plugin `{}`: {}",
-                route.plugin,
-                err.report()
-            ))
-        })?;
+    // Each value is encoded straight from what the request holds: no tree of values is
+    // built, and a JSON body goes from its text to the values' encoding in one pass.
+    put(&ctx, "label", route.label.as_str());
+    put(&ctx, "method", method.as_str());
+    put(&ctx, "path", path.as_str());
+    put(&ctx, "params", &Pairs(&decoded));
+    put(&ctx, "query", &query);
+    put(&ctx, "headers", &headers);
+    put(&ctx, "body", serde_bytes::Bytes::new(&body));
+    if json_body && !body.is_empty() {
+        let mut text = serde_json::Deserializer::from_slice(&body);
+        let stored = ctx.set("json", &serde_transcode::Transcoder::new(&mut text));
+        if let Err(err) = stored
+            .map_err(|e| e.report())
+            .and_then(|()| text.end().map_err(|e| e.to_string()))
+        {
+            ctx.remove("json");
+            return Err(invalid(format!(
+                "the body of {method} {path} is declared JSON (Content-Type) but is not valid \
+                 JSON: {err}; send valid JSON or another Content-Type"
+            )));
+        }
     }
     Ok(ctx)
 }
@@ -122,8 +117,18 @@ fn invalid(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
 }
 
-fn string_map(map: BTreeMap<String, String>) -> Value {
-    map.into_iter().map(|(k, v)| (k, Value::from(v))).collect()
+/// Route parameters in route order, encoded as a map.
+struct Pairs<'a>(&'a [(String, String)]);
+
+impl serde::Serialize for Pairs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// Stores `value` under `key`: strings, maps of strings and bytes always encode.
+fn put<T: serde::Serialize + ?Sized>(ctx: &Context, key: &str, value: &T) {
+    let _ = ctx.set(key, value);
 }
 
 /// The headers with UTF-8 values, by lowercase name; repeated headers joined with `, `.
