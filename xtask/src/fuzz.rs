@@ -16,11 +16,11 @@ use plugin_test_support::workspace_root;
 /// Every target in `fuzz/Cargo.toml`, in the order they run.
 pub(crate) const TARGETS: [&str; 7] = [
     "manifest",
-    "codec",
     "wire",
     "control",
     "archive",
     "state_file",
+    "codec",
     "value_serde",
 ];
 
