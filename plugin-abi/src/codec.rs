@@ -68,6 +68,40 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ValueError> {
     Ok(buf)
 }
 
+thread_local! {
+    /// The buffer [`with_encoded`] encodes into: one per thread, reused.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The most the scratch buffer keeps between uses; a larger one is freed after use.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// Encodes `value` into a buffer this thread keeps for the purpose and lends the bytes to
+/// `f`, which copies them where they go: encoding allocates nothing once the buffer has
+/// grown to the size of the values a thread stores. `f` runs only if encoding succeeds.
+///
+/// # Errors
+///
+/// As [`encode_into`].
+pub fn with_encoded<T: Serialize + ?Sized, R>(
+    value: &T,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, ValueError> {
+    let run = |buf: &mut Vec<u8>| {
+        buf.clear();
+        let result = encode_into(value, buf).map(|()| f(buf));
+        if buf.capacity() > SCRATCH_KEEP {
+            *buf = Vec::new();
+        }
+        result
+    };
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buf) => run(&mut buf),
+        // Taken: a `Serialize` impl or `f` that stores a value itself gets its own.
+        Err(_) => run(&mut Vec::new()),
+    })
+}
+
 /// Reads a `T` from `bytes`, borrowing `&str` and `&[u8]` fields from them.
 ///
 /// # Errors

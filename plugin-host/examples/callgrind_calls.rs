@@ -9,16 +9,17 @@
 //! - `json_1kb`: the `json-bench` call of `json_1kb/plugin_call`: a fresh context, the 1 KB
 //!   object set as `input`, `execute`, `output` read back;
 //! - `typed_1kb`: `typed_1kb/plugin_call`: `handle.call::<Order, Priced>` with a fresh context.
+//! - `json_floor`, `typed_floor`: the codec alone, no plugin: one encode and one decode
+//!   (`plugin_abi::codec`) of the input and of the output of those calls.
 //!
 //! Everything but the loop (start-up, building and loading the plugin, the first call) is
 //! the same whatever `iterations` is, so the difference between a run of N and one of 0,
 //! divided by N, is the instructions of one call.
 
-#[allow(dead_code)] // `price` runs in the plugin only.
 #[path = "../../test-plugins/typed-bench/src/order.rs"]
 mod order;
 
-use order::{sample_order, Order, Priced};
+use order::{price, sample_order, Order, Priced};
 use plugin_host::{Context, PluginManager};
 use plugin_test_support::fixtures;
 use serde_json::{Map, Value};
@@ -39,14 +40,17 @@ fn one_kb_object() -> Value {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, iterations] = args.as_slice() else {
-        eprintln!("usage: callgrind_calls <noop|json_1kb|typed_1kb> <iterations>");
+        eprintln!(
+            "usage: callgrind_calls <noop|json_1kb|json_floor|typed_1kb|typed_floor> <iterations>"
+        );
         std::process::exit(2);
     };
     let iterations: u64 = iterations.parse().expect("iterations is a number");
     let plugin = match mode.as_str() {
         "noop" => "noop",
         "json_1kb" => "json-bench",
-        "typed_1kb" => "typed-bench",
+        "typed_1kb" | "typed_floor" => "typed-bench",
+        "json_floor" => "json-bench",
         other => panic!("unknown mode {other}"),
     };
     let base = tempfile::tempdir().unwrap();
@@ -72,6 +76,25 @@ fn main() {
                 std::hint::black_box(ctx.get::<Value>("output").unwrap());
             }
         }
+        "json_floor" => {
+            let input = one_kb_object();
+            let ctx = Context::background();
+            ctx.set("input", &input).unwrap();
+            h.execute(&ctx).unwrap();
+            let output: Value = ctx.get("output").unwrap().unwrap();
+            for _ in 0..=iterations {
+                floor(&input);
+                floor(&output);
+            }
+        }
+        "typed_floor" => {
+            let order = sample_order();
+            let priced = price(&order);
+            for _ in 0..=iterations {
+                floor(&order);
+                floor(&priced);
+            }
+        }
         _ => {
             let order = sample_order();
             for _ in 0..=iterations {
@@ -81,4 +104,10 @@ fn main() {
             }
         }
     }
+}
+
+/// One encode and one decode of `value` in the boundary's codec.
+fn floor<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T) {
+    let bytes = plugin_abi::codec::encode(std::hint::black_box(value)).unwrap();
+    std::hint::black_box(plugin_abi::codec::decode::<T>(&bytes).unwrap());
 }

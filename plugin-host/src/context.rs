@@ -223,12 +223,17 @@ impl Context {
     ///
     /// [`Error::Value`] if `value`'s `Serialize` impl fails; nothing is stored then.
     pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), Error> {
-        let bytes = plugin_abi::codec::encode(value).map_err(|source| Error::Value {
+        // Encoded into this thread's scratch buffer, then copied once into a buffer of the
+        // right size (or into the one already stored under `key`): no growing reallocations.
+        plugin_abi::codec::with_encoded(value, |bytes| {
+            self.inner
+                .values
+                .lock(|values| store_slice(values, key, bytes));
+        })
+        .map_err(|source| Error::Value {
             key: key.to_owned(),
             source,
-        })?;
-        self.inner.values.lock(|values| store(values, key, bytes));
-        Ok(())
+        })
     }
 
     /// Reads the value under `key` as a `T`; `Ok(None)` if it is not set.
@@ -440,15 +445,6 @@ impl HostContext for CallContext<'_> {
 
     fn log(&self, level: LogLevel, message: RStr<'_>) {
         (self.sink)(self.plugin, level, message.as_str());
-    }
-}
-
-/// Stores `bytes` under `key`, reusing the key's allocation when overwriting.
-fn store(values: &mut Values, key: &str, bytes: Vec<u8>) {
-    if let Some(slot) = values.get_mut(key) {
-        *slot = bytes;
-    } else {
-        values.insert(key.to_owned(), bytes);
     }
 }
 

@@ -5,8 +5,6 @@ use std::time::{Duration, Instant};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use std::cell::RefCell;
-
 use plugin_abi::abi_stable::sabi_trait::TD_Opaque;
 use plugin_abi::abi_stable::sabi_types::RMut;
 use plugin_abi::abi_stable::std_types::{RDuration, RNone, ROption, RSlice, RSome, RStr};
@@ -35,15 +33,6 @@ impl<T: DeserializeOwned> BytesVisitor for Decode<T> {
             Some(decoded.unwrap_or_else(|_| Err("its Deserialize impl panicked".to_owned())));
     }
 }
-
-thread_local! {
-    /// Where [`Context::set`] encodes a value before the host copies it: one buffer per
-    /// thread, reused, so storing a value allocates nothing in the plugin.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The most a scratch buffer keeps between calls; a larger one is freed after use.
-const SCRATCH_KEEP: usize = 64 * 1024;
 
 /// The context of one plugin call, as the plugin sees it.
 ///
@@ -101,27 +90,11 @@ impl<'a> Context<'a> {
     ///
     /// Fails with [`ErrorKind::InvalidInput`] only if `value`'s `Serialize` impl fails.
     pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), PluginError> {
-        let failed = |e: &dyn std::fmt::Display| {
-            PluginError::invalid_input(format!("cannot store context value `{key}`: {e}"))
-        };
-        // Encode into this thread's scratch buffer; the host copies the bytes. A `Serialize`
-        // impl that stores a value itself finds the buffer taken and gets its own.
-        let store = |buf: &mut Vec<u8>| {
-            buf.clear();
-            let encoded = plugin_abi::codec::encode_into(value, buf);
-            if encoded.is_ok() {
-                self.raw.set(RStr::from_str(key), RSlice::from_slice(buf));
-            }
-            if buf.capacity() > SCRATCH_KEEP {
-                *buf = Vec::new();
-            }
-            encoded
-        };
-        let result = SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut buf) => store(&mut buf),
-            Err(_) => store(&mut Vec::new()),
-        });
-        result.map_err(|e| failed(&e))
+        // Encoded into this thread's scratch buffer; the host copies the bytes.
+        plugin_abi::codec::with_encoded(value, |bytes| {
+            self.raw.set(RStr::from_str(key), RSlice::from_slice(bytes));
+        })
+        .map_err(|e| PluginError::invalid_input(format!("cannot store context value `{key}`: {e}")))
     }
 
     /// Reads the raw, untyped value under `key`; `Ok(None)` if it is not set.

@@ -17,10 +17,18 @@ use crate::cargo;
 /// Loop length when none is given.
 const DEFAULT_ITERATIONS: u64 = 10_000;
 /// The example's modes, with what each call is.
-const MODES: [(&str, &str); 3] = [
+const MODES: [(&str, &str); 5] = [
     ("noop", "handle.execute on noop"),
     ("json_1kb", "1 KB JSON object in and out (json-bench)"),
+    (
+        "json_floor",
+        "  its floor: encode + decode in and out, no plugin",
+    ),
     ("typed_1kb", "typed 1 KB call: handle.call (typed-bench)"),
+    (
+        "typed_floor",
+        "  its floor: encode + decode in and out, no plugin",
+    ),
 ];
 
 /// Builds the example in release mode and returns its path, as Cargo reports it.
