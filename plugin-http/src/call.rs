@@ -11,21 +11,24 @@
 //! longer; then the request is answered 504 and the call is counted as stuck until it
 //! returns, still holding its thread and its place under the plugin's cap. So a plugin that
 //! never returns fills its own cap and no more: with `P` such plugins, the others keep
-//! `call_threads - P * max_in_flight` threads. The pool is not tokio's blocking pool, which
-//! the management API uses: hung plugins never delay the API, `/metrics` or the page.
+//! `call_threads - P * max_in_flight` threads. The pool is the server's own threads
+//! ([`crate::pool`]), not tokio's blocking pool, which the management API uses: hung plugins
+//! never delay the API, `/metrics` or the page. A call is handed to an idle thread of the
+//! pool and its result comes back through a oneshot channel; the request's task never blocks
+//! on it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::http::StatusCode;
 use parking_lot::Mutex;
 use plugin_host::{CancelHandle, Context, PluginHandle};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
+use crate::pool::{SpawnError, Threads};
 use crate::state::AppState;
 
 /// Per-plugin caps on calls in flight.
@@ -47,51 +50,26 @@ impl InFlight {
     }
 }
 
-/// The threads plugin calls run on: the blocking pool of a runtime of their own, at most
-/// `size` threads, each taken with a permit before a call is spawned so that none queues.
+/// The threads plugin calls run on ([`crate::pool`]): threads of the server's own, at most
+/// `size`, each taken with a permit at admission so that no call queues.
 pub(crate) struct CallPool {
-    runtime: Option<tokio::runtime::Runtime>,
+    pool: Threads,
     threads: Arc<Semaphore>,
     size: usize,
 }
 
 impl CallPool {
     pub(crate) fn new(size: usize) -> CallPool {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .max_blocking_threads(size)
-            .thread_name("plugin-call")
-            .thread_keep_alive(Duration::from_secs(10))
-            .build();
-        if let Err(err) = &runtime {
-            // Without drivers this does not fail; were it to, calls share tokio's pool.
-            tracing::error!("cannot create the plugin call pool ({err}); using tokio's");
-        }
         CallPool {
-            runtime: runtime.ok(),
+            pool: Threads::new(),
             threads: Arc::new(Semaphore::new(size)),
             size,
-        }
-    }
-
-    fn spawn<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> JoinHandle<R> {
-        match &self.runtime {
-            Some(runtime) => runtime.spawn_blocking(f),
-            None => tokio::task::spawn_blocking(f),
         }
     }
 
     /// Threads running a call now.
     pub(crate) fn busy(&self) -> usize {
         self.size - self.threads.available_permits()
-    }
-}
-
-impl Drop for CallPool {
-    fn drop(&mut self) {
-        // Calls that ignore cancellation may still run: never wait for them.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 
@@ -179,14 +157,14 @@ pub(crate) async fn run(
         cancel: Some(ctx.cancel_handle()),
     };
     let phase = Arc::new(AtomicU8::new(RUNNING));
-    let task = {
+    let (answer, answered) = oneshot::channel();
+    let call = {
         let phase = phase.clone();
         let shared = state.clone();
         let plugin = plugin.to_owned();
-        state.pool.spawn(move || {
+        move || {
             let result = handle.execute(&ctx);
             drop(cap);
-            drop(thread);
             if phase
                 .compare_exchange(RUNNING, FINISHED, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
@@ -194,11 +172,24 @@ pub(crate) async fn run(
                 // The request was answered 504 long ago; the call is no longer stuck.
                 shared.metrics.stuck_returned(&plugin);
             }
-            (ctx, result)
-        })
+            // The request may be gone (its client hung up): nobody to answer then.
+            let _ = answer.send((ctx, result));
+        }
     };
+    // The thread's permit is given back by the pool once the call returned.
+    if let Err(SpawnError(err)) = state.pool.pool.run(thread, call) {
+        state.metrics.rejected(plugin);
+        let error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!("cannot start a thread for a call of plugin `{plugin}` ({err}); retry later"),
+        )
+        .retry_after(1);
+        pending.finish(Some(&error.kind));
+        return Err(error);
+    }
     let limit = state.options.request_timeout + state.options.grace;
-    match tokio::time::timeout(limit, task).await {
+    match tokio::time::timeout(limit, answered).await {
         Ok(Ok((ctx, Ok(())))) => {
             pending.finish(None);
             Ok(ctx)
@@ -208,12 +199,12 @@ pub(crate) async fn run(
             pending.finish(Some(&error.kind));
             Err(error)
         }
-        Ok(Err(join)) => {
+        Ok(Err(_dropped)) => {
             // The SDK catches panics inside the plugin; this is the host's own code failing.
             let error = ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "host",
-                format!("the call of plugin `{plugin}` failed in the host: {join}"),
+                format!("the call of plugin `{plugin}` failed in the host"),
             );
             pending.finish(Some(&error.kind));
             Err(error)

@@ -13,6 +13,7 @@ mod guard;
 mod metrics;
 mod options;
 mod page;
+mod pool;
 mod routes;
 mod server;
 mod state;
