@@ -6,6 +6,8 @@
 //!
 //! - `noop`: `handle.execute(&ctx)` on the `noop` plugin, one context for all calls (as
 //!   `call/handle_execute` in `benches/host.rs`);
+//! - `ctx_set_get`: one call of the `ctx-bench` plugin, which sets and gets a short string
+//!   `iterations` times (as `context/plugin_set_get`);
 //! - `json_1kb`: the `json-bench` call of `json_1kb/plugin_call`: a fresh context, the 1 KB
 //!   object set as `input`, `execute`, `output` read back;
 //! - `typed_1kb`: `typed_1kb/plugin_call`: `handle.call::<Order, Priced>` with a fresh context.
@@ -41,13 +43,14 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, iterations] = args.as_slice() else {
         eprintln!(
-            "usage: callgrind_calls <noop|json_1kb|json_floor|typed_1kb|typed_floor> <iterations>"
+            "usage: callgrind_calls <noop|ctx_set_get|json_1kb|json_floor|typed_1kb|typed_floor> <iterations>"
         );
         std::process::exit(2);
     };
     let iterations: u64 = iterations.parse().expect("iterations is a number");
     let plugin = match mode.as_str() {
         "noop" => "noop",
+        "ctx_set_get" => "ctx-bench",
         "json_1kb" => "json-bench",
         "typed_1kb" | "typed_floor" => "typed-bench",
         "json_floor" => "json-bench",
@@ -74,6 +77,14 @@ fn main() {
                 ctx.set("input", std::hint::black_box(&input)).unwrap();
                 h.execute(&ctx).unwrap();
                 std::hint::black_box(ctx.get::<Value>("output").unwrap());
+            }
+        }
+        "ctx_set_get" => {
+            // The loop runs in the plugin: one call of 1 (the first call) and one of N.
+            for loops in [1, iterations] {
+                let ctx = Context::background();
+                ctx.set("loops", &loops).unwrap();
+                h.execute(&ctx).unwrap();
             }
         }
         "json_floor" => {

@@ -17,8 +17,12 @@ use crate::cargo;
 /// Loop length when none is given.
 const DEFAULT_ITERATIONS: u64 = 10_000;
 /// The example's modes, with what each call is.
-const MODES: [(&str, &str); 5] = [
+const MODES: [(&str, &str); 6] = [
     ("noop", "handle.execute on noop"),
+    (
+        "ctx_set_get",
+        "ctx set + get of a short string, in a plugin",
+    ),
     ("json_1kb", "1 KB JSON object in and out (json-bench)"),
     (
         "json_floor",
