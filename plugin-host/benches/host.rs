@@ -19,7 +19,11 @@ use plugin_abi::{
 };
 use plugin_host::{Context, Error, PluginManager};
 use plugin_test_support::fixtures;
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+#[path = "../../test-plugins/json-bench/src/object.rs"]
+mod object;
+use object::{one_kb_object, transform};
 
 /// The least a host can hand a plugin: a context with nothing in it. Calling the `noop`
 /// plugin's `execute` with it, on a module loaded with abi_stable alone, is the floor under
@@ -59,45 +63,6 @@ impl HostContext for EmptyContext {
 #[inline(never)]
 fn noop(_ctx: &Context) -> Result<(), Error> {
     Ok(())
-}
-
-/// The body of the `json-bench` plugin, called directly as the baseline of a JSON call.
-#[inline(never)]
-fn transform(input: &Value) -> Value {
-    let Some(fields) = input.as_object() else {
-        return Value::Null;
-    };
-    let out: Map<String, Value> = fields
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::String(s) => Value::String(s.to_uppercase()),
-                Value::Number(n) => n.as_i64().map_or(v.clone(), |n| Value::from(n * 2)),
-                other => other.clone(),
-            };
-            (k.clone(), v)
-        })
-        .collect();
-    Value::Object(out)
-}
-
-/// A JSON object of about 1 KB: 32 fields, strings and numbers.
-fn one_kb_object() -> Value {
-    let mut fields = Map::new();
-    for i in 0..16 {
-        fields.insert(
-            format!("name_{i:02}"),
-            Value::from(format!("value number {i:02}, padded to size")),
-        );
-        fields.insert(format!("count_{i:02}"), Value::from(1000 + i));
-    }
-    let object = Value::Object(fields);
-    let len = serde_json::to_string(&object).unwrap().len();
-    assert!(
-        (900..1200).contains(&len),
-        "the input is {len} bytes of JSON"
-    );
-    object
 }
 
 /// Runs `iters` calls on each of 2 threads at once and returns the slower thread's time:

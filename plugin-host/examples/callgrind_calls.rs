@@ -24,20 +24,12 @@ mod order;
 use order::{price, sample_order, Order, Priced};
 use plugin_host::{Context, PluginManager};
 use plugin_test_support::fixtures;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-/// The 1 KB JSON object of `benches/host.rs`: 32 fields, strings and numbers.
-fn one_kb_object() -> Value {
-    let mut fields = Map::new();
-    for i in 0..16 {
-        fields.insert(
-            format!("name_{i:02}"),
-            Value::from(format!("value number {i:02}, padded to size")),
-        );
-        fields.insert(format!("count_{i:02}"), Value::from(1000 + i));
-    }
-    Value::Object(fields)
-}
+#[allow(dead_code, reason = "only the input is used here")]
+#[path = "../../test-plugins/json-bench/src/object.rs"]
+mod object;
+use object::one_kb_object;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

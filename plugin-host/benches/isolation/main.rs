@@ -27,6 +27,11 @@ use plugin_host::{Context, Isolation, PluginHandle, PluginManager};
 use plugin_test_support::fixtures;
 use serde_json::{json, Map, Value};
 
+#[allow(dead_code, reason = "only the input is used here")]
+#[path = "../../../test-plugins/json-bench/src/object.rs"]
+mod object;
+use object::one_kb_object;
+
 /// Calls (or round trips) before a measurement, not counted.
 const WARMUP: usize = 20_000;
 /// Timed trivial calls (and floor round trips).
@@ -74,25 +79,6 @@ fn per_call(rounds: usize, mut f: impl FnMut()) -> Percentiles {
         ns.push(t.elapsed().as_nanos() as u64);
     }
     Percentiles::of(ns)
-}
-
-/// A JSON object of about 1 KB: 32 fields, strings and numbers (as in `host.rs`).
-fn one_kb_object() -> Value {
-    let mut fields = Map::new();
-    for i in 0..16 {
-        fields.insert(
-            format!("name_{i:02}"),
-            Value::from(format!("value number {i:02}, padded to size")),
-        );
-        fields.insert(format!("count_{i:02}"), Value::from(1000 + i));
-    }
-    let object = Value::Object(fields);
-    let len = serde_json::to_string(&object).unwrap().len();
-    assert!(
-        (900..1200).contains(&len),
-        "the input is {len} bytes of JSON"
-    );
-    object
 }
 
 /// One JSON call as a host makes it: a fresh context, the input in, the output out.

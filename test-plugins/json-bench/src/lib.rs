@@ -1,28 +1,13 @@
 //! Benchmark fixture: a call users feel. Reads a JSON object from `input`, writes a
 //! transformed object of the same size to `output`. `plugin-host/benches/host.rs` runs the
-//! same `transform` directly on `serde_json::Value` as the baseline.
+//! same `transform` (`src/object.rs`) directly on `serde_json::Value` as the baseline.
 
 use plugin_sdk::{export_plugin, Context, PluginError};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-/// Upper-cases every string field and doubles every number; keeps the rest.
-fn transform(input: &Value) -> Value {
-    let Some(fields) = input.as_object() else {
-        return Value::Null;
-    };
-    let out: Map<String, Value> = fields
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::String(s) => Value::String(s.to_uppercase()),
-                Value::Number(n) => n.as_i64().map_or(v.clone(), |n| Value::from(n * 2)),
-                other => other.clone(),
-            };
-            (k.clone(), v)
-        })
-        .collect();
-    Value::Object(out)
-}
+#[allow(dead_code, reason = "one_kb_object is for the benches")]
+mod object;
+use object::transform;
 
 fn execute(ctx: &Context<'_>) -> Result<(), PluginError> {
     let input: Value = ctx
