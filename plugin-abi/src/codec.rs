@@ -8,7 +8,7 @@
 //! variants are their name, other variants a one-entry map, `None` and `()` are nil, bytes
 //! are MessagePack `bin`. Types that format themselves differently for humans and machines
 //! (addresses, times) use their human-readable form, as in JSON. One difference: a map key
-//! keeps its type (an integer key stays an integer); the [`Value`](crate::Value) view turns
+//! keeps its type (an integer key stays an integer); the [`Value`] view turns
 //! integer, bool and char keys into strings, as `serde_json` does.
 //!
 //! The bytes are untrusted on the reading side: [`decode`] refuses nesting deeper than
