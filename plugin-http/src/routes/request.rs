@@ -100,7 +100,11 @@ pub(super) async fn context(
         let mut text = serde_json::Deserializer::from_slice(&body);
         let stored = ctx.set("json", &serde_transcode::Transcoder::new(&mut text));
         if let Err(err) = stored
-            .map_err(|e| e.report())
+            // The parser's own message, not the context's wording around it.
+            .map_err(|e| match e {
+                plugin_host::Error::Value { source, .. } => source.to_string(),
+                other => other.report(),
+            })
             .and_then(|()| text.end().map_err(|e| e.to_string()))
         {
             ctx.remove("json");
